@@ -1,0 +1,5 @@
+"""The ``glasschat`` subcommands of the ``bench`` package."""
+
+
+def register(subparsers) -> None:
+    """Add this package's subcommands to the top-level parser."""
