@@ -28,11 +28,15 @@ class _EncodingState:
         self.state = state
 
 
+class _RefusedGlobal(pickle.UnpicklingError):
+    pass
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> type:
         if (module, name) == ("tiktoken.core", "Encoding"):
             return _EncodingState
-        raise pickle.UnpicklingError(f"refused global {module}.{name}")
+        raise _RefusedGlobal(f"it names {module}.{name}")
 
 
 def load_encoding_state(path: str | os.PathLike) -> dict:
@@ -47,7 +51,7 @@ def load_encoding_state(path: str | os.PathLike) -> dict:
         raise UserError(f"{path}: cannot read: {error.strerror}") from None
     try:
         obj = _RestrictedUnpickler(io.BytesIO(data)).load()
-    except pickle.UnpicklingError as error:
+    except _RefusedGlobal as error:
         raise UnsafePickleError(f"{path}: not a plain tiktoken Encoding pickle ({error}); refusing to load it") from None
     except Exception as error:  # truncated or corrupt data: any of a dozen exception types
         raise UnsafePickleError(f"{path}: not a valid pickle ({type(error).__name__}: {error})") from None
