@@ -201,3 +201,13 @@ def _byte_tokenizer() -> Tokenizer:
         from tokenizer.patterns import NANOCHAT
         _BYTE_TOKENIZER = Tokenizer.from_ranks({bytes([i]): i for i in range(256)}, NANOCHAT)
     return _BYTE_TOKENIZER
+
+
+def test_token_labels_show_specials_and_partial_bytes(tiny_tokenizer):
+    from tokenizer.display import token_label, visible_whitespace
+
+    assert token_label(tiny_tokenizer, tiny_tokenizer.bos_id) == "<|bos|>"
+    labels = [token_label(tiny_tokenizer, i) for i in tiny_tokenizer.encode("a 😀")]
+    partial = [label for label in labels if label.startswith("<0x")]
+    assert partial and "".join(partial).replace("<0x", "").replace(">", "").lower() in "😀".encode().hex()
+    assert visible_whitespace("a b\n") == "a·b↵\n"

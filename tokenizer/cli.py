@@ -1,11 +1,94 @@
 """``glasschat tokenizer train|encode|render``."""
 
+import json
+import sys
+from pathlib import Path
+
 from glasschat.cli import add_group
+from glasschat.errors import UserError
+from glasschat.paths import default_tokenizer_dir
 
 
 def register(subparsers) -> None:
     group = add_group(subparsers, "tokenizer", "Train, inspect and use BPE tokenizers.")
     _register_train(group)
+    _register_encode(group)
+    _register_render(group)
+
+
+def _add_tokenizer_option(parser) -> None:
+    parser.add_argument("--tokenizer", metavar="DIR", default=None,
+                        help="tokenizer directory (default: the bundled default model's)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the coloured view")
+
+
+def _load_tokenizer(directory: str | None):
+    from tokenizer.runtime import Tokenizer
+
+    if directory is None:
+        directory = default_tokenizer_dir()
+        if not directory.is_dir():
+            raise UserError(f"no bundled default model at {directory.parent}; pass --tokenizer DIR")
+    return Tokenizer.load(directory)
+
+
+def _register_encode(group) -> None:
+    p = group.add_parser("encode", help="Show how a text splits into tokens.",
+                         description="Encode TEXT as ordinary text (special-token strings stay text) and show "
+                         "the tokens; --json prints the ids as a JSON list.")
+    p.add_argument("text", metavar="TEXT", help="the text to encode; - reads standard input")
+    _add_tokenizer_option(p)
+
+    def run(args):
+        tok = _load_tokenizer(args.tokenizer)
+        ids = tok.encode(sys.stdin.read() if args.text == "-" else args.text)
+        if args.json:
+            print(json.dumps(ids))
+        else:
+            from tokenizer.display import print_tokens
+
+            print_tokens(tok, ids)
+        return 0
+
+    p.set_defaults(func=run)
+
+
+def _register_render(group) -> None:
+    p = group.add_parser("render", help="Show a conversation as the token ids and loss mask a model sees.",
+                         description="Render a conversation JSON file ({\"messages\": [...]}) to token ids and "
+                         "loss mask; --json prints {\"ids\": [...], \"mask\": [...]}.")
+    p.add_argument("conversation", metavar="CONVERSATION.json", help="the conversation file; - reads standard input")
+    _add_tokenizer_option(p)
+
+    def run(args):
+        tok = _load_tokenizer(args.tokenizer)
+        conversation = _read_json(args.conversation)
+        try:
+            ids, mask = tok.render_conversation(conversation)
+        except UserError as error:
+            raise UserError(f"{args.conversation}: {error}") from None
+        if args.json:
+            print(json.dumps({"ids": ids, "mask": mask}))
+        else:
+            from tokenizer.display import print_tokens
+
+            print_tokens(tok, ids, mask)
+        return 0
+
+    p.set_defaults(func=run)
+
+
+def _read_json(path: str):
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise UserError(f"{path}: cannot read: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path}: line {error.lineno}, column {error.colno}: invalid JSON: {error.msg}") from None
 
 
 def _register_train(group) -> None:
