@@ -1,0 +1,180 @@
+"""Checkpoint directories: save and load a GPT with its tokenizer.
+
+A checkpoint directory holds
+
+- ``config.json`` — ``{"format", "model": GPTConfig fields, "dtype", "save_id", "metadata"}``;
+- ``model.safetensors`` — the weights under nanochat's parameter names;
+- ``tokenizer/`` — the tokenizer files (``tokenizer.files`` format).
+
+Each file is written atomically, ``config.json`` last, and the weights and the config carry
+the same random ``save_id``: a save that was interrupted between the two files is reported
+as such instead of pairing new weights with old metadata. Only these files are written, so
+other files a user keeps in the directory (a model card, optimizer state) survive a save.
+
+Loading is memory-mapped (safetensors), lands in fp32 on the CPU — bf16 matmuls are far slower
+there — and in bf16 on CUDA.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from glasschat.atomic import atomic_path, atomic_write_text
+from glasschat.errors import UserError
+from model.gpt import GPT, GPTConfig
+
+FORMAT = "glasschat-checkpoint/1"
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_DIR = "tokenizer"
+DEFAULT_CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints" / "default"
+
+
+class CheckpointError(UserError):
+    """A checkpoint directory that is missing, incomplete or inconsistent."""
+
+
+def default_checkpoint_dir() -> Path | None:
+    """The bundled default model's directory, or None when it has not been trained yet."""
+    return DEFAULT_CHECKPOINT_DIR if (DEFAULT_CHECKPOINT_DIR / CONFIG_FILE).is_file() else None
+
+
+def resolve_checkpoint_dir(checkpoint: str | os.PathLike | None) -> Path:
+    """The checkpoint a command should use: the one given, else the default model."""
+    if checkpoint is not None:
+        return Path(checkpoint)
+    default = default_checkpoint_dir()
+    if default is None:
+        raise CheckpointError(f"no default model in {DEFAULT_CHECKPOINT_DIR}: pass --checkpoint DIR")
+    return default
+
+
+def save_checkpoint(
+    directory: str | os.PathLike,
+    gpt: GPT,
+    tokenizer,
+    metadata: dict | None = None,
+    dtype: torch.dtype | None = None,
+) -> None:
+    """Write ``gpt`` and ``tokenizer`` to ``directory`` (created if needed).
+
+    ``metadata`` (JSON-serialisable: training step, recipe, eval figures …) is stored in
+    ``config.json``. ``dtype`` converts floating-point weights (e.g. ``torch.bfloat16`` for a
+    small shipped model); None keeps each tensor's own dtype.
+    """
+    directory = Path(directory)
+    if tokenizer.vocab_size != gpt.config.vocab_size:
+        raise CheckpointError(
+            f"{directory}: tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is {gpt.config.vocab_size}"
+        )
+    tensors = {}
+    for name, tensor in gpt.state_dict().items():
+        tensor = tensor.detach().to("cpu")
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        tensors[name] = tensor.contiguous()
+    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in tensors.values()})
+    save_id = secrets.token_hex(8)
+    config = {
+        "format": FORMAT,
+        "model": gpt.config.to_dict(),
+        "dtype": dtypes[0] if len(dtypes) == 1 else dtypes,
+        "save_id": save_id,
+        "metadata": metadata or {},
+    }
+    config_text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"  # fails before anything is written
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(directory / TOKENIZER_DIR)
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        save_file(tensors, tmp, metadata={"format": "pt", "save_id": save_id})
+    atomic_write_text(directory / CONFIG_FILE, config_text)
+
+
+def read_config(directory: str | os.PathLike) -> tuple[GPTConfig, dict]:
+    """``(model config, the whole config.json)`` of a checkpoint directory, checked."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: no such checkpoint directory")
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing (a checkpoint holds {CONFIG_FILE}, {WEIGHTS_FILE} and {TOKENIZER_DIR}/)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path}: not valid JSON: {error}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: field 'format' must be {FORMAT!r}")
+    if not isinstance(data.get("metadata", {}), dict):
+        raise CheckpointError(f"{path}: field 'metadata' must be an object")
+    return GPTConfig.from_dict(data.get("model"), f"{path}: field 'model'"), data
+
+
+def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu"):
+    """Load ``(gpt, tokenizer)`` from a checkpoint directory, the model in eval mode.
+
+    Weights are fp32 on the CPU and bf16 on CUDA. Every inconsistency is a ``CheckpointError``
+    naming the file: missing files, a config.json that does not parse, missing or unexpected
+    tensors, a tensor of the wrong shape, a tokenizer whose vocabulary differs from the model's.
+    """
+    from tokenizer import Tokenizer
+
+    directory = Path(directory)
+    config, data = read_config(directory)
+    weights_path = directory / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise CheckpointError(f"{weights_path}: missing")
+    tokenizer = Tokenizer.load(directory / TOKENIZER_DIR)
+    if tokenizer.vocab_size != config.vocab_size:
+        raise CheckpointError(
+            f"{directory / TOKENIZER_DIR}: tokenizer has {tokenizer.vocab_size} tokens but "
+            f"{directory / CONFIG_FILE} says vocab_size {config.vocab_size}"
+        )
+
+    device = torch.device(device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    with torch.device("meta"):
+        gpt = GPT(config)  # shapes only: the real tensors come from the file
+    state = _read_weights(weights_path, data.get("save_id"), {k: tuple(v.shape) for k, v in gpt.state_dict().items()})
+    gpt.load_state_dict({name: tensor.to(dtype) for name, tensor in state.items()}, assign=True)
+    return gpt.to(device).eval(), tokenizer
+
+
+def _read_weights(path: Path, save_id: object, expected: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    try:
+        with safe_open(path, framework="pt", device="cpu") as f:
+            file_save_id = (f.metadata() or {}).get("save_id")
+            state = {name: f.get_tensor(name) for name in f.keys()}
+    except Exception as error:  # safetensors raises its own error types for a bad header or truncation
+        raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from None
+    if save_id is not None and file_save_id != save_id:
+        raise CheckpointError(
+            f"{path}: written by a different save than {CONFIG_FILE} (an interrupted save?); save the checkpoint again"
+        )
+    missing = [name for name in expected if name not in state]
+    unexpected = [name for name in state if name not in expected]
+    if missing:
+        raise CheckpointError(f"{path}: missing tensor(s) {_names(missing)}")
+    if unexpected:
+        raise CheckpointError(f"{path}: unexpected tensor(s) {_names(unexpected)}")
+    for name, shape in expected.items():
+        if tuple(state[name].shape) != shape:
+            raise CheckpointError(
+                f"{path}: tensor {name} has shape {tuple(state[name].shape)}, the config needs {shape}"
+            )
+    for name, tensor in state.items():
+        if not tensor.is_floating_point():
+            raise CheckpointError(f"{path}: tensor {name} has dtype {tensor.dtype}, expected floating point")
+    return state
+
+
+def _names(names: list[str], limit: int = 4) -> str:
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
