@@ -15,7 +15,6 @@ _LAZY = {
     "GPTConfig": "model.gpt",
     "load_model": "model.checkpoint",
     "save_checkpoint": "model.checkpoint",
-    "default_checkpoint_dir": "model.checkpoint",
     "resolve_checkpoint_dir": "model.checkpoint",
     "CheckpointError": "model.checkpoint",
 }

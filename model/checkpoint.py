@@ -26,6 +26,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from glasschat import paths
 from glasschat.atomic import atomic_path, atomic_write_text
 from glasschat.errors import UserError
 from model.gpt import GPT, GPTConfig
@@ -34,25 +35,20 @@ FORMAT = "glasschat-checkpoint/1"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
-DEFAULT_CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints" / "default"
 
 
 class CheckpointError(UserError):
     """A checkpoint directory that is missing, incomplete or inconsistent."""
 
 
-def default_checkpoint_dir() -> Path | None:
-    """The bundled default model's directory, or None when it has not been trained yet."""
-    return DEFAULT_CHECKPOINT_DIR if (DEFAULT_CHECKPOINT_DIR / CONFIG_FILE).is_file() else None
-
-
 def resolve_checkpoint_dir(checkpoint: str | os.PathLike | None) -> Path:
-    """The checkpoint a command should use: the one given, else the default model."""
+    """The checkpoint a command should use: the one given, else the bundled default model
+    (``glasschat.paths.default_checkpoint_dir()``) when it has been trained."""
     if checkpoint is not None:
         return Path(checkpoint)
-    default = default_checkpoint_dir()
-    if default is None:
-        raise CheckpointError(f"no default model in {DEFAULT_CHECKPOINT_DIR}: pass --checkpoint DIR")
+    default = paths.default_checkpoint_dir()
+    if not (default / CONFIG_FILE).is_file():
+        raise CheckpointError(f"no default model in {default}: pass --checkpoint DIR")
     return default
 
 

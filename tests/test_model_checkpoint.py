@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import model.checkpoint as checkpoint
+from glasschat import paths
 from glasschat.errors import UserError
 from model import load_model, save_checkpoint
 from model.gpt import GPT, GPTConfig
@@ -125,14 +126,13 @@ def test_bad_checkpoint_is_a_one_line_user_error_naming_the_file(saved, case):
     assert str(saved) in str(error.value)
 
 
-def test_default_checkpoint_dir_is_used_only_when_present(tmp_path, monkeypatch, saved):
-    monkeypatch.setattr(checkpoint, "DEFAULT_CHECKPOINT_DIR", tmp_path / "missing")
-    assert checkpoint.default_checkpoint_dir() is None
+def test_default_checkpoint_is_used_only_when_present(tmp_path, monkeypatch, saved):
+    monkeypatch.setattr(paths, "default_checkpoint_dir", lambda: tmp_path / "missing")
     with pytest.raises(UserError, match="--checkpoint"):
         checkpoint.resolve_checkpoint_dir(None)
     assert checkpoint.resolve_checkpoint_dir("elsewhere").name == "elsewhere"
-    monkeypatch.setattr(checkpoint, "DEFAULT_CHECKPOINT_DIR", saved)
-    assert checkpoint.default_checkpoint_dir() == saved == checkpoint.resolve_checkpoint_dir(None)
+    monkeypatch.setattr(paths, "default_checkpoint_dir", lambda: saved)
+    assert checkpoint.resolve_checkpoint_dir(None) == saved
 
 
 def test_import_model_does_not_import_torch():
