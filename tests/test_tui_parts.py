@@ -1,0 +1,75 @@
+"""The app's pure parts: slash commands, context fitting, token labels, reply blocks."""
+
+from __future__ import annotations
+
+import pytest
+
+from glasschat.errors import UserError
+from model.events import SamplingParams, TokenEvent
+from tui import commands
+from tui.context import ContextFullError, fit_prompt
+from tui.reply import ReplyTracker, merge_pieces
+from tui.tokens import label_segments
+
+
+def test_slash_commands_parse_and_set_params():
+    params = SamplingParams()
+    for text, field, value in [("/temperature 0.7", "temperature", 0.7), ("/temp 0", "temperature", 0.0),
+                               ("/topk 50", "top_k", 50), ("/topp 0.9", "top_p", 0.9), ("/seed 1", "seed", 1),
+                               ("/seed random", "seed", None), ("/max 256", "max_tokens", 256)]:
+        command, argument = commands.parse(text)
+        assert getattr(commands.set_param(params, command, argument), field) == value
+    assert commands.parse("hello /temperature 1") is None
+    assert commands.parse("//etc/hosts") is None and commands.message_text("//etc/hosts") == "/etc/hosts"
+    with pytest.raises(UserError, match="unknown command /nope"):
+        commands.parse("/nope")
+    for bad, message in [("/topk many", "not an integer"), ("/topp 1.5", "top_p=1.5 must be in"),
+                         ("/max", "usage: /max N"), ("/max 0", "max_tokens=0 must be >= 1")]:
+        with pytest.raises(UserError, match=message):
+            commands.set_param(params, *commands.parse(bad))
+
+
+def conversation(turns: int) -> list[dict]:
+    messages = []
+    for n in range(turns):
+        messages += [{"role": "user", "content": f"question {n} about the quick brown fox"},
+                     {"role": "assistant", "content": f"answer {n} about the lazy dog"}]
+    return messages + [{"role": "user", "content": "last question"}]
+
+
+def test_fit_prompt_drops_oldest_turns_and_keeps_the_system_message(tiny_tokenizer):
+    tok = tiny_tokenizer
+    messages = [{"role": "system", "content": "Be brief."}, *conversation(6)]
+    whole = tok.render_for_completion({"messages": messages})
+    assert fit_prompt(tok, messages, len(whole) + 8, max_tokens=8).dropped == 0
+    prompt = fit_prompt(tok, messages, len(whole) // 2 + 8, max_tokens=8)
+    assert prompt.dropped > 0 and prompt.dropped % 2 == 0
+    kept = prompt.sent_messages(messages)
+    assert kept[0]["content"] == "Be brief." and kept[1] == messages[1 + prompt.dropped]
+    assert prompt.ids == tok.render_for_completion({"messages": kept}) and len(prompt.ids) + 8 <= len(whole) // 2 + 8
+
+
+def test_fit_prompt_refuses_a_message_longer_than_the_context(tiny_tokenizer):
+    with pytest.raises(ContextFullError, match="too long for the model"):
+        fit_prompt(tiny_tokenizer, [{"role": "user", "content": "word " * 100}], 32, max_tokens=8)
+
+
+def test_partial_utf8_becomes_byte_badges():
+    assert label_segments("é".encode()) == (("é", False),)
+    assert label_segments(b"\xe4\xbd") == (("<0xE4><0xBD>", True),)
+    assert label_segments(b"a\xe4") == (("a", False), ("<0xE4>", True))
+    assert label_segments(b"\xa0b") == (("<0xA0>", True), ("b", False))
+
+
+def test_reply_tracker_splits_text_and_tool_blocks(tiny_tokenizer):
+    tok = tiny_tokenizer
+    special = tok.encode_special
+    events = [TokenEvent(i, t, False) for i, t in [(1, "Let "), (2, "me. ")]]
+    events += [TokenEvent(special("<|python_start|>"), "", False), TokenEvent(3, "1+1", False),
+               TokenEvent(special("<|python_end|>"), "", False), TokenEvent(special("<|output_start|>"), "", True),
+               TokenEvent(4, "2", True), TokenEvent(special("<|output_end|>"), "", True), TokenEvent(5, "Two.", False),
+               TokenEvent(special("<|assistant_end|>"), "", False)]
+    tracker = ReplyTracker(tok.special_name)
+    pieces = merge_pieces([p for p in map(tracker.feed, events) if p is not None])
+    assert [(p.block, p.kind, p.text) for p in pieces] == [
+        (0, "text", "Let me. "), (1, "python", "1+1"), (2, "python_output", "2"), (3, "text", "Two.")]

@@ -1,0 +1,84 @@
+"""A scripted engine for the app's tests: ``stream`` has the real engine's signature and yields
+the same events, replying with given texts (or parts, for tool calls) token by token."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from model.events import GenerationStats, Stop, TokenEvent
+from tui.backend import Backend, ModelInfo
+
+
+class ScriptedEngine:
+    """Replies with ``replies`` in turn (the last one repeats).
+
+    ``hold_after``: after that many tokens, wait until cancelled (a reply caught mid-stream).
+    ``fail_after``: raise after that many tokens. ``delay_s``: sleep before each token.
+    """
+
+    def __init__(self, tokenizer, replies, *, hold_after: int | None = None, fail_after: int | None = None,
+                 delay_s: float = 0.0) -> None:
+        self.tokenizer = tokenizer
+        self.replies = list(replies)
+        self.hold_after = hold_after
+        self.fail_after = fail_after
+        self.delay_s = delay_s
+        self.calls: list[tuple[list[int], object]] = []  # (prompt ids, params) of every call
+        self.holding = threading.Event()
+
+    def tokens(self, reply) -> list[tuple[int, bool]]:
+        tok = self.tokenizer
+        special = tok.encode_special
+        if isinstance(reply, str):
+            reply = [{"type": "text", "text": reply}]
+        out: list[tuple[int, bool]] = []
+        for part in reply:
+            if part["type"] == "text":
+                out += [(i, False) for i in tok.encode(part["text"])]
+            elif part["type"] == "python":
+                out += [(special("<|python_start|>"), False)] + [(i, False) for i in tok.encode(part["text"])]
+                out += [(special("<|python_end|>"), False)]
+            else:
+                out += [(special("<|output_start|>"), True)] + [(i, True) for i in tok.encode(part["text"])]
+                out += [(special("<|output_end|>"), True)]
+        return out + [(special("<|assistant_end|>"), False)]
+
+    def stream(self, prompt_ids, params, cancel=None):
+        self.calls.append((list(prompt_ids), params))
+        reply = self.replies[min(len(self.calls) - 1, len(self.replies) - 1)]
+        decoder = self.tokenizer.stream_decoder()
+        start = time.perf_counter()
+        first = None
+
+        def stop(reason, produced):
+            now = time.perf_counter()
+            stats = GenerationStats(len(prompt_ids), produced, (first or now) - start, now - start)
+            return Stop(reason, stats)
+
+        for n, (token, forced) in enumerate(self.tokens(reply)):
+            if self.hold_after is not None and n == self.hold_after:
+                self.holding.set()
+                while cancel is not None and not cancel.wait(0.01):
+                    pass
+            if self.fail_after is not None and n == self.fail_after:
+                raise RuntimeError("scripted engine failure")
+            if cancel is not None and cancel.is_set():
+                yield stop("cancelled", n)
+                return
+            if n >= params.max_tokens:
+                yield stop("max_tokens", n)
+                return
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            first = first or time.perf_counter()
+            bpe = self.tokenizer.vocab_size - 9
+            top = () if forced else tuple(((token if k == 0 else (token + k) % bpe), 0.5 / (k + 1))
+                                          for k in range(params.top_alternatives))
+            yield TokenEvent(token, decoder.feed(token), forced, None if forced else 0.5, top)
+        yield stop("assistant_end", len(self.tokens(reply)))
+
+
+def scripted_backend(tokenizer, replies, sequence_len: int = 512, **engine_options) -> Backend:
+    engine = ScriptedEngine(tokenizer, replies, **engine_options)
+    return Backend(engine, tokenizer, ModelInfo("scripted", 1234, sequence_len))

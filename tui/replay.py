@@ -1,0 +1,138 @@
+"""Scripted conversation replay.
+
+A script is a chat file (``tui.records``): one conversation per line. Replaying feeds each
+user message to the model and generates the assistant reply; the generated replies, not the
+script's, form the context of later turns — as in a real chat. Where the script has an
+assistant message, the transcript compares it with what was generated (exact match, index of
+the first differing token).
+
+The same seed and sampling parameters give the same transcript, timings aside: every turn is
+sampled with the given seed, so a turn depends only on (seed, parameters, prompt).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+from glasschat.errors import UserError
+from model.events import SamplingParams
+from tui.context import fit_prompt
+from tui.generate import generate_turn
+from tui.records import Line, dumps_line, entry_error, read_lines, write_records
+
+
+@dataclass(frozen=True)
+class ScriptTurn:
+    """One reply to generate: the script's messages up to and including the user message it
+    answers (generated replies are substituted as the replay goes), and the script's own reply
+    if it has one."""
+
+    user_index: int
+    expected: dict | None
+
+
+def plan_turns(messages: list[dict]) -> list[ScriptTurn]:
+    """A reply is generated after every user message."""
+    turns = []
+    for index, message in enumerate(messages):
+        if message["role"] == "user":
+            following = messages[index + 1] if index + 1 < len(messages) else None
+            expected = following if following is not None and following["role"] == "assistant" else None
+            turns.append(ScriptTurn(index, expected))
+    return turns
+
+
+def expected_ids(tokenizer, assistant_message: dict) -> list[int]:
+    """The token ids of an assistant message's body, ending with ``<|assistant_end|>``."""
+    ids = tokenizer.render_conversation({"messages": [{"role": "user", "content": ""}, assistant_message]}).ids
+    start = ids.index(tokenizer.encode_special("<|assistant_start|>"))
+    return ids[start + 1:]
+
+
+def compare(expected: list[int], generated: list[int]) -> dict:
+    """Exact match, and the index of the first token where the two differ (None if equal)."""
+    first = next((i for i, (a, b) in enumerate(zip(expected, generated)) if a != b), None)
+    if first is None and len(expected) != len(generated):
+        first = min(len(expected), len(generated))
+    return {"exact_match": first is None, "first_difference": first, "expected_ids": expected}
+
+
+def replay_conversation(backend, conversation: dict, params: SamplingParams) -> dict:
+    """Replay one conversation; returns its transcript record (``messages`` with the generated
+    replies, and per reply ``ids``, ``stop_reason``, ``ttft_ms``, ``tokens_per_s``, ...).
+
+    Raises ``ConversationError`` (from the tokenizer) for a malformed conversation and
+    ``ContextFullError`` for a user message longer than the context.
+    """
+    tokenizer = backend.tokenizer
+    script = conversation["messages"]
+    tokenizer.render_conversation(conversation)  # validation: names the bad message
+    messages: list[dict] = []
+    turns: list[dict] = []
+    plan = {turn.user_index: turn for turn in plan_turns(script)}
+    for index, message in enumerate(script):
+        if message["role"] == "assistant":
+            continue  # generated instead, below
+        messages.append(message)
+        if index not in plan:
+            continue
+        prompt = fit_prompt(tokenizer, messages, backend.info.sequence_len, params.max_tokens)
+        turn = generate_turn(backend.engine, prompt.ids, params, message_index=len(messages))
+        messages.append({"role": "assistant", "content": tokenizer.parse_assistant(turn.ids)})
+        record = {"message": turn.message, "ids": turn.ids, "stop_reason": turn.stop_reason,
+                  "ttft_ms": turn.ttft_ms, "tokens_per_s": turn.tokens_per_s, "seed": turn.seed}
+        if any(turn.forced):
+            record["forced"] = [i for i, forced in enumerate(turn.forced) if forced]
+        if prompt.dropped:
+            record["context_dropped_messages"] = prompt.dropped
+        expected = plan[index].expected
+        if expected is not None:
+            record["expected"] = compare(expected_ids(tokenizer, expected), turn.ids)
+        turns.append(record)
+    return {"messages": messages, "turns": turns}
+
+
+def replay_script(backend, entries: list[Line], params: SamplingParams) -> Iterator[dict]:
+    """Replay every conversation of a script; a bad one yields ``{"line", "error"}`` and the
+    others still run."""
+    for entry in entries:
+        problem = entry_error(entry)
+        if problem is None:
+            try:
+                record = replay_conversation(backend, entry.data, params)
+            except UserError as error:
+                problem = str(error)
+        if problem is not None:
+            yield {"line": entry.number, "error": problem}
+        else:
+            yield {"line": entry.number, **record}
+
+
+def replay_command(args) -> int:
+    """``glasschat replay SCRIPT``: write the transcript to ``--out`` (or stdout)."""
+    from tui.backend import load_backend
+
+    entries = read_lines(args.script)
+    if not entries:
+        raise UserError(f"{args.script}: no conversations in the script")
+    params = args.params
+    backend = load_backend(args.checkpoint)
+    meta = {"model": backend.info.name, "params": asdict(params)}
+    records, failed = [], 0
+    for record in replay_script(backend, entries, params):
+        record["meta"] = meta
+        if "error" in record:
+            failed += 1
+            print(f"glasschat: {args.script}: line {record['line']}: {record['error']}", file=sys.stderr)
+        if args.out is None:
+            sys.stdout.write(dumps_line(record))
+            sys.stdout.flush()
+        elif "error" not in record:
+            print(f"line {record['line']}: {len(record['turns'])} replies", file=sys.stderr)
+        records.append(record)
+    if args.out is not None:
+        write_records(args.out, records)
+        print(f"transcript: {args.out} ({len(records) - failed} conversations, {failed} failed)", file=sys.stderr)
+    return 2 if failed else 0

@@ -1,0 +1,84 @@
+"""Saved conversations: one chat file per conversation under ``$XDG_DATA_HOME/glasschat/``.
+
+Each file is a one-line chat file (``tui.records``) that ``glasschat replay`` can read. The chat
+rewrites it atomically after every user message and every reply, so killing the process at any
+moment loses at most the reply being generated.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from glasschat.errors import UserError
+from tui.records import ChatRecord, RecordFileError, entry_error, read_lines, write_records
+
+SUFFIX = ".jsonl"
+
+
+def data_dir() -> Path:
+    """``$XDG_DATA_HOME/glasschat`` (``~/.local/share/glasschat`` when it is unset)."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "glasschat"
+
+
+def title_of(messages: list[dict], width: int = 60) -> str:
+    """The first line of the first user message, shortened."""
+    for message in messages:
+        if message.get("role") == "user" and isinstance(message.get("content"), str):
+            line = message["content"].strip().split("\n", 1)[0]
+            return line if len(line) <= width else line[: width - 1] + "…"
+    return "(empty conversation)"
+
+
+@dataclass(frozen=True)
+class SavedConversation:
+    id: str
+    title: str
+    updated: float  # seconds since the epoch
+    messages: int
+
+
+class ConversationStore:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else data_dir() / "conversations"
+
+    @staticmethod
+    def new_id() -> str:
+        return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+    def path(self, conversation_id: str) -> Path:
+        return self.root / f"{conversation_id}{SUFFIX}"
+
+    def save(self, conversation_id: str, record: ChatRecord) -> None:
+        write_records(self.path(conversation_id), [record.to_json()])
+
+    def load(self, conversation_id: str) -> ChatRecord:
+        path = self.path(conversation_id)
+        entries = read_lines(path)
+        if len(entries) != 1 or entry_error(entries[0]):
+            raise RecordFileError(f"{path}: expected one conversation object with a \"messages\" list")
+        return ChatRecord.from_json(entries[0].data)
+
+    def delete(self, conversation_id: str) -> None:
+        self.path(conversation_id).unlink(missing_ok=True)
+
+    def list(self) -> list[SavedConversation]:
+        """Saved conversations, most recently updated first; unreadable files are skipped."""
+        found = []
+        for path in self.root.glob(f"*{SUFFIX}"):
+            try:
+                record = self.load(path.stem)
+                updated = path.stat().st_mtime
+            except (UserError, OSError):
+                continue
+            found.append(SavedConversation(path.stem, record.meta.get("title") or title_of(record.messages),
+                                           updated, len(record.messages)))
+        return sorted(found, key=lambda saved: (saved.updated, saved.id), reverse=True)
+
+    def latest(self) -> str | None:
+        saved = self.list()
+        return saved[0].id if saved else None
