@@ -15,15 +15,17 @@ class ScriptedEngine:
 
     ``hold_after``: after that many tokens, wait until cancelled (a reply caught mid-stream).
     ``fail_after``: raise after that many tokens. ``delay_s``: sleep before each token.
+    ``timings``: report these ``(ttft_s, total_s)`` instead of measured ones (for snapshots).
     """
 
     def __init__(self, tokenizer, replies, *, hold_after: int | None = None, fail_after: int | None = None,
-                 delay_s: float = 0.0) -> None:
+                 delay_s: float = 0.0, timings: tuple[float, float] | None = None) -> None:
         self.tokenizer = tokenizer
         self.replies = list(replies)
         self.hold_after = hold_after
         self.fail_after = fail_after
         self.delay_s = delay_s
+        self.timings = timings
         self.calls: list[tuple[list[int], object]] = []  # (prompt ids, params) of every call
         self.holding = threading.Event()
 
@@ -53,7 +55,8 @@ class ScriptedEngine:
 
         def stop(reason, produced):
             now = time.perf_counter()
-            stats = GenerationStats(len(prompt_ids), produced, (first or now) - start, now - start)
+            ttft, total = self.timings or ((first or now) - start, now - start)
+            stats = GenerationStats(len(prompt_ids), produced, ttft, total)
             return Stop(reason, stats)
 
         for n, (token, forced) in enumerate(self.tokens(reply)):

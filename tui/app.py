@@ -87,18 +87,23 @@ class GlasschatApp(App):
     AUTO_FOCUS = "#input"
 
     BINDINGS = [
-        Binding("escape", "stop", "Stop", tooltip="Stop the reply (it is kept and closed)"),
-        Binding("ctrl+r", "regenerate", "Regenerate", priority=True),
-        Binding("ctrl+e", "edit_last", "Edit last", priority=True),
-        Binding("ctrl+n", "new_conversation", "New", priority=True),
-        Binding("ctrl+o", "open_conversations", "Open", priority=True),
-        Binding("f1", "help", "Help"),
-        Binding("f2", "toggle_tokens", "Tokens"),
-        Binding("f3", "toggle_raw", "Raw"),
-        Binding("f4", "settings", "Settings"),
-        Binding("f5", "replay_pause", "Pause replay", show=False),
-        Binding("f6", "replay_step", "Step replay", show=False, priority=True),
-        Binding("ctrl+end", "jump_to_newest", "Newest message", show=False, priority=True),
+        Binding("escape", "stop", "Stop", tooltip="stop the reply: it is kept and closed with <|assistant_end|>"),
+        Binding("ctrl+r", "regenerate", "Regenerate", priority=True,
+                tooltip="generate the last reply again, with a new seed"),
+        Binding("ctrl+e", "edit_last", "Edit last", priority=True,
+                tooltip="take back the last message (and its reply) to edit and resend"),
+        Binding("ctrl+n", "new_conversation", "New", priority=True, tooltip="start a new conversation"),
+        Binding("ctrl+o", "open_conversations", "Open", priority=True, tooltip="open a saved conversation"),
+        Binding("f1", "help", "Help", tooltip="this list of keys and commands"),
+        Binding("f2", "toggle_tokens", "Tokens",
+                tooltip="token pane: the conversation as tokens, the draft's tokens, the inspector"),
+        Binding("f3", "toggle_raw", "Raw", tooltip="raw view: the chat as the exact token stream"),
+        Binding("f4", "settings", "Settings", tooltip="sampling settings"),
+        Binding("f5", "replay_pause", "Pause replay", show=False, tooltip="pause or resume a replay"),
+        Binding("f6", "replay_step", "Step replay", show=False, priority=True,
+                tooltip="play the next turn of a paused replay"),
+        Binding("ctrl+end", "jump_to_newest", "Newest message", show=False, priority=True,
+                tooltip="jump to the newest message and follow the stream again"),
     ]
 
     def __init__(self, backend: Backend, *, store: ConversationStore | None = None,
@@ -384,13 +389,13 @@ class GlasschatApp(App):
         self.push_screen(HelpScreen(self.key_sections()))
 
     def key_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
-        app_keys = [(key_label(b.key), b.description) for b in self.BINDINGS]
+        app_keys = [(key_label(b.key), b.tooltip or b.description) for b in self.BINDINGS]
         return [
             ("Chat", [("Enter", "send the message"), ("Shift+Enter / Ctrl+J", "new line in the message"),
                       *app_keys, ("End (at line end)", "jump to the newest message"),
                       ("Ctrl+P", "command palette: every action by name"), ("Ctrl+Q", "quit")]),
             ("Token pane (F2, then Tab to focus it)", [
-                (key_label(b.key), b.description) for b in TokenView.BINDINGS]
+                (key_label(b.key), b.tooltip or b.description) for b in TokenView.BINDINGS]
              + [("mouse", "hover or click a token to inspect it")]),
             ("Conversations (Ctrl+O)", [("Enter", "open"), ("Del / Ctrl+D", "delete"), ("Esc", "close")]),
         ]

@@ -7,10 +7,7 @@ Loading imports torch, so it happens only inside the commands that need a model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-from glasschat.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -36,26 +33,12 @@ class Backend:
     info: ModelInfo
 
 
-def checkpoint_dir(checkpoint: str | None) -> Path:
-    """``checkpoint``, or the bundled default model's directory when none is given."""
-    if checkpoint is not None:
-        return Path(checkpoint)
-    from glasschat.paths import default_checkpoint_dir
-
-    directory = default_checkpoint_dir()
-    if not directory.is_dir():
-        raise UserError(f"no default model at {directory}; pass --checkpoint DIR")
-    return directory
-
-
 def load_backend(checkpoint: str | None) -> Backend:
-    """Load a checkpoint directory (or the default model) into an engine."""
-    import torch
+    """Load a checkpoint directory (or the bundled default model) into an engine."""
+    from model import load_model, resolve_checkpoint_dir
+    from model.engine import Engine
 
-    from model import Engine, load_model
-
-    torch.set_num_threads(1)  # decode at batch 1 is overhead-bound; a second thread only contends
-    directory = checkpoint_dir(checkpoint)
+    directory = resolve_checkpoint_dir(checkpoint)
     gpt, tokenizer = load_model(directory)
     parameters = sum(p.numel() for p in gpt.parameters())
     name = directory.resolve().name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -30,16 +31,17 @@ def key_label(keys: str) -> str:
     return " / ".join(one(key.strip()) for key in keys.split(","))
 
 
-def help_table(sections: list[tuple[str, list[tuple[str, str]]]]) -> Table:
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column()
+def help_table(sections: list[tuple[str, list[tuple[str, str]]]]) -> Group:
+    """A titled two-column table (keys, what they do) per section."""
+    parts = []
     for title, rows in sections:
-        table.add_row(Text(title, style="bold underline"), "")
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold", no_wrap=True, min_width=22)
+        table.add_column(ratio=1)
         for keys, description in rows:
             table.add_row(keys, description)
-        table.add_row("", "")
-    return table
+        parts += [Text(title, style="bold underline"), table, Text("")]
+    return Group(*parts)
 
 
 def command_rows() -> list[tuple[str, str]]:

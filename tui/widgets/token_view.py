@@ -67,8 +67,8 @@ class TokenView(Widget, can_focus=True):
         Binding("right", "move(1)", "Next token", show=False),
         Binding("home", "move_to(0)", "First token", show=False),
         Binding("end", "move_to(-1)", "Last token", show=False),
-        Binding("w", "toggle_whitespace", "Whitespace"),
-        Binding("i", "toggle_ids", "Ids"),
+        Binding("w", "toggle_whitespace", "Whitespace", tooltip="show spaces, tabs and newlines"),
+        Binding("i", "toggle_ids", "Ids", tooltip="show each token's id"),
     ]
 
     cursor: reactive[int] = reactive(-1)
