@@ -73,3 +73,24 @@ def test_reply_tracker_splits_text_and_tool_blocks(tiny_tokenizer):
     pieces = merge_pieces([p for p in map(tracker.feed, events) if p is not None])
     assert [(p.block, p.kind, p.text) for p in pieces] == [
         (0, "text", "Let me. "), (1, "python", "1+1"), (2, "python_output", "2"), (3, "text", "Two.")]
+
+
+def test_replies_are_rendered_as_generated(tiny_tokenizer):
+    from tui.records import TurnRecord
+    from tui.rendering import prompt_ids, render_chat
+
+    tok = tiny_tokenizer
+    spelled = [tok.encode(ch)[0] for ch in "Hello"]  # not how "Hello" encodes, but what was sampled
+    assert spelled != tok.encode("Hello")
+    output = [tok.encode_special("<|output_start|>"), *tok.encode("42"), tok.encode_special("<|output_end|>")]
+    turn = TurnRecord(1, ids=spelled + output, forced=[False] * 5 + [True] * len(output), stop_reason="cancelled")
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": tok.parse_assistant(turn.ids)},
+                {"role": "user", "content": "more"}]
+    ids, mask = render_chat(tok, messages, {1: turn})
+    start = ids.index(tok.encode_special("<|assistant_start|>"))
+    end = tok.encode_special("<|assistant_end|>")
+    assert ids[start + 1:ids.index(end) + 1] == turn.ids + [end]  # closed, since it was stopped
+    assert mask[start + 1:ids.index(end) + 1] == [1] * 5 + [0] * len(output) + [1]
+    assert prompt_ids(tok, messages, {1: turn}) == ids + [tok.encode_special("<|assistant_start|>")]
+    edited = [messages[0], {"role": "assistant", "content": "something else"}, messages[2]]
+    assert render_chat(tok, edited, {1: turn}) == tuple(tok.render_conversation({"messages": edited}))

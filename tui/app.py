@@ -33,6 +33,7 @@ from tui.context import Prompt, fit_prompt
 from tui.generate import finish_turn, with_seed
 from tui.records import ChatRecord, Line, TurnRecord, entry_error, to_markdown, write_records
 from tui.replay import compare, expected_ids, plan_turns
+from tui.rendering import prompt_ids, render_chat
 from tui.reply import ReplyTracker, merge_pieces
 from tui.screens.conversations import ConversationsScreen
 from tui.screens.help import HelpScreen, key_label
@@ -191,7 +192,8 @@ class GlasschatApp(App):
         message cannot be sent."""
         messages = [*self.messages, {"role": "user", "content": text}]
         try:
-            prompt = fit_prompt(self.tokenizer, messages, self.backend.info.sequence_len, self.params.max_tokens)
+            prompt = fit_prompt(self.tokenizer, messages, self.backend.info.sequence_len, self.params.max_tokens,
+                                self.turns)
         except UserError as error:
             self.notify(str(error), severity="error")
             return False
@@ -309,7 +311,8 @@ class GlasschatApp(App):
         if self.messages[-1]["role"] == "assistant":
             await self._truncate(len(self.messages) - 1)
         try:
-            prompt = fit_prompt(self.tokenizer, self.messages, self.backend.info.sequence_len, self.params.max_tokens)
+            prompt = fit_prompt(self.tokenizer, self.messages, self.backend.info.sequence_len,
+                                self.params.max_tokens, self.turns)
         except UserError as error:
             self.notify(str(error), severity="error")
             return
@@ -471,12 +474,13 @@ class GlasschatApp(App):
         self.notify(f"Saved {path}")
 
     def export_ids(self, filename: str) -> None:
-        """``/export FILE``: the rendered conversation as ``{"ids", "mask"}``."""
+        """``/export FILE``: the rendered conversation as ``{"ids", "mask"}`` — the tokens the
+        token pane shows, replies as generated."""
         if not filename:
             raise UserError("usage: /export FILE.json")
         if not self.messages:
             raise UserError("nothing to export: the conversation is empty")
-        ids, mask = self.tokenizer.render_conversation({"messages": self.messages})
+        ids, mask = render_chat(self.tokenizer, self.messages, self.turns)
         path = Path(filename).expanduser()
         atomic_write_text(path, json.dumps({"ids": ids, "mask": mask}) + "\n")
         self.notify(f"Exported {len(ids)} tokens to {path}")
@@ -539,7 +543,7 @@ class GlasschatApp(App):
             turns[generation.turn.message] = generation.turn
         if not messages:
             return []
-        ids, mask = self.tokenizer.render_conversation({"messages": messages})
+        ids, mask = render_chat(self.tokenizer, messages, turns)
         return build_cells(self.tokenizer, ids, mask, messages, turns)
 
     def refresh_tokens(self) -> None:
@@ -584,8 +588,8 @@ class GlasschatApp(App):
             return
         messages = [*self.messages, {"role": "user", "content": slash.message_text(text)}]
         try:
-            full = self.tokenizer.render_for_completion({"messages": messages})
-            base = self.tokenizer.render_conversation({"messages": self.messages}).ids if self.messages else []
+            full = prompt_ids(self.tokenizer, messages, self.turns)
+            base = render_chat(self.tokenizer, self.messages, self.turns)[0] if self.messages else []
         except UserError as error:
             pane.show_draft([], note=f"cannot be sent here: {error}")
             return

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from glasschat.errors import UserError
+from tui.records import TurnRecord
+from tui.rendering import prompt_ids
 
 
 class ContextFullError(UserError):
@@ -31,19 +33,26 @@ def _without_oldest(messages: list[dict], count: int) -> list[dict]:
     return head + messages[len(head) + count:]
 
 
+def _shift(turns: dict[int, TurnRecord], messages: list[dict], count: int) -> dict[int, TurnRecord]:
+    """``turns`` re-indexed for the messages left after dropping the ``count`` oldest."""
+    first = (1 if messages and messages[0]["role"] == "system" else 0) + count
+    return {index - count: turn for index, turn in turns.items() if index >= first}
+
+
 def reply_room(sequence_len: int, max_tokens: int) -> int:
     return max(1, min(max_tokens, sequence_len // 2))
 
 
-def fit_prompt(tokenizer, messages: list[dict], sequence_len: int, max_tokens: int) -> Prompt:
-    """The prompt for a reply to ``messages`` (which end with a user message), oldest turns
-    dropped until it leaves ``reply_room`` tokens; ``ContextFullError`` if the last user message
-    alone leaves no room at all."""
+def fit_prompt(tokenizer, messages: list[dict], sequence_len: int, max_tokens: int,
+               turns: dict[int, TurnRecord] | None = None) -> Prompt:
+    """The prompt for a reply to ``messages`` (which end with a user message), with the replies
+    in ``turns`` as generated, oldest turns dropped until it leaves ``reply_room`` tokens;
+    ``ContextFullError`` if the last user message alone leaves no room at all."""
     budget = sequence_len - reply_room(sequence_len, max_tokens)
     body = len(messages) - (1 if messages and messages[0]["role"] == "system" else 0)
     dropped = 0
     while True:
-        ids = tokenizer.render_for_completion({"messages": _without_oldest(messages, dropped)})
+        ids = prompt_ids(tokenizer, _without_oldest(messages, dropped), _shift(turns or {}, messages, dropped))
         if len(ids) <= budget or dropped + 1 >= body:
             break
         dropped += 2  # one user message and the assistant reply that followed it

@@ -2,7 +2,8 @@
 
 A script is a chat file (``tui.records``): one conversation per line. Replaying feeds each
 user message to the model and generates the assistant reply; the generated replies, not the
-script's, form the context of later turns — as in a real chat. Where the script has an
+script's, form the context of later turns — as in a real chat, and as the exact tokens the model
+produced (``tui.rendering``). Where the script has an
 assistant message, the transcript compares it with what was generated (exact match, index of
 the first differing token).
 
@@ -70,6 +71,7 @@ def replay_conversation(backend, conversation: dict, params: SamplingParams) -> 
     script = conversation["messages"]
     tokenizer.render_conversation(conversation)  # validation: names the bad message
     messages: list[dict] = []
+    generated: dict = {}  # message index -> TurnRecord, so the model is sent its own tokens back
     turns: list[dict] = []
     plan = {turn.user_index: turn for turn in plan_turns(script)}
     for index, message in enumerate(script):
@@ -78,8 +80,9 @@ def replay_conversation(backend, conversation: dict, params: SamplingParams) -> 
         messages.append(message)
         if index not in plan:
             continue
-        prompt = fit_prompt(tokenizer, messages, backend.info.sequence_len, params.max_tokens)
+        prompt = fit_prompt(tokenizer, messages, backend.info.sequence_len, params.max_tokens, generated)
         turn = generate_turn(backend.engine, prompt.ids, params, message_index=len(messages))
+        generated[turn.message] = turn
         messages.append({"role": "assistant", "content": tokenizer.parse_assistant(turn.ids)})
         record = {"message": turn.message, "ids": turn.ids, "stop_reason": turn.stop_reason,
                   "ttft_ms": turn.ttft_ms, "tokens_per_s": turn.tokens_per_s, "seed": turn.seed}
