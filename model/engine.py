@@ -1,0 +1,338 @@
+"""The streaming generation engine: a static KV cache, sampling on the device, the calculator tool.
+
+``Engine(gpt, tokenizer).stream(prompt_ids, params, cancel)`` yields ``TokenEvent``s as tokens
+are produced and one ``Stop`` per row (see ``model.events``). The model's math is
+``model.gpt``'s; this module runs it in the shape that decodes fast on a CPU:
+
+- The KV cache is allocated once per call, sized to the prompt plus ``max_tokens`` (at most
+  ``sequence_len``), and written in place. Prefill runs the prompt once and computes the lm_head
+  for its last position only. ``num_samples`` rows share one prefill and then decode as a batch.
+- The weights are re-laid out once, when the engine is made: q, k and v fused into one matrix,
+  and every matrix with at least as many outputs as inputs stored transposed, the layout a
+  matrix-vector product streams fastest. Within each q/k head the two rotary halves are
+  interleaved, so the rotation is one complex multiply; attention scores and the QK RMSNorm do
+  not depend on the order of a head's channels, so the results are those of ``GPT.forward``.
+- Sampling (temperature, top-k, top-p) runs on the device with a per-call ``torch.Generator``;
+  the only host transfer per step is the chosen ids and their probabilities.
+
+The re-laid-out weights are copies: make a new ``Engine`` after changing the model's weights.
+``torch.set_num_threads`` is process-wide; the engine sets it (to 1 unless told otherwise)
+when it is made, because two threads on a shared two-core machine run slower than one.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from glasschat.errors import UserError
+from model.calculator import calculate
+from model.events import GenerationStats, SamplingParams, Stop, TokenEvent
+from model.gpt import GPT, SOFTCAP
+
+MAX_TOOL_EXPRESSION_TOKENS = 256  # a python block longer than this is not evaluated
+
+
+class Generation(NamedTuple):
+    """One finished row of ``Engine.generate``."""
+
+    ids: list[int]
+    forced: list[bool]
+    text: str
+    stop: Stop
+
+
+class _Layer(NamedTuple):
+    wqkv: torch.Tensor  # (C, (H + 2·Hkv)·D), q/k rotary halves interleaved per head
+    wo: torch.Tensor  # (C, C): attention output, transposed
+    wfc: torch.Tensor  # (C, 4C): MLP up, transposed
+    wproj: torch.Tensor  # (4C, C) view of nn.Linear's (C, 4C) layout: more inputs than outputs
+
+
+@dataclass
+class _Row:
+    """Host-side state of one sample row."""
+
+    decoder: object
+    forced: deque = field(default_factory=deque)  # tokens the tool queued for the next steps
+    python: list[int] | None = None  # tokens of an open <|python_start|> block
+    ids: list[int] = field(default_factory=list)
+    ttft_s: float = 0.0
+    done: bool = False
+
+
+class Engine:
+    def __init__(self, gpt: GPT, tokenizer, threads: int | None = 1):
+        if tokenizer.vocab_size != gpt.config.vocab_size:
+            raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is {gpt.config.vocab_size}")
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.gpt, self.tokenizer, self.config = gpt, tokenizer, gpt.config
+        self.device, self.dtype = gpt.lm_head.weight.device, gpt.lm_head.weight.dtype
+        special = tokenizer.special_ids
+        self._stop_ids = {special["<|assistant_end|>"]: "assistant_end", special["<|bos|>"]: "bos"}
+        self._python_start, self._python_end = special["<|python_start|>"], special["<|python_end|>"]
+        self._output_start, self._output_end = special["<|output_start|>"], special["<|output_end|>"]
+        c = self.config
+        # RMSNorm runs as x/|x| (one reduction instead of five ops); its sqrt(n) goes into the
+        # weights that read the normalised vector, or into the attention scale for q and k
+        self._sqrt_c = c.n_embd**0.5
+        self._attention_scale = c.head_dim**0.5  # (sqrt(D) q) . (sqrt(D) k) / sqrt(D)
+        with torch.no_grad():
+            self._layers = [_pack_layer(block, c) for block in gpt.transformer.h]
+            self._wte = gpt.transformer.wte.weight
+            self._lm_head = (gpt.lm_head.weight.t() * self._sqrt_c).contiguous()  # (C, V)
+            # e^{-iθ}: nanochat rotates by -θ, with its bf16-rounded tables
+            self._rotation = torch.complex(gpt.cos.float(), -gpt.sin.float()).to(self.device)
+
+    # ---- public
+
+    def stream(
+        self, prompt_ids: list[int], params: SamplingParams = SamplingParams(), cancel: threading.Event | None = None
+    ) -> Iterator[TokenEvent | Stop]:
+        """Generate a reply to ``prompt_ids``, yielding events as tokens are produced."""
+        start = time.perf_counter()
+        prompt = self._check_prompt(prompt_ids)
+        rows = [_Row(self.tokenizer.stream_decoder()) for _ in range(params.num_samples)]
+        room = self.config.sequence_len - len(prompt)  # tokens that fit after the prompt
+        if room == 0 or _is_set(cancel):
+            reason = "context_full" if room == 0 else "cancelled"
+            for r, row in enumerate(rows):
+                yield self._finish(row, r, reason, len(prompt), start)
+            return
+
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
+        cache = self._allocate_cache(params.num_samples, min(self.config.sequence_len, len(prompt) + params.max_tokens))
+        with torch.inference_mode():
+            logits = self._prefill(torch.tensor([prompt], device=self.device), cache, params.num_samples)
+            sampled, chosen, probs, top = self._sample(logits, params, generator)
+        pos = len(prompt)
+        while True:
+            if _is_set(cancel):
+                for r, row in enumerate(rows):
+                    if not row.done:
+                        yield self._finish(row, r, "cancelled", len(prompt), start)
+                return
+            next_ids, feed_sampled = [], True
+            for r, row in enumerate(rows):
+                if row.done:
+                    next_ids.append(row.ids[-1])  # a finished row keeps step with the batch; its output is ignored
+                    continue
+                forced = bool(row.forced)
+                token = row.forced.popleft() if forced else chosen[r]
+                feed_sampled &= not forced
+                row.ids.append(token)
+                if len(row.ids) == 1:
+                    row.ttft_s = time.perf_counter() - start
+                yield TokenEvent(
+                    id=token,
+                    text=row.decoder.feed(token),
+                    forced=forced,
+                    prob=None if forced else probs[r],
+                    top=() if forced or top is None else top[r],
+                    row=r,
+                )
+                if not forced:
+                    self._run_tool(row, token)
+                reason = self._stop_reason(row, token, forced, len(prompt), params.max_tokens)
+                if reason is not None:
+                    yield self._finish(row, r, reason, len(prompt), start)
+                next_ids.append(token)
+            if all(row.done for row in rows):
+                return
+            with torch.inference_mode():
+                # the sampled ids are already on the device unless a row took a forced token
+                ids = sampled if feed_sampled else torch.tensor(next_ids, device=self.device)
+                logits = self._forward(ids.view(-1, 1), pos, cache)
+                sampled, chosen, probs, top = self._sample(logits, params, generator)
+            pos += 1
+
+    def generate(
+        self, prompt_ids: list[int], params: SamplingParams = SamplingParams(), cancel: threading.Event | None = None
+    ) -> list[Generation]:
+        """Run ``stream`` to the end and return each row's tokens, text and stop."""
+        ids = [[] for _ in range(params.num_samples)]
+        forced = [[] for _ in range(params.num_samples)]
+        texts = [[] for _ in range(params.num_samples)]
+        stops: list[Stop | None] = [None] * params.num_samples
+        for event in self.stream(prompt_ids, params, cancel):
+            if isinstance(event, Stop):
+                stops[event.row] = event
+            else:
+                ids[event.row].append(event.id)
+                forced[event.row].append(event.forced)
+                texts[event.row].append(event.text)
+        return [Generation(ids[r], forced[r], "".join(texts[r]), stops[r]) for r in range(params.num_samples)]
+
+    # ---- the model, cached
+
+    def _allocate_cache(self, batch: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        c = self.config
+        shape = (c.n_layer, 2, batch, c.n_kv_head, length, c.head_dim)
+        with torch.inference_mode():
+            kv = torch.empty(shape, dtype=self.dtype, device=self.device)
+        return [(kv[i, 0], kv[i, 1]) for i in range(c.n_layer)]
+
+    def _prefill(self, ids: torch.Tensor, cache, batch: int) -> torch.Tensor:
+        """Run the prompt (1, T) through row 0 of the cache, copy it to the other rows, return
+        the last position's logits repeated per row."""
+        row0 = [(k[:1], v[:1]) for k, v in cache]
+        logits = self._forward(ids, 0, row0)
+        if batch > 1:
+            T = ids.shape[1]
+            for k, v in cache:
+                k[1:, :, :T] = k[:1, :, :T]
+                v[1:, :, :T] = v[:1, :, :T]
+            logits = logits.expand(batch, -1)
+        return logits
+
+    def _forward(self, ids: torch.Tensor, pos: int, cache) -> torch.Tensor:
+        """Logits (B, V) of the last position of ``ids`` (B, T) placed at ``pos``; writes the
+        cache at ``pos:pos+T``. A chunk of more than one token must start at position 0."""
+        c = self.config
+        B, T = ids.shape
+        H, Hkv, D = c.n_head, c.n_kv_head, c.head_dim
+        n_qk, end = (H + Hkv) * D, pos + T
+        rotation = self._rotation[pos:end].view(T, 1, D // 2)
+        x = _unit(F.embedding(ids.view(-1), self._wte).to(self.dtype)) * self._sqrt_c  # (B·T, C): the residual
+        for layer, (k_cache, v_cache) in zip(self._layers, cache):
+            qkv = torch.mm(_unit(x), layer.wqkv)
+            qk = torch.view_as_complex(qkv.narrow(1, 0, n_qk).view(B, T, H + Hkv, D // 2, 2).float())
+            qk = _unit(torch.view_as_real(qk * rotation).view(B, T, H + Hkv, D).to(self.dtype))
+            k_cache.narrow(2, pos, T).copy_(qk.narrow(2, H, Hkv).transpose(1, 2))
+            v_cache.narrow(2, pos, T).copy_(qkv.narrow(1, n_qk, Hkv * D).view(B, T, Hkv, D).transpose(1, 2))
+            y = F.scaled_dot_product_attention(
+                qk.narrow(2, 0, H).transpose(1, 2),
+                k_cache.narrow(2, 0, end),
+                v_cache.narrow(2, 0, end),
+                is_causal=T > 1,
+                scale=self._attention_scale,
+                enable_gqa=H != Hkv,
+            )
+            x = torch.addmm(x, y.transpose(1, 2).reshape(B * T, H * D), layer.wo)
+            h = torch.mm(_unit(x), layer.wfc)
+            x = torch.addmm(x, torch.relu_(h).square_(), layer.wproj)
+        last = x.view(B, T, -1).select(1, T - 1)
+        logits = torch.mm(_unit(last), self._lm_head).float()
+        return torch.tanh_(logits.div_(SOFTCAP)).mul_(SOFTCAP)
+
+    # ---- sampling
+
+    def _sample(self, logits: torch.Tensor, params: SamplingParams, generator: torch.Generator):
+        """Choose a token per row: ``(ids on the device, ids, probs, top)``, the last three as
+        Python lists. ``probs`` and ``top`` are under the model's own distribution (temperature
+        1, no filtering)."""
+        log_total = torch.logsumexp(logits, dim=-1, keepdim=True)
+        if params.temperature == 0:
+            best, chosen = logits.max(dim=-1, keepdim=True)
+        else:
+            chosen = _sample_filtered(logits, params, generator)
+            best = logits.gather(-1, chosen)
+        probs = (best - log_total).exp_()
+        top = None
+        if params.top_alternatives:
+            values, ids = logits.topk(min(params.top_alternatives, logits.shape[-1]), dim=-1)
+            top_probs = (values - log_total).exp_().tolist()
+            top = [tuple(zip(i, p)) for i, p in zip(ids.tolist(), top_probs)]
+        return chosen, chosen[:, 0].tolist(), probs[:, 0].tolist(), top
+
+    # ---- host-side rules: tool, stops
+
+    def _run_tool(self, row: _Row, token: int) -> None:
+        if token == self._python_start:
+            row.python = []
+        elif row.python is not None and token == self._python_end:
+            expression, row.python = self.tokenizer.decode(row.python), None
+            result = calculate(expression)
+            if result is not None:
+                row.forced.extend([self._output_start, *self.tokenizer.encode(result), self._output_end])
+        elif row.python is not None:
+            if self.tokenizer.is_special(token) or len(row.python) >= MAX_TOOL_EXPRESSION_TOKENS:
+                row.python = None  # not a well-formed call: evaluate nothing
+            else:
+                row.python.append(token)
+
+    def _stop_reason(self, row: _Row, token: int, forced: bool, prompt_len: int, max_tokens: int) -> str | None:
+        if not forced and token in self._stop_ids:
+            return self._stop_ids[token]
+        if len(row.ids) >= max_tokens:
+            return "max_tokens"
+        if prompt_len + len(row.ids) >= self.config.sequence_len:
+            return "context_full"
+        return None
+
+    def _finish(self, row: _Row, r: int, reason: str, prompt_len: int, start: float) -> Stop:
+        row.done = True
+        total = time.perf_counter() - start
+        stats = GenerationStats(prompt_len, len(row.ids), row.ttft_s if row.ids else total, total)
+        return Stop(reason, stats, row=r)
+
+    def _check_prompt(self, prompt_ids) -> list[int]:
+        prompt = list(prompt_ids)
+        if not prompt:
+            raise UserError("the prompt is empty: it needs at least one token")
+        if not all(type(t) is int and 0 <= t < self.config.vocab_size for t in prompt):
+            raise UserError(f"the prompt holds token ids outside 0..{self.config.vocab_size - 1}")
+        if len(prompt) > self.config.sequence_len:
+            raise UserError(f"the prompt is {len(prompt)} tokens, longer than the model's context of {self.config.sequence_len}")
+        return prompt
+
+
+def _pack_layer(block, config) -> _Layer:
+    """The engine's layout of one block's weights (see the module docstring)."""
+    H, Hkv, D = config.n_head, config.n_kv_head, config.head_dim
+    attn, mlp = block.attn, block.mlp
+    # within each head, put channel i and its rotary partner i + D/2 side by side
+    interleave = torch.stack([torch.arange(D // 2), torch.arange(D // 2, D)], dim=1).flatten()
+    q = attn.c_q.weight.view(H, D, -1)[:, interleave].flatten(0, 1)
+    k = attn.c_k.weight.view(Hkv, D, -1)[:, interleave].flatten(0, 1)
+    sqrt_c = config.n_embd**0.5
+    wqkv = (torch.cat([q, k, attn.c_v.weight]).t() * sqrt_c).contiguous()
+    wfc = (mlp.c_fc.weight.t() * sqrt_c).contiguous()
+    return _Layer(wqkv, attn.c_proj.weight.t().contiguous(), wfc, mlp.c_proj.weight.t())
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """``x / |x|`` over the last dimension: RMSNorm without its sqrt(n) factor.
+
+    RMSNorm is ``x / sqrt(mean(x²) + eps)``; this drops eps, a relative change of
+    ``eps / (2·mean(x²))`` (about 6e-8 for unit-scale activations, below fp32 resolution).
+    A zero vector stays zero, as under RMSNorm.
+    """
+    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min_(1e-30)
+
+
+def _sample_filtered(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> torch.Tensor:
+    """Sample (B, 1) ids at ``temperature`` from the top-k / top-p filtered distribution.
+
+    Inverse-CDF sampling: one uniform number per row against the cumulative probabilities.
+    ``u`` lies in ``(0, total]`` and the search takes the first index whose cumulative sum
+    reaches it, so a token of probability 0 (filtered out, or underflowed) is never chosen.
+    """
+    scaled = logits / params.temperature
+    ids = None
+    if 0 < params.top_k < scaled.shape[-1]:
+        scaled, ids = scaled.topk(params.top_k, dim=-1)  # sorted, most likely first
+    elif params.top_p < 1:
+        scaled, ids = scaled.sort(dim=-1, descending=True)
+    probs = torch.softmax(scaled, dim=-1)
+    if params.top_p < 1:
+        # keep the smallest prefix whose mass reaches top_p (always the most likely token)
+        probs = probs.masked_fill(probs.cumsum(-1) - probs >= params.top_p, 0.0)
+    cumulative = probs.cumsum(-1)
+    u = (1 - torch.rand(cumulative.shape[0], 1, generator=generator, device=cumulative.device)) * cumulative[:, -1:]
+    choice = torch.searchsorted(cumulative, u)
+    return choice if ids is None else ids.gather(-1, choice)
+
+
+def _is_set(cancel: threading.Event | None) -> bool:
+    return cancel is not None and cancel.is_set()
