@@ -17,6 +17,9 @@ _LAZY = {
     "save_checkpoint": "model.checkpoint",
     "resolve_checkpoint_dir": "model.checkpoint",
     "CheckpointError": "model.checkpoint",
+    "Engine": "model.engine",
+    "Generation": "model.engine",
+    "calculate": "model.calculator",
 }
 
 __all__ = ["GenerationStats", "SamplingParams", "Stop", "TokenEvent", *_LAZY]
