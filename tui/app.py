@@ -83,7 +83,7 @@ class ReplayState:
 
 
 class GlasschatApp(App):
-    CSS_PATH = "glasschat.tcss"
+    CSS_PATH = Path(__file__).parent / "glasschat.tcss"  # absolute, so subclasses elsewhere find it
     TITLE = "glasschat"
     AUTO_FOCUS = "#input"
 
@@ -275,6 +275,7 @@ class GlasschatApp(App):
             turn.stop_reason = "error"
             self.notify(f"Engine error: {end.error}", severity="error", timeout=10)
         await generation.widget.finish(None if turn.stop_reason == "assistant_end" else turn.stop_reason)
+        generation.shown.append((time.perf_counter(), len(turn.ids)))  # the streams are flushed now
         if turn.ids or turn.stop_reason != "error":
             self.messages.append({"role": "assistant", "content": self.tokenizer.parse_assistant(turn.ids)})
             self.turns[turn.message] = turn

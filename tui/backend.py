@@ -7,6 +7,7 @@ Loading imports torch, so it happens only inside the commands that need a model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -33,8 +34,21 @@ class Backend:
     info: ModelInfo
 
 
-def load_backend(checkpoint: str | None) -> Backend:
-    """Load a checkpoint directory (or the bundled default model) into an engine."""
+def load_backend(checkpoint: str | None, *, in_process: bool = False) -> Backend:
+    """Load a checkpoint directory (or the bundled default model).
+
+    The chat runs the engine in its own process (``tui.engine_process``: a UI and an engine
+    sharing one interpreter lock slow each other down); headless commands, where nothing else
+    runs, use it in-process.
+    """
+    if not in_process:
+        from tokenizer import Tokenizer
+        from tui.engine_process import EngineProcess
+
+        engine = EngineProcess(checkpoint)
+        info = ModelInfo(Path(engine.directory).resolve().name, engine.parameters, engine.sequence_len)
+        return Backend(engine, Tokenizer.load(engine.tokenizer_directory), info)
+
     from model import load_model, resolve_checkpoint_dir
     from model.engine import Engine
 

@@ -69,7 +69,10 @@ def run_chat(args) -> int:
 
     from tui.app import GlasschatApp
 
-    GlasschatApp(backend, store=store, params=params, resume=resume, replay=script).run()
+    try:
+        GlasschatApp(backend, store=store, params=params, resume=resume, replay=script).run()
+    finally:
+        backend.engine.close()
     return 0
 
 

@@ -121,7 +121,7 @@ def replay_command(args) -> int:
     if not entries:
         raise UserError(f"{args.script}: no conversations in the script")
     params = args.params
-    backend = load_backend(args.checkpoint)
+    backend = load_backend(args.checkpoint, in_process=True)
     meta = {"model": backend.info.name, "params": asdict(params)}
     records, failed = [], 0
     for record in replay_script(backend, entries, params):

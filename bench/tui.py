@@ -1,0 +1,277 @@
+"""``glasschat bench tui``: the chat app in a real pseudo-terminal, against the headless engine.
+
+Same model, prompt, seed and sampling parameters on both sides, measured in the same run:
+
+- **tokens/s reaching the screen**: the app runs in a child process on a pseudo-terminal with
+  Textual's real driver (this process reads the terminal's output, as a terminal would). The
+  rate is tokens over the time from the first to the last text handed to the reply's Markdown
+  widget, the last one after its stream is flushed. The baseline is the engine's own rate, the
+  same ``Engine.stream`` consumed in a plain loop here. Target: at least 95% of it.
+- **key-press delay while streaming**: this process types ``x`` into the terminal every few
+  ms while the reply streams; the app notes when the message box has taken each key (its
+  ``Changed`` message). Both sides read ``time.monotonic()``, one system-wide clock. Target:
+  95th percentile at most 50 ms.
+
+Without ``--checkpoint`` the model is a random-weight d4 GPT (4 layers, 256 wide) with the
+bundled model's tokenizer when there is one (else 4096 tokens trained on offline text): a fast model streams the
+most tokens per second, the hardest case for the UI. Runs with the token pane open too (F2:
+live preview and the pane following the reply), the heaviest screen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HELP = "The chat app in a pseudo-terminal vs the headless engine: tokens/s on screen, key-press delay."
+
+PROMPT = "Tell me a long story about a fox, a dog and a number."
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--checkpoint", metavar="DIR", default=None,
+                        help="model to use (default: a random-weight d4 model, the hardest case for the UI)")
+    parser.add_argument("--tokens", type=int, default=256, metavar="N", help="tokens per reply (default 256)")
+    parser.add_argument("--runs", type=int, default=3, metavar="R", help="runs per case (default 3)")
+    parser.add_argument("--key-interval-ms", type=float, default=25.0, metavar="MS",
+                        help="time between typed keys while a reply streams (default 25)")
+    parser.add_argument("--size", default="120x40", metavar="COLSxROWS", help="terminal size (default 120x40)")
+
+
+def run(args) -> int:
+    import torch
+
+    from model.events import SamplingParams
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory(prefix="glasschat-bench-tui-") as tmp:
+        tmp = Path(tmp)
+        checkpoint, backend = _model(args.checkpoint, tmp / "random-d4")
+        prompt_ids = backend.tokenizer.render_for_completion({"messages": [{"role": "user", "content": PROMPT}]})
+        params = _pick_params(backend, prompt_ids, args.tokens)
+        print(f"model: {backend.info.name} ({backend.info.size_label} parameters), prompt {len(prompt_ids)} tokens, "
+              f"reply {args.tokens} tokens at most, seed {params.seed}, {args.runs} runs per case")
+
+        headless = [_headless_rate(backend, prompt_ids, params) for _ in range(args.runs)]
+        cases = {"chat": [], "chat + token pane": []}
+        for r in range(args.runs):  # interleaved, so machine noise hits every case alike
+            for c, (case, results) in enumerate(cases.items()):
+                results.append(_app_run(checkpoint, params, tmp / f"run-{r}-case-{c}",
+                                        pane=case != "chat", interval_s=args.key_interval_ms / 1000,
+                                        size=args.size))
+        _report(headless, cases)
+    return 0
+
+
+# ---- the model
+
+def _model(checkpoint: str | None, directory: Path):
+    """``(checkpoint directory, Backend)``; a random d4 model is saved to ``directory`` first."""
+    from tui.backend import load_backend
+
+    if checkpoint is not None:
+        return checkpoint, load_backend(checkpoint, in_process=True)
+    from glasschat.errors import UserError
+    from glasschat.paths import default_checkpoint_dir
+    from model.checkpoint import save_checkpoint
+    from model.gpt import GPT, GPTConfig
+    from tokenizer import Tokenizer
+
+    try:
+        tokenizer = Tokenizer.load(default_checkpoint_dir() / "tokenizer")
+    except UserError:  # no bundled model yet: a 4096-token tokenizer trained on offline text
+        tokenizer = _train_tokenizer(directory.parent / "tokenizer")
+    config = GPTConfig(sequence_len=1024, vocab_size=tokenizer.vocab_size, n_layer=4, n_head=2, n_kv_head=2,
+                       n_embd=256)
+    gpt = GPT(config).init_weights(seed=0, zero_outputs=False)
+    save_checkpoint(directory, gpt, tokenizer)
+    return str(directory), load_backend(str(directory), in_process=True)
+
+
+def _train_tokenizer(directory: Path):
+    from bench.corpus import build_corpus
+    from tokenizer import Tokenizer
+    from tokenizer.trainer import train_tokenizer
+
+    corpus = build_corpus(1.0)
+    train_tokenizer([str(corpus.train)], 4096, directory, workers=1, progress=False)
+    return Tokenizer.load(directory)
+
+
+def _pick_params(backend, prompt_ids, tokens: int):
+    """Sampling parameters whose reply runs the full length (a random model may stop early)."""
+    from model.events import SamplingParams
+
+    best = None
+    for seed in range(8):
+        params = SamplingParams(temperature=1.0, top_k=0, seed=seed, max_tokens=tokens, top_alternatives=5)
+        produced = sum(1 for event in backend.engine.stream(prompt_ids, params) if hasattr(event, "forced"))
+        if best is None or produced > best[0]:
+            best = (produced, params)
+        if produced >= tokens:
+            break
+    return best[1]
+
+
+def _headless_rate(backend, prompt_ids, params) -> float:
+    times = [time.perf_counter() for event in backend.engine.stream(prompt_ids, params) if hasattr(event, "forced")]
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+# ---- the app in a pseudo-terminal
+
+def _app_run(checkpoint: str, params, workdir: Path, *, pane: bool, interval_s: float, size: str) -> dict:
+    import fcntl
+    import pty
+    import struct
+    import termios
+    from dataclasses import asdict
+
+    workdir.mkdir(parents=True)
+    config = {"checkpoint": checkpoint, "params": asdict(params), "prompt": PROMPT, "pane": pane,
+              "dir": str(workdir)}
+    (workdir / "config.json").write_text(json.dumps(config))
+    cols, rows = (int(n) for n in size.lower().split("x"))
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "XDG_DATA_HOME": str(workdir / "data")}
+    with open(workdir / "stderr.txt", "w") as stderr:
+        child = subprocess.Popen([sys.executable, "-m", "bench.tui", str(workdir / "config.json")],
+                                 stdin=slave, stdout=slave, stderr=stderr, env=env, start_new_session=True)
+    os.close(slave)
+    received = [0]
+    reader = threading.Thread(target=_drain_terminal, args=(master, received), daemon=True)
+    reader.start()
+    sent: list[float] = []
+    try:
+        _wait_for(workdir / "ready", child, timeout_s=120)
+        while not (workdir / "done").exists() and child.poll() is None:
+            sent.append(time.monotonic())
+            os.write(master, b"x")
+            time.sleep(interval_s)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        os.close(master)
+    if child.returncode != 0 or not (workdir / "results.json").exists():
+        raise RuntimeError(f"the app exited with {child.returncode}: {(workdir / 'stderr.txt').read_text()[-2000:]}")
+    results = json.loads((workdir / "results.json").read_text())
+    handled = results["keys"]
+    delays = [(t - s) * 1000 for s, (t, streaming) in zip(sent, handled) if streaming]
+    shown = results["shown"]
+    (t0, n0), (t1, n1) = shown[0], shown[-1]
+    return {"screen_rate": (n1 - n0) / (t1 - t0), "tokens": n1, "delays_ms": delays,
+            "terminal_bytes": received[0], "engine_rate": results["engine_tokens_per_s"],
+            "ui_cpu": results["ui_cpu"], "engine_cpu": results["engine_cpu"]}
+
+
+def _drain_terminal(master: int, received: list[int]) -> None:
+    """Read everything the app writes, as a terminal would (the app blocks if nobody reads)."""
+    while True:
+        try:
+            data = os.read(master, 1 << 16)
+        except OSError:
+            return
+        if not data:
+            return
+        received[0] += len(data)
+
+
+def _wait_for(path: Path, child, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if child.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the app did not start streaming (exit code {child.poll()})")
+        time.sleep(0.002)
+
+
+def _report(headless: list[float], cases: dict[str, list[dict]]) -> None:
+    base = statistics.median(headless)
+    load = os.getloadavg()[0]
+    print(f"\n{'case':<20}{'tok/s':>9}{'vs engine':>11}{'key p50':>10}{'key p95':>10}{'key max':>10}{'keys':>7}")
+    print(f"{'engine (headless)':<20}{base:>9.1f}{'1.000':>11}")
+    for case, runs in cases.items():
+        rate = statistics.median(r["screen_rate"] for r in runs)
+        delays = sorted(d for r in runs for d in r["delays_ms"])
+        p50 = statistics.median(delays) if delays else float("nan")
+        p95 = delays[min(len(delays) - 1, int(0.95 * len(delays)))] if delays else float("nan")
+        top = delays[-1] if delays else float("nan")
+        print(f"{case:<20}{rate:>9.1f}{rate / base:>11.3f}{p50:>8.1f}ms{p95:>8.1f}ms{top:>8.1f}ms{len(delays):>7}")
+        engine_in_app = statistics.median(r["engine_rate"] for r in runs)
+        ui_cpu = statistics.median(r["ui_cpu"] for r in runs)
+        engine_cpu = statistics.median(r["engine_cpu"] for r in runs)
+        print(f"{'':<20}engine in the app {engine_in_app:.1f} tok/s; CPU while streaming: UI {ui_cpu:.0%}, "
+              f"engine {engine_cpu:.0%} of a core; {statistics.median(r['tokens'] for r in runs):.0f} tokens")
+    print(f"\ntargets: tokens/s on screen >= 0.95 x engine; key-press delay p95 <= 50 ms while streaming\n"
+          f"machine: {os.cpu_count()} cores, load average {load:.2f} when the runs ended (other processes "
+          f"compete for the cores the engine and the UI need)")
+
+
+# ---- the child: the real app, measured from inside
+
+def _child(config_path: str) -> int:
+    from model.events import SamplingParams
+    from tui.app import GlasschatApp
+    from tui.backend import load_backend
+    from tui.store import ConversationStore
+
+    config = json.loads(Path(config_path).read_text())
+    workdir = Path(config["dir"])
+    backend = load_backend(config["checkpoint"])
+
+    class MeasuredApp(GlasschatApp):
+        """Notes when each typed key has been taken by the message box, and the reply's timings."""
+
+        async def on_mount(self) -> None:
+            self.keys: list[tuple[float, bool]] = []
+            self.started = False
+            await super().on_mount()
+            if config["pane"]:
+                self.action_toggle_tokens()
+            self.set_interval(0.02, self._watch)
+            await self.send(config["prompt"])
+            self.started = True
+
+        def cpu_seconds(self) -> tuple[float, float]:
+            """CPU time so far of this process (the UI) and of the engine process."""
+            own = resource.getrusage(resource.RUSAGE_SELF)
+            fields = Path(f"/proc/{self.backend.engine.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            engine = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return own.ru_utime + own.ru_stime, engine
+
+        def on_text_area_changed(self) -> None:
+            self.keys.append((time.monotonic(), self.generation is not None))
+
+        def _watch(self) -> None:
+            streaming = self.generation is not None and self.generation.shown
+            if (streaming or (self.started and self.generation is None)) and not (workdir / "ready").exists():
+                (workdir / "ready").touch()
+                self.cpu_start = (time.monotonic(), *self.cpu_seconds())
+            if self.started and self.generation is None:
+                turn = self.turns.get(1)
+                end = (time.monotonic(), *self.cpu_seconds())
+                wall = max(end[0] - self.cpu_start[0], 1e-9)
+                results = {"keys": self.keys, "shown": self.last_reply_shown,
+                           "engine_tokens_per_s": turn.tokens_per_s if turn else 0.0,
+                           "ui_cpu": (end[1] - self.cpu_start[1]) / wall,
+                           "engine_cpu": (end[2] - self.cpu_start[2]) / wall}
+                (workdir / "results.json").write_text(json.dumps(results))
+                (workdir / "done").touch()
+                self.exit()
+
+    app = MeasuredApp(backend, store=ConversationStore(workdir / "store"), params=SamplingParams(**config["params"]))
+    app.run()
+    return app.return_code or 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child(sys.argv[1]))

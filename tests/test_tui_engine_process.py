@@ -1,0 +1,57 @@
+"""The engine in its own process streams what the in-process engine streams, stops on
+request, and reports a bad checkpoint as one clear error."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from glasschat.errors import UserError
+from model.events import SamplingParams, Stop, TokenEvent
+from model.gpt import GPT, GPTConfig
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_tokenizer, tmp_path_factory):
+    from model.checkpoint import save_checkpoint
+
+    torch.set_num_threads(1)
+    config = GPTConfig(sequence_len=64, vocab_size=tiny_tokenizer.vocab_size, n_layer=1, n_head=2, n_kv_head=1,
+                       n_embd=32)
+    directory = tmp_path_factory.mktemp("ckpt")
+    save_checkpoint(directory, GPT(config).init_weights(seed=1, zero_outputs=False), tiny_tokenizer)
+    return directory
+
+
+@pytest.mark.slow
+def test_engine_process_matches_the_engine_and_stops_on_request(checkpoint, tiny_tokenizer):
+    from model import load_model
+    from model.engine import Engine
+    from tui.engine_process import EngineProcess
+
+    prompt = tiny_tokenizer.render_for_completion({"messages": [{"role": "user", "content": "Hello there!"}]})
+    params = SamplingParams(temperature=1.0, seed=7, max_tokens=20, top_alternatives=3)
+    local = [e for e in Engine(*load_model(checkpoint)).stream(prompt, params)]
+    remote = EngineProcess(str(checkpoint))
+    try:
+        assert remote.sequence_len == 64 and remote.parameters > 0
+        events = list(remote.stream(prompt, params))
+        strip = lambda es: [(e.id, e.text, e.forced, e.top) if isinstance(e, TokenEvent) else e.reason for e in es]  # noqa: E731
+        assert strip(events) == strip(local)
+        cancel = threading.Event()
+        cancel.set()
+        stopped = list(remote.stream(prompt, params, cancel=cancel))
+        assert isinstance(stopped[-1], Stop) and stopped[-1].reason == "cancelled"
+        assert strip(list(remote.stream(prompt, params))) == strip(local)  # still usable
+    finally:
+        remote.close()
+
+
+@pytest.mark.slow
+def test_engine_process_reports_a_bad_checkpoint(tmp_path):
+    from tui.engine_process import EngineProcess
+
+    with pytest.raises(UserError, match="no such checkpoint directory"):
+        EngineProcess(str(tmp_path / "missing"))
