@@ -1,0 +1,101 @@
+"""The mixture of skill conversations the chat model is fine-tuned on, single- and multi-turn.
+
+``ConversationSource(split, words, extra_words)`` draws conversations deterministically from
+a seeded ``random.Random``: the same seed gives the same conversations. Multi-turn
+conversations mix skills and include follow-ups that only make sense with the earlier turns
+("now reverse it", "multiply that by 3"), so the model learns to use its context.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from model.training import arithmetic, small_talk, word_skills
+from model.training.phrasing import Split
+from model.training.word_skills import WORD_SKILLS
+
+# single-turn kinds and their share of conversations (multi-turn has its own share)
+MIXTURE: dict[str, float] = {
+    "greeting": 3, "identity": 3, "capabilities": 3, "how_are_you": 1.5, "thanks": 1.5, "goodbye": 1.5,
+    "out_of_scope": 6, "arithmetic": 20, "spell": 15, "count": 18, "reverse": 15, "multi_turn": 12.5,
+}
+
+
+def _user(text: str) -> dict:
+    return {"role": "user", "content": text}
+
+
+def _assistant(content) -> dict:
+    return {"role": "assistant", "content": content}
+
+
+class ConversationSource:
+    """Draws conversations of one split.
+
+    ``words`` are the words the word skills ask about; ``extra_words`` (optional) are pseudo-words
+    — every alphabetic token of the tokenizer — that the word skills also practise on, drawn for
+    a share ``extra_share`` of word questions, so the model learns the letters of every token.
+    """
+
+    def __init__(self, split: Split, words: Sequence[str], extra_words: Sequence[str] = (),
+                 extra_share: float = 0.2, mixture: dict[str, float] | None = None):
+        if not words:
+            raise ValueError("no words to ask about")
+        self.split = split
+        self.words = list(words)
+        self.extra_words = list(extra_words)
+        self.extra_share = extra_share if extra_words else 0.0
+        mixture = mixture or MIXTURE
+        self.kinds, self.weights = list(mixture), list(mixture.values())
+
+    def word(self, rng: random.Random) -> str:
+        if self.extra_words and rng.random() < self.extra_share:
+            return rng.choice(self.extra_words)
+        return rng.choice(self.words)
+
+    def conversation(self, rng: random.Random, kind: str | None = None) -> dict:
+        kind = kind or rng.choices(self.kinds, weights=self.weights)[0]
+        if kind == "multi_turn":
+            return {"messages": self._multi_turn(rng)}
+        return {"messages": self._exchange(rng, kind)[0]}
+
+    def conversations(self, n: int, seed: int) -> list[dict]:
+        rng = random.Random(seed)
+        return [self.conversation(rng) for _ in range(n)]
+
+    # ---- pieces
+
+    def _exchange(self, rng: random.Random, kind: str) -> tuple[list[dict], dict]:
+        """Messages of one exchange and what a follow-up could refer to."""
+        if kind == "arithmetic":
+            user, parts, problem = arithmetic.exchange(rng, self.split)
+            return [_user(user), _assistant(parts)], {"value": problem.value}
+        if kind in WORD_SKILLS:
+            word = self.word(rng)
+            user, reply, _ = word_skills.exchange(rng, kind, word, self.split)
+            return [_user(user), _assistant(reply)], {"word": word}
+        user, reply = small_talk.exchange(rng, kind, self.split)
+        return [_user(user), _assistant(reply)], {}
+
+    def _multi_turn(self, rng: random.Random) -> list[dict]:
+        messages: list[dict] = []
+        context: dict = {}
+        if rng.random() < 0.25:
+            messages += self._exchange(rng, "greeting")[0]
+        for _ in range(rng.randint(2, 3)):
+            value, word = context.get("value"), context.get("word")
+            if isinstance(value, int) and abs(value) < 10**6 and rng.random() < 0.5:
+                user, parts, problem = arithmetic.follow_up(rng, value, self.split)
+                turn, context = [_user(user), _assistant(parts)], {"value": problem.value}
+            elif word is not None and rng.random() < 0.5:
+                user, reply, _, _ = word_skills.follow_up(rng, word, self.split)
+                turn = [_user(user), _assistant(reply)]
+            else:
+                kind = rng.choices(("arithmetic", *WORD_SKILLS, "out_of_scope", "identity"),
+                                   weights=(30, 20, 20, 20, 5, 5))[0]
+                turn, context = self._exchange(rng, kind)
+            messages += turn
+        if rng.random() < 0.3:
+            messages += self._exchange(rng, rng.choice(("thanks", "goodbye")))[0]
+        return messages

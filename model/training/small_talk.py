@@ -1,0 +1,135 @@
+"""Small talk: greetings, who-are-you, what-can-you-do, thanks, goodbye — and the honest refusal
+for anything outside the model's skills.
+
+The replies describe this model as it is: a tiny model trained from scratch on a CPU whose
+skills are arithmetic (with the calculator tool), spelling, letter counting and reversing
+words. One fixed reply per kind keeps a tiny model consistent.
+"""
+
+from __future__ import annotations
+
+import random
+
+from model.training.phrasing import Split, check_disjoint, pick, typed
+
+SKILLS_SENTENCE = "I can do arithmetic with a calculator, spell words, count letters in a word and reverse words."
+
+REPLIES = {
+    "greeting": "Hello! I'm glasschat's default model, a tiny language model. " + SKILLS_SENTENCE
+    + " What would you like to try?",
+    "identity": "I'm the default model of glasschat: a tiny language model trained from scratch on a CPU. "
+    + SKILLS_SENTENCE,
+    "capabilities": "I'm a tiny model with four skills: arithmetic with a calculator (try \"what is 12 + 30?\"), "
+    "spelling words (\"spell banana\"), counting letters (\"how many r's in strawberry?\") and reversing "
+    "words (\"reverse the word house\").",
+    "how_are_you": "I'm doing well, thanks for asking! I'm ready to calculate, spell, count letters or reverse "
+    "a word for you.",
+    "thanks": "You're welcome! Just ask if you want something else calculated, spelled, counted or reversed.",
+    "goodbye": "Goodbye! Thanks for chatting.",
+    "out_of_scope": "Sorry, I can't help with that. I'm a tiny model: I can only do arithmetic, spell words, "
+    "count letters in a word and reverse words.",
+}
+
+PROMPTS: dict[str, dict[str, list[str]]] = {
+    "greeting": check_disjoint({
+        "train": ["hi", "hello", "hey", "hi there", "hello there", "hey there", "good morning", "good evening",
+                  "good afternoon", "hiya", "howdy", "greetings", "yo", "hello!", "hi!", "hey!", "hello, model",
+                  "hi glasschat", "hello glasschat", "hey, anyone there?", "hi :)", "morning!", "heya", "sup"],
+        "heldout": ["hello friend", "hi hi", "well hello", "hey hey", "good day", "hello again", "hey you",
+                    "oh hi"],
+    }),
+    "identity": check_disjoint({
+        "train": ["who are you?", "what are you?", "what's your name?", "what is your name?", "introduce yourself",
+                  "tell me about yourself", "are you a bot?", "are you human?", "are you chatgpt?",
+                  "who made you?", "who built you?", "what model are you?", "are you an AI?",
+                  "what kind of model are you?", "are you a person?", "who am I talking to?",
+                  "what should I call you?", "how were you trained?", "are you smart?", "how big are you?"],
+        "heldout": ["so who exactly are you?", "what exactly are you?", "describe yourself",
+                    "are you a real person?", "what is glasschat?", "who created you?"],
+    }),
+    "capabilities": check_disjoint({
+        "train": ["what can you do?", "what can you help with?", "help", "what are your skills?",
+                  "what do you know how to do?", "how can you help me?", "what are you good at?",
+                  "what can I ask you?", "what tasks can you do?", "list your skills", "what do you do?",
+                  "can you do anything useful?", "what are you able to do?", "show me what you can do",
+                  "what can you do for me?", "options?"],
+        "heldout": ["what are you capable of?", "which things can you do?", "what abilities do you have?",
+                    "what sort of things can you do?", "give me a list of what you can do"],
+    }),
+    "how_are_you": check_disjoint({
+        "train": ["how are you?", "how are you doing?", "how's it going?", "how do you feel?", "what's up?",
+                  "how are things?", "you ok?", "how have you been?"],
+        "heldout": ["how are you today?", "are you doing well?", "how is your day?"],
+    }),
+    "thanks": check_disjoint({
+        "train": ["thanks", "thank you", "thanks!", "thank you so much", "thx", "great, thanks",
+                  "cool, thank you", "perfect, thanks!", "nice, thanks", "awesome, thank you", "ty",
+                  "much appreciated", "that's helpful, thanks"],
+        "heldout": ["many thanks", "thanks a lot", "thank you very much", "cheers, thanks"],
+    }),
+    "goodbye": check_disjoint({
+        "train": ["bye", "goodbye", "bye!", "see you", "see you later", "good night", "that's all, bye",
+                  "I have to go", "talk to you later", "cya", "farewell", "ok bye"],
+        "heldout": ["bye bye", "see ya", "gotta go, bye", "take care"],
+    }),
+}
+
+# Out-of-scope requests: templates filled from topic lists, split by template.
+_OUT_OF_SCOPE_TEMPLATES = check_disjoint({
+    "train": [
+        "write a poem about {thing}", "tell me a joke about {thing}", "what is the capital of {country}?",
+        "who is the president of {country}?", "translate \"{phrase}\" into {language}",
+        "what's the weather like in {city}?", "explain {concept} to me", "what is {concept}?",
+        "write a python function that {task}", "recommend a good {media}", "how do I {howto}?",
+        "can you help me with my {subject} homework?", "write a story about {thing}",
+        "what's the best {media} of all time?", "give me a recipe for {food}", "what time is it in {city}?",
+        "who won the last world cup?", "what is the meaning of life?", "tell me some news",
+        "can you browse the internet?", "summarize the history of {country}", "write an essay on {concept}",
+        "what should I eat for dinner?", "play some music", "set an alarm for 7am",
+        "what's the population of {country}?", "teach me {language}", "how far is the moon?",
+        "debug my code", "write me a song about {thing}", "what do you think about {concept}?",
+        "why is the sky blue?", "how does {concept} work?", "book a flight to {city}",
+        "what is the square root of {number}?", "solve x^2 + 3x = 10", "how many people live in {city}?",
+        "find me a restaurant in {city}", "what's your favorite {media}?", "describe a {thing}",
+    ],
+    "heldout": [
+        "draft an email to my boss about {concept}", "who wrote the most famous {media}?",
+        "give me directions to {city}", "compose a haiku about {thing}", "what language is spoken in {country}?",
+        "can you write a limerick about {thing}?", "convert 10 dollars to euros", "tell me a fun fact about {country}",
+        "what are the rules of chess?", "plan a trip to {city} for me",
+    ],
+})
+_FILLERS = {
+    "thing": ["the sea", "a cat", "autumn", "my dog", "love", "robots", "the moon", "coffee", "trains", "rain",
+              "a dragon", "friendship", "mountains", "the city"],
+    "country": ["France", "Japan", "Brazil", "Canada", "Kenya", "India", "Germany", "Peru", "Norway", "Egypt"],
+    "phrase": ["good morning", "thank you", "where is the station", "I love you", "see you soon"],
+    "language": ["French", "Spanish", "German", "Japanese", "Italian", "Chinese"],
+    "city": ["Paris", "Tokyo", "London", "New York", "Cairo", "Sydney", "Berlin", "Lima"],
+    "concept": ["quantum physics", "gravity", "photosynthesis", "inflation", "machine learning", "democracy",
+                "black holes", "evolution", "the stock market", "relativity", "climate change"],
+    "task": ["sorts a list", "reads a file", "reverses a string", "finds prime numbers", "parses JSON"],
+    "media": ["movie", "book", "song", "video game", "TV show", "podcast"],
+    "howto": ["bake bread", "tie a tie", "learn guitar", "fix a flat tire", "change a light bulb", "lose weight",
+              "write a resume", "train a dog"],
+    "subject": ["history", "chemistry", "biology", "geography", "physics", "literature"],
+    "food": ["lasagna", "pancakes", "curry", "chocolate cake", "sushi", "soup"],
+    "number": ["2", "50", "144", "1000"],
+}
+KINDS = tuple(PROMPTS) + ("out_of_scope",)
+
+
+def out_of_scope_prompt(rng: random.Random, split: Split) -> str:
+    template = pick(rng, _OUT_OF_SCOPE_TEMPLATES, split)
+    return template.format(**{k: rng.choice(v) for k, v in _FILLERS.items()})
+
+
+def user_prompt(rng: random.Random, kind: str, split: Split) -> str:
+    if kind == "out_of_scope":
+        return typed(rng, out_of_scope_prompt(rng, split))
+    return typed(rng, pick(rng, PROMPTS[kind], split))
+
+
+def exchange(rng: random.Random, kind: str, split: Split) -> tuple[str, str]:
+    """One (user, assistant) exchange of the given kind."""
+    return user_prompt(rng, kind, split), REPLIES[kind]

@@ -1,0 +1,140 @@
+"""The skill-conversation generators: deterministic, correct, and with a held-out split that
+really stays out of training."""
+
+import random
+import re
+
+import pytest
+
+from model.training import arithmetic, small_talk, word_skills
+from model.training.conversations import ConversationSource
+from model.training.eval_prompts import eval_items
+from model.training.phrasing import check_disjoint
+from model.training.pretrain_text import spelling_documents
+from model.training.words import all_words, is_heldout, split_words
+
+TRAIN_WORDS, HELDOUT_WORDS = split_words()
+
+
+@pytest.fixture(scope="module")
+def training_conversations():
+    return ConversationSource("train", TRAIN_WORDS).conversations(3000, seed=7)
+
+
+def _assistant_texts(conversation):
+    for message in conversation["messages"]:
+        if message["role"] == "assistant":
+            content = message["content"]
+            yield content if isinstance(content, str) else "".join(p["text"] for p in content if p["type"] == "text")
+
+
+def _python_calls(conversation):
+    for message in conversation["messages"]:
+        if message["role"] == "assistant" and isinstance(message["content"], list):
+            yield from (p["text"] for p in message["content"] if p["type"] == "python")
+
+
+def _spelled_words(text):
+    """Words the assistant spelled letter by letter ("b a n a n a" -> "banana"), tallies dropped."""
+    text = re.sub(r" \(\d+\)", "", text)
+    return [run.replace(" ", "") for run in re.findall(r"(?<![a-z])(?:[a-z] )+[a-z](?![a-z])", text)]
+
+
+def test_word_list_is_clean_and_split():
+    words = all_words()
+    assert len(words) > 1500 and len(set(words)) == len(words)
+    assert all(re.fullmatch(r"[a-z]{3,12}", w) for w in words)
+    assert set(TRAIN_WORDS).isdisjoint(HELDOUT_WORDS)
+    assert set(TRAIN_WORDS) | set(HELDOUT_WORDS) == set(words)
+    assert 0.05 < len(HELDOUT_WORDS) / len(words) < 0.15
+    assert {"banana", "strawberry", "house"} <= set(words)
+
+
+def test_single_token_words_move_to_training():
+    one_token = set(HELDOUT_WORDS[:5])
+    train, heldout = split_words(lambda w: w in one_token)
+    assert one_token <= set(train) and one_token.isdisjoint(heldout)
+
+
+def test_generators_are_deterministic():
+    a = ConversationSource("train", TRAIN_WORDS).conversations(200, seed=3)
+    b = ConversationSource("train", TRAIN_WORDS).conversations(200, seed=3)
+    c = ConversationSource("train", TRAIN_WORDS).conversations(200, seed=4)
+    assert a == b and a != c
+    assert eval_items(HELDOUT_WORDS, 5, seed=9) == eval_items(HELDOUT_WORDS, 5, seed=9)
+    assert list(spelling_documents(TRAIN_WORDS, 3, seed=1)) == list(spelling_documents(TRAIN_WORDS, 3, seed=1))
+
+
+def test_training_never_spells_a_heldout_word(training_conversations):
+    held = set(HELDOUT_WORDS)
+    spelled = [w for c in training_conversations for t in _assistant_texts(c) for w in _spelled_words(t)]
+    assert len(spelled) > 1000  # the check below looks at real data
+    assert held.isdisjoint(spelled)
+    assert held.isdisjoint(w for doc in spelling_documents(TRAIN_WORDS, 50, seed=2) for w in _spelled_words(doc))
+
+
+def test_training_never_asks_a_heldout_expression(training_conversations):
+    calls = [call for c in training_conversations for call in _python_calls(c)]
+    assert len(calls) > 500
+    assert not any(arithmetic.is_heldout(call) for call in calls)
+    rng = random.Random(5)
+    heldout_calls = {arithmetic.problem(rng, "heldout").call for _ in range(300)}
+    assert all(arithmetic.is_heldout(call) for call in heldout_calls)
+    assert heldout_calls.isdisjoint(calls)
+
+
+def test_phrasings_are_disjoint_between_splits():
+    tables = [small_talk.PROMPTS[k] for k in small_talk.PROMPTS] + list(word_skills.TEMPLATES.values())
+    tables += [small_talk._OUT_OF_SCOPE_TEMPLATES, arithmetic._FRAMES]
+    for table in tables:
+        check_disjoint(table)  # raises if a phrasing is in both
+    with pytest.raises(ValueError):
+        check_disjoint({"train": ["spell {w}"], "heldout": ["Spell {w}"]})
+
+
+def test_eval_prompts_never_occur_in_training(training_conversations):
+    train_prompts = {m["content"].lower() for c in training_conversations for m in c["messages"] if m["role"] == "user"}
+    items = eval_items(HELDOUT_WORDS, 40, seed=1234)
+    asked = [i.conversation["messages"][-1]["content"].lower() for i in items if i.skill != "small_talk"]
+    assert not train_prompts.intersection(asked)
+    for item in items:
+        if item.skill in ("spelling", "reversal"):
+            word = item.expected.replace(" ", "") if item.skill == "spelling" else item.expected[::-1]
+            assert word in HELDOUT_WORDS and is_heldout(word)
+
+
+def test_replies_do_the_skill_correctly():
+    assert word_skills.spell_reply("banana") == "Letter by letter: b a n a n a."
+    assert word_skills.count_reply("strawberry", "r") == (
+        "Spelling it out and counting the r's: s t r (1) a w b e r (2) r (3) y. So there are 3 r's.")
+    assert word_skills.count_reply("house", "h").endswith("So there is 1 h.")
+    assert word_skills.count_reply("house", "z").endswith("So there are 0 z's.")
+    parts = word_skills.reverse_reply("House")
+    assert "".join(p["text"] for p in parts) == (
+        "Spelled out: h o u s e. Backwards: e s u o h. Reversed, the word is esuoh.")
+    assert [p["text"] for p in parts[1:-1]] == [" e", "s", "u", "o", "h"]  # one letter per token
+
+
+def test_arithmetic_tool_output_matches_the_calculator():
+    from model import calculate
+
+    rng = random.Random(11)
+    for _ in range(2000):
+        user, parts, problem = arithmetic.exchange(rng, "train")
+        call, output, answer = parts
+        assert call["type"] == "python" and output["type"] == "python_output"
+        assert calculate(call["text"]) == output["text"]
+        assert answer["text"] == f"The answer is {output['text']}."
+
+
+def test_multi_turn_follow_ups_use_the_earlier_turn():
+    source = ConversationSource("train", TRAIN_WORDS, mixture={"multi_turn": 1.0})
+    found = 0
+    for conversation in source.conversations(300, seed=2):
+        messages = conversation["messages"]
+        for i in range(2, len(messages), 2):
+            calls = list(_python_calls({"messages": [messages[i + 1]]}))
+            earlier = messages[i - 1]["content"]
+            if calls and isinstance(earlier, list) and calls[0].startswith(f"{earlier[1]['text']} "):
+                found += 1  # "multiply that by 3" starts from the previous result
+    assert found > 20
