@@ -1,0 +1,172 @@
+"""Held-out evaluation prompts and their scorers.
+
+Every prompt uses the held-out split: phrasings, words and arithmetic expressions that never
+occur in training, drawn with seeds of their own. Each ``EvalItem`` is a conversation ending
+with a user message and the answer a correct reply must state; ``score(item, reply)`` reads the
+reply's visible text (the calculator's output included) and says whether it does.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from model.training import arithmetic, small_talk, word_skills
+
+# rows of the eval table, in order
+SKILLS = ("arithmetic", "spelling", "counting", "reversal", "multi_turn", "small_talk")
+
+# what an on-topic small-talk reply must mention (lower case)
+ON_TOPIC = {
+    "greeting": ("hello",),
+    "identity": ("glasschat", "tiny"),
+    "capabilities": ("arithmetic", "spell"),
+    "how_are_you": ("thanks",),
+    "thanks": ("welcome",),
+    "goodbye": ("goodbye",),
+    "out_of_scope": ("can't help",),
+}
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    skill: str  # a row of SKILLS
+    kind: str  # finer: the operator shape, the small-talk kind, the follow-up skill
+    conversation: dict  # ends with the user message to answer
+    expected: str  # the answer: a number, a spelled word, a reversed word, or a small-talk kind
+
+
+def _user(text: str) -> dict:
+    return {"role": "user", "content": text}
+
+
+def _assistant(content) -> dict:
+    return {"role": "assistant", "content": content}
+
+
+def _arithmetic_item(rng: random.Random) -> EvalItem:
+    user, _, problem = arithmetic.exchange(rng, "heldout")
+    kind = "parentheses" if "(" in problem.call else f"{problem.call.count(' ') // 2 + 1} operands"
+    return EvalItem("arithmetic", kind, {"messages": [_user(user)]}, arithmetic.calculator_output(problem.call))
+
+
+def _word_item(rng: random.Random, skill: str, words: Sequence[str]) -> EvalItem:
+    word = rng.choice(words)
+    user, _, letter = word_skills.exchange(rng, skill, word, "heldout")
+    expected = {"spell": word_skills.spelled(word), "reverse": word.lower()[::-1]}.get(skill)
+    if skill == "count":
+        expected = str(word.lower().count(letter))
+    row = {"spell": "spelling", "count": "counting", "reverse": "reversal"}[skill]
+    return EvalItem(row, f"{len(word)} letters", {"messages": [_user(user)]}, expected)
+
+
+def _multi_turn_item(rng: random.Random, words: Sequence[str]) -> EvalItem:
+    """A held-out first exchange (with its correct reply) and a held-out follow-up to answer."""
+    if rng.random() < 0.5:
+        while True:
+            user, parts, problem = arithmetic.exchange(rng, "heldout")
+            if isinstance(problem.value, int) and abs(problem.value) < 10**6:
+                break
+        follow, _, answer = arithmetic.follow_up(rng, problem.value, "heldout")
+        messages = [_user(user), _assistant(parts), _user(follow)]
+        return EvalItem("multi_turn", "arithmetic", {"messages": messages}, arithmetic.calculator_output(answer.call))
+    word = rng.choice(words)
+    skill = rng.choice(word_skills.WORD_SKILLS)
+    user, reply, _ = word_skills.exchange(rng, skill, word, "heldout")
+    follow, _, follow_skill, letter = word_skills.follow_up(rng, word, "heldout")
+    expected = {"spell": word_skills.spelled(word), "reverse": word.lower()[::-1]}.get(follow_skill)
+    if follow_skill == "count":
+        expected = str(word.lower().count(letter))
+    messages = [_user(user), _assistant(reply), _user(follow)]
+    return EvalItem("multi_turn", follow_skill, {"messages": messages}, expected)
+
+
+def _small_talk_item(rng: random.Random) -> EvalItem:
+    kind = rng.choice(small_talk.KINDS)
+    return EvalItem("small_talk", kind, {"messages": [_user(small_talk.user_prompt(rng, kind, "heldout"))]}, kind)
+
+
+def eval_items(heldout_words: Sequence[str], per_skill: int, seed: int = 1234) -> list[EvalItem]:
+    """``per_skill`` held-out items for each row of ``SKILLS``, deterministic in ``seed``."""
+    if not heldout_words:
+        raise ValueError("no held-out words")
+    items: list[EvalItem] = []
+    for index, skill in enumerate(SKILLS):
+        rng = random.Random(seed * 100 + index)
+        for _ in range(per_skill):
+            if skill == "arithmetic":
+                items.append(_arithmetic_item(rng))
+            elif skill in ("spelling", "counting", "reversal"):
+                name = {"spelling": "spell", "counting": "count", "reversal": "reverse"}[skill]
+                items.append(_word_item(rng, name, heldout_words))
+            elif skill == "multi_turn":
+                items.append(_multi_turn_item(rng, heldout_words))
+            else:
+                items.append(_small_talk_item(rng))
+    return items
+
+
+# ---- scoring
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def _numbers_equal(text: str, expected: str) -> bool:
+    try:
+        got, want = float(text), float(expected)
+    except ValueError:
+        return False
+    return math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def final_text(reply: str | list[dict]) -> str:
+    """The text after the last tool call: what the assistant says to the user."""
+    if isinstance(reply, str):
+        return reply
+    tail = []
+    for part in reply:
+        if part["type"] == "text":
+            tail.append(part["text"])
+        else:
+            tail = []
+    return "".join(tail)
+
+
+def visible_text(reply: str | list[dict]) -> str:
+    if isinstance(reply, str):
+        return reply
+    return "".join(part["text"] for part in reply if part["type"] == "text")
+
+
+def _spelled_answer(text: str, expected: str) -> bool:
+    # the spelled word as a whole run of single letters: no letter glued on either side
+    return re.search(rf"(?<![a-z] )(?<![a-z])\b{re.escape(expected)}\b(?! [a-z]\b)", text.lower()) is not None
+
+
+def _count_answer(text: str, expected: str) -> bool:
+    match = re.search(r"there (?:is|are) (\d+) ", text.lower())
+    return match is not None and match.group(1) == expected
+
+
+def _reversal_answer(text: str, expected: str) -> bool:
+    return re.search(rf"\b{re.escape(expected)}\b", text.lower()) is not None
+
+
+def score(item: EvalItem, reply: str | list[dict]) -> bool:
+    """Whether ``reply`` (a parsed assistant turn) states the expected answer."""
+    kind = item.kind if item.skill == "multi_turn" else item.skill
+    if kind == "arithmetic":
+        numbers = _NUMBER.findall(final_text(reply))
+        return bool(numbers) and _numbers_equal(numbers[-1], item.expected)
+    text = visible_text(reply)
+    if kind in ("spelling", "spell"):
+        return _spelled_answer(text, item.expected)
+    if kind in ("counting", "count"):
+        return _count_answer(text, item.expected)
+    if kind in ("reversal", "reverse"):
+        return _reversal_answer(text, item.expected)
+    lowered = text.lower()
+    return all(phrase in lowered for phrase in ON_TOPIC[item.expected])

@@ -1,0 +1,112 @@
+"""``glasschat eval``: held-out prompts through the engine, scored per skill.
+
+Each prompt goes through ``Engine.stream`` exactly as a user's message does — the calculator
+runs and its output is forced — so the figures measure what a user gets. Reported per sampling
+temperature: accuracy per skill, the stop rate (the reply ended with ``<|assistant_end|>``
+within the token budget), the mean reply length in tokens, and the decode speed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from model.training.eval_prompts import SKILLS, EvalItem, eval_items, score
+
+MAX_REPLY_TOKENS = 200  # the longest correct reply (reversing a 12-letter word) is about 60 tokens
+FAILURES_KEPT = 5  # per skill and temperature, to show in the report
+
+
+def run_item(engine, tokenizer, item: EvalItem, temperature: float, seed: int) -> dict:
+    from model.events import SamplingParams, Stop
+
+    params = SamplingParams(temperature=temperature, top_k=0, top_p=1.0, seed=seed, max_tokens=MAX_REPLY_TOKENS)
+    ids, stop = [], None
+    for event in engine.stream(tokenizer.render_for_completion(item.conversation), params):
+        if isinstance(event, Stop):
+            stop = event
+        else:
+            ids.append(event.id)
+    reply = tokenizer.parse_assistant(ids)
+    return {
+        "ok": score(item, reply),
+        "stop": stop.reason,
+        "tokens": stop.stats.generated_tokens,
+        "decode_s": max(0.0, stop.stats.total_s - stop.stats.ttft_s),
+        "reply": tokenizer.decode(ids),
+    }
+
+
+def evaluate(engine, tokenizer, items: Sequence[EvalItem], temperature: float, seed: int,
+             log: Callable[[str], None] = print) -> dict:
+    """Run ``items`` at ``temperature``; per-skill accuracy and the reply statistics."""
+    skills: dict[str, dict] = {}
+    stops = tokens = decoded = 0
+    decode_s = 0.0
+    started = time.perf_counter()
+    for index, item in enumerate(items):
+        result = run_item(engine, tokenizer, item, temperature, seed + index)
+        row = skills.setdefault(item.skill, {"n": 0, "correct": 0, "failures": []})
+        row["n"] += 1
+        row["correct"] += result["ok"]
+        if not result["ok"] and len(row["failures"]) < FAILURES_KEPT:
+            row["failures"].append({"prompt": item.conversation["messages"][-1]["content"],
+                                    "expected": item.expected, "reply": result["reply"]})
+        stops += result["stop"] == "assistant_end"
+        tokens += result["tokens"]
+        if result["tokens"] > 1:
+            decoded += result["tokens"] - 1
+            decode_s += result["decode_s"]
+        if (index + 1) % 100 == 0:
+            log(f"eval T={temperature:g}: {index + 1}/{len(items)} prompts, {time.perf_counter() - started:.0f}s")
+    for row in skills.values():
+        row["accuracy"] = row["correct"] / row["n"]
+    return {
+        "temperature": temperature,
+        "skills": {s: skills[s] for s in SKILLS if s in skills},
+        "prompts": len(items),
+        "stop_rate": stops / len(items),
+        "mean_reply_tokens": tokens / len(items),
+        "tokens_per_s": decoded / decode_s if decode_s else 0.0,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def evaluate_checkpoint(checkpoint: str | Path, per_skill: int, temperatures: Sequence[float] = (0.0, 0.7),
+                        seed: int = 1234, threads: int = 1, log: Callable[[str], None] = print) -> dict:
+    """Load a checkpoint and evaluate it at each temperature on the same held-out prompts."""
+    from model import Engine, load_model
+    from model.training.recipe import word_pools
+
+    gpt, tokenizer = load_model(checkpoint)
+    engine = Engine(gpt, tokenizer, threads=threads)
+    _, heldout_words, _ = word_pools(tokenizer)
+    items = eval_items(heldout_words, per_skill, seed=seed)
+    log(f"eval: {len(items)} held-out prompts ({per_skill} per skill, {len(heldout_words)} held-out words) "
+        f"at temperature {', '.join(f'{t:g}' for t in temperatures)}")
+    runs = [evaluate(engine, tokenizer, items, t, seed, log) for t in temperatures]
+    return {"checkpoint": str(checkpoint), "per_skill": per_skill, "seed": seed,
+            "heldout_words": len(heldout_words), "runs": runs}
+
+
+def _label(temperature: float) -> str:
+    return "greedy" if temperature == 0 else f"T={temperature:g}"
+
+
+def format_table(report: dict) -> str:
+    """The eval table: one row per skill, one column per temperature."""
+    runs = report["runs"]
+    header = f"{'':18s}{'n':>5s}" + "".join(f"{_label(r['temperature']):>10s}" for r in runs)
+    lines = [header]
+    for skill in SKILLS:
+        if skill not in runs[0]["skills"]:
+            continue
+        n = runs[0]["skills"][skill]["n"]
+        cells = "".join(f"{100 * r['skills'][skill]['accuracy']:9.1f}%" for r in runs)
+        lines.append(f"{skill:18s}{n:5d}{cells}")
+    prompts = runs[0]["prompts"]
+    lines.append(f"{'stop rate':18s}{prompts:5d}" + "".join(f"{100 * r['stop_rate']:9.1f}%" for r in runs))
+    lines.append(f"{'mean reply tokens':18s}{'':5s}" + "".join(f"{r['mean_reply_tokens']:10.1f}" for r in runs))
+    lines.append(f"{'decode tokens/s':18s}{'':5s}" + "".join(f"{r['tokens_per_s']:10.0f}" for r in runs))
+    return "\n".join(lines)
