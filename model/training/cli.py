@@ -1,0 +1,104 @@
+"""``glasschat train`` (the staged recipe that makes the default model) and ``glasschat eval``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from glasschat.errors import UserError
+from model.training.recipe import RECIPES, STAGES
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def register(subparsers) -> None:
+    _register_train(subparsers)
+    _register_eval(subparsers)
+
+
+def _register_train(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="Train a chat model from scratch on this machine (the default model's recipe).",
+        description="Run a training recipe: data -> tokenizer -> pretrain -> sft -> checkpoint -> eval, "
+        "writing everything under --out. Finished stages are skipped on a rerun; an interrupted training "
+        "stage (Ctrl+C saves) resumes from its last state. The model ends up in OUT/checkpoint.")
+    p.add_argument("--recipe", default="default", choices=list(RECIPES),
+                   help="default (the shipped model) or tiny (seconds; for trying the pipeline)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--stage", action="append", choices=STAGES, metavar="STAGE",
+                   help=f"run only this stage (repeatable): {', '.join(STAGES)}; default: all")
+    p.add_argument("--force", action="store_true", help="rerun the chosen stages even if they are done")
+    p.add_argument("--threads", type=_positive_int, default=1,
+                   help="torch CPU threads (default 1: on a shared 2-core machine 2 threads can be slower)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where to train (auto: CUDA in bf16 when present, else the CPU in fp32)")
+    group = p.add_argument_group("recipe overrides")
+    group.add_argument("--seed", type=int)
+    group.add_argument("--vocab-size", type=_positive_int)
+    group.add_argument("--pretrain-steps", type=_positive_int)
+    group.add_argument("--sft-steps", type=_positive_int)
+    group.add_argument("--batch-size", type=_positive_int)
+    group.add_argument("--sft-conversations", type=_positive_int)
+    group.add_argument("--eval-per-skill", type=_positive_int)
+    p.set_defaults(func=_train)
+
+
+def _register_eval(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval", help="Score a model on held-out prompts, per skill (greedy and sampled).",
+        description="Generate held-out prompts (words, numbers and phrasings never seen in training), run "
+        "them through the engine with the calculator tool, and print per-skill accuracy, the stop rate, the "
+        "mean reply length and the decode speed, for each temperature.")
+    p.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (default: the bundled default model)")
+    p.add_argument("--per-skill", type=_positive_int, default=100, help="prompts per skill (default 100)")
+    p.add_argument("--temperature", type=float, action="append",
+                   help="sampling temperature, repeatable; 0 is greedy (default: 0 and 0.7)")
+    p.add_argument("--seed", type=int, default=1234, help="seed of the held-out prompts and of sampling")
+    p.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--json", action="store_true", help="print the full report (with failures) as JSON")
+    p.set_defaults(func=_eval)
+
+
+def _train(args) -> int:
+    import torch
+
+    from model.training.recipe import Run, run_stages
+
+    recipe = RECIPES[args.recipe].overridden(
+        seed=args.seed, vocab_size=args.vocab_size, pretrain_steps=args.pretrain_steps, sft_steps=args.sft_steps,
+        batch_size=args.batch_size, sft_conversations=args.sft_conversations, eval_per_skill=args.eval_per_skill)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available")
+    torch.set_num_threads(args.threads)
+    run = Run(recipe, Path(args.out), device=device, threads=args.threads, log=lambda line: print(line, flush=True))
+    run_stages(run, args.stage or list(STAGES), force=args.force)
+    return 0
+
+
+def _eval(args) -> int:
+    import torch
+
+    from model import resolve_checkpoint_dir
+    from model.training.evaluate import evaluate_checkpoint, format_table
+
+    if any(t < 0 for t in args.temperature or ()):
+        raise UserError("--temperature: must be >= 0")
+    torch.set_num_threads(args.threads)
+    checkpoint = resolve_checkpoint_dir(args.checkpoint)
+    log = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+    report = evaluate_checkpoint(checkpoint, args.per_skill, tuple(args.temperature or (0.0, 0.7)),
+                                 seed=args.seed, threads=args.threads, log=log)
+    print(json.dumps(report, indent=2) if args.json else format_table(report))
+    return 0
