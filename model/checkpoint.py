@@ -136,14 +136,12 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
 
     device = torch.device(device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    with torch.device("meta"):
-        gpt = GPT(config)  # shapes only: the real tensors come from the file
-    state = _read_weights(weights_path, data.get("save_id"), {k: tuple(v.shape) for k, v in gpt.state_dict().items()})
-    gpt.load_state_dict({name: tensor.to(dtype) for name, tensor in state.items()}, assign=True)
+    state = _read_weights(weights_path, data.get("save_id"), config)
+    gpt = gpt_from_weights(config, {name: tensor.to(dtype) for name, tensor in state.items()})
     return gpt.to(device).eval(), tokenizer
 
 
-def _read_weights(path: Path, save_id: object, expected: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+def _read_weights(path: Path, save_id: object, config: GPTConfig) -> dict[str, torch.Tensor]:
     try:
         with safe_open(path, framework="pt", device="cpu") as f:
             file_save_id = (f.metadata() or {}).get("save_id")
@@ -154,21 +152,39 @@ def _read_weights(path: Path, save_id: object, expected: dict[str, tuple[int, ..
         raise CheckpointError(
             f"{path}: written by a different save than {CONFIG_FILE} (an interrupted save?); save the checkpoint again"
         )
+    check_weights(state, config, path)
+    return state
+
+
+def expected_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor a GPT of ``config`` holds, by name, with its shape."""
+    with torch.device("meta"):
+        return {name: tuple(t.shape) for name, t in GPT(config).state_dict().items()}
+
+
+def check_weights(state: dict[str, torch.Tensor], config: GPTConfig, source: str | os.PathLike) -> None:
+    """Raise a ``CheckpointError`` naming ``source`` unless ``state`` fits a GPT of ``config``."""
+    expected = expected_shapes(config)
     missing = [name for name in expected if name not in state]
     unexpected = [name for name in state if name not in expected]
     if missing:
-        raise CheckpointError(f"{path}: missing tensor(s) {_names(missing)}")
+        raise CheckpointError(f"{source}: missing tensor(s) {_names(missing)}")
     if unexpected:
-        raise CheckpointError(f"{path}: unexpected tensor(s) {_names(unexpected)}")
+        raise CheckpointError(f"{source}: unexpected tensor(s) {_names(unexpected)}")
     for name, shape in expected.items():
         if tuple(state[name].shape) != shape:
-            raise CheckpointError(
-                f"{path}: tensor {name} has shape {tuple(state[name].shape)}, the config needs {shape}"
-            )
+            raise CheckpointError(f"{source}: tensor {name} has shape {tuple(state[name].shape)}, the config needs {shape}")
     for name, tensor in state.items():
         if not tensor.is_floating_point():
-            raise CheckpointError(f"{path}: tensor {name} has dtype {tensor.dtype}, expected floating point")
-    return state
+            raise CheckpointError(f"{source}: tensor {name} has dtype {tensor.dtype}, expected floating point")
+
+
+def gpt_from_weights(config: GPTConfig, state: dict[str, torch.Tensor]) -> GPT:
+    """A GPT that uses ``state``'s tensors as they are (no copy, dtypes kept); checked first."""
+    with torch.device("meta"):
+        gpt = GPT(config)  # shapes only: the real tensors are assigned below
+    gpt.load_state_dict(state, assign=True)
+    return gpt
 
 
 def _names(names: list[str], limit: int = 4) -> str:

@@ -1,0 +1,88 @@
+"""Exporting a checkpoint for Hugging Face transformers (``NanoChatForCausalLM``).
+
+The output directory holds ``config.json`` (``model_type: nanochat``), ``generation_config.json``
+and ``model.safetensors`` under transformers' parameter names, so
+``AutoModelForCausalLM.from_pretrained(DIR)`` loads it and anything that serves transformers
+models (vLLM, TGI, multi-GPU inference) can run a model trained or imported here. Our tokenizer
+files are copied into ``tokenizer/`` beside it.
+
+transformers computes the rotary tables in fp32 where this model rounds them to bf16; logits
+differ by about 1e-3, so generations can part ways at near-ties. transformers is not needed to
+export.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from glasschat.atomic import atomic_path, atomic_write_text
+from model.checkpoint import TOKENIZER_DIR, load_model
+from model.gpt import ROTARY_BASE, SOFTCAP
+
+_LAYER_NAMES = {
+    "attn.c_q": "self_attn.q_proj",
+    "attn.c_k": "self_attn.k_proj",
+    "attn.c_v": "self_attn.v_proj",
+    "attn.c_proj": "self_attn.o_proj",
+    "mlp.c_fc": "mlp.fc1",
+    "mlp.c_proj": "mlp.fc2",
+}
+
+
+def hf_name(name: str) -> str:
+    """transformers' name for one of our parameters."""
+    if name == "transformer.wte.weight":
+        return "model.embed_tokens.weight"
+    if name == "lm_head.weight":
+        return name
+    _, _, layer, module, linear, weight = name.split(".")  # transformer.h.{i}.attn.c_q.weight
+    return f"model.layers.{layer}.{_LAYER_NAMES[f'{module}.{linear}']}.{weight}"
+
+
+def hf_config(gpt, tokenizer, dtype: torch.dtype) -> dict:
+    c = gpt.config
+    return {
+        "architectures": ["NanoChatForCausalLM"],
+        "model_type": "nanochat",
+        "vocab_size": c.vocab_size,
+        "hidden_size": c.n_embd,
+        "intermediate_size": 4 * c.n_embd,
+        "num_hidden_layers": c.n_layer,
+        "num_attention_heads": c.n_head,
+        "num_key_value_heads": c.n_kv_head,
+        "head_dim": c.head_dim,
+        "max_position_embeddings": c.sequence_len,
+        "hidden_act": "relu2",
+        "rms_norm_eps": torch.finfo(torch.float32).eps,  # torch's default, which our RMSNorm uses
+        "rope_parameters": {"rope_type": "default", "rope_theta": float(ROTARY_BASE)},
+        "final_logit_softcapping": SOFTCAP,
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "tie_word_embeddings": False,
+        "bos_token_id": tokenizer.bos_id,
+        "eos_token_id": tokenizer.encode_special("<|assistant_end|>"),
+        "pad_token_id": tokenizer.bos_id,
+        "dtype": str(dtype).removeprefix("torch."),
+    }
+
+
+def export_hf(checkpoint: str | os.PathLike, out: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Path:
+    """Write checkpoint ``checkpoint`` as a transformers model directory ``out``."""
+    gpt, tokenizer = load_model(checkpoint)
+    out = Path(out)
+    tensors = {hf_name(name): t.detach().to(dtype).contiguous() for name, t in gpt.state_dict().items()}
+    config = hf_config(gpt, tokenizer, dtype)
+    stops = [tokenizer.encode_special("<|assistant_end|>"), tokenizer.bos_id]
+    generation = {"bos_token_id": tokenizer.bos_id, "eos_token_id": stops, "pad_token_id": tokenizer.bos_id}
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(out / TOKENIZER_DIR)
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file(tensors, tmp, metadata={"format": "pt"})
+    atomic_write_text(out / "generation_config.json", json.dumps(generation, indent=2) + "\n")
+    atomic_write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
+    return out
