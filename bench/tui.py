@@ -49,8 +49,6 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import torch
 
-    from model.events import SamplingParams
-
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="glasschat-bench-tui-") as tmp:
         tmp = Path(tmp)

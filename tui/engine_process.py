@@ -4,20 +4,28 @@ The chat's UI and the engine are both Python: in one process they share one inte
 and every torch call of the engine gives the lock up and waits to get it back while the UI
 parses Markdown and paints the screen. Measured on this 2-core machine with a fast model
 (``glasschat bench tui``), the engine in a thread of the app ran at about a third of its
-headless speed. In its own process it keeps a core to itself and the app only reads its events.
+headless speed. In its own process it has a core to itself and the app only reads its events.
 
 The app still consumes the stream from a thread worker, as with an in-process engine: this
-class is a drop-in ``engine`` for ``tui.backend.Backend``. Events cross a pipe in small
-batches (a few ms each), which costs the engine almost nothing and the screen nothing (it
-repaints at 30 Hz). Cancellation goes through a shared event the engine checks every token.
+class is a drop-in ``engine`` for ``tui.backend.Backend``. The child is a plain
+``python -m tui.engine_process`` (not ``multiprocessing``, whose "spawn" re-imports the parent's
+``__main__``) talking over a socket pair with ``multiprocessing.connection`` framing. Events
+cross in small batches (a few ms each), which costs the engine almost nothing and the screen
+nothing (it repaints at 30 Hz). A cancel request reaches the engine within one token.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import os
+import queue
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from multiprocessing.connection import Connection
 
 from glasschat.errors import UserError
 from model.events import SamplingParams, Stop, TokenEvent
@@ -31,16 +39,17 @@ class EngineProcessError(RuntimeError):
 
 
 class EngineProcess:
-    """Loads a checkpoint in a child process and streams from it."""
+    """Loads a checkpoint (or the default model) in a child process and streams from it."""
 
     def __init__(self, checkpoint: str | None, start_timeout_s: float = 300.0) -> None:
-        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads forked
-        self._conn, child_conn = context.Pipe()
-        self._cancel = context.Event()
-        self._process = context.Process(target=serve, args=(checkpoint, child_conn, self._cancel),
-                                        name="glasschat-engine", daemon=True)
-        self._process.start()
-        child_conn.close()
+        ours, theirs = socket.socketpair()
+        # the child's stderr goes to a file: on the chat's terminal it would tear the screen
+        self._log = tempfile.TemporaryFile()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "tui.engine_process", str(theirs.fileno()), checkpoint or ""],
+            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log)
+        theirs.close()
+        self._conn = Connection(ours.detach())
         self._lock = threading.Lock()
         self._request = 0
         if not self._conn.poll(start_timeout_s):
@@ -55,30 +64,37 @@ class EngineProcess:
         self.parameters: int = hello["parameters"]
         self.sequence_len: int = hello["sequence_len"]
 
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
     def stream(self, prompt_ids: list[int], params: SamplingParams = SamplingParams(),
                cancel: threading.Event | None = None) -> Iterator[TokenEvent | Stop]:
         with self._lock:  # one reply at a time
             self._request += 1
             request = self._request
-            self._cancel.clear()
             self._conn.send((request, list(prompt_ids), params))
+            finished = False
             try:
-                yield from self._events(request, cancel)
-            except GeneratorExit:
-                self._cancel.set()  # the reader went away: stop generating for it
-                raise
+                for event in self._events(request, cancel):
+                    finished = isinstance(event, Stop)
+                    yield event
+            finally:
+                if not finished:  # the reader went away or failed: stop generating for it
+                    self._send_cancel(request)
 
     def _events(self, request: int, cancel: threading.Event | None) -> Iterator[TokenEvent | Stop]:
+        cancel_sent = False
         while True:
-            if cancel is not None and cancel.is_set():
-                self._cancel.set()
+            if cancel is not None and cancel.is_set() and not cancel_sent:
+                cancel_sent = self._send_cancel(request)
             if not self._conn.poll(POLL_S):
-                if not self._process.is_alive():
-                    raise EngineProcessError(f"the engine process ended (exit code {self._process.exitcode})")
+                if self._process.poll() is not None:
+                    raise EngineProcessError(self._ended())
                 continue
             answer, payload = self._receive()
             if answer != request:
-                continue  # the tail of a reply whose reader went away
+                continue  # the tail of an earlier reply whose reader went away
             if isinstance(payload, str):
                 raise EngineProcessError(payload)
             for event in payload:
@@ -86,30 +102,42 @@ class EngineProcess:
                 if isinstance(event, Stop):
                     return
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
+    def _send_cancel(self, request: int) -> bool:
+        try:
+            self._conn.send(("cancel", request))
+        except OSError:
+            pass
+        return True
 
     def _receive(self):
         try:
             return self._conn.recv()
         except (EOFError, OSError):
-            raise EngineProcessError(f"the engine process ended (exit code {self._process.exitcode})") from None
+            self._process.wait(timeout=5)
+            raise EngineProcessError(self._ended()) from None
+
+    def _ended(self) -> str:
+        self._log.seek(0)
+        tail = self._log.read().decode("utf-8", "replace").strip().splitlines()[-1:]
+        return f"the engine process ended (exit code {self._process.poll()})" + (f": {tail[0]}" if tail else "")
 
     def close(self) -> None:
         try:
             self._conn.send(None)
-        except (OSError, ValueError):
+        except OSError:
             pass
-        self._process.join(timeout=2)
-        if self._process.is_alive():
+        try:
+            self._process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
             self._process.kill()
+            self._process.wait()
         self._conn.close()
+        self._log.close()
 
 
-def serve(checkpoint: str | None, conn, cancel) -> None:
-    """The engine process: load the model, then answer ``(request, prompt, params)`` messages
-    with batches of events until ``None`` arrives or the app goes away."""
+def serve(conn: Connection, checkpoint: str | None) -> None:
+    """The engine process: load the model, then answer ``(request, prompt, params)`` with
+    batches of events until ``None`` arrives or the app goes away."""
     try:
         from model import load_model, resolve_checkpoint_dir
         from model.checkpoint import TOKENIZER_DIR
@@ -122,16 +150,36 @@ def serve(checkpoint: str | None, conn, cancel) -> None:
         conn.send({"error": str(error)})
         return
     conn.send({"directory": str(directory), "tokenizer": str(directory / TOKENIZER_DIR),
-               "parameters": sum(p.numel() for p in gpt.parameters()),
-               "sequence_len": gpt.config.sequence_len})
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            return
-        if message is None:
-            return
+               "parameters": sum(p.numel() for p in gpt.parameters()), "sequence_len": gpt.config.sequence_len})
+
+    requests: queue.Queue = queue.Queue()
+    cancel = threading.Event()
+    current = [0]
+    cancelled: set[int] = set()
+
+    def listen() -> None:  # requests queue up; a cancel acts at once
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                message = None
+            if message is None:
+                requests.put(None)
+                return
+            if message[0] == "cancel":
+                cancelled.add(message[1])
+                if message[1] == current[0]:
+                    cancel.set()
+            else:
+                requests.put(message)
+
+    threading.Thread(target=listen, daemon=True).start()
+    while (message := requests.get()) is not None:
         request, prompt, params = message
+        current[0] = request
+        cancel.clear()
+        if request in cancelled:
+            cancel.set()
         try:
             batch, sent_at = [], time.perf_counter()
             for event in engine.stream(prompt, params, cancel=cancel):
@@ -141,7 +189,12 @@ def serve(checkpoint: str | None, conn, cancel) -> None:
                     batch, sent_at = [], time.perf_counter()
             if batch:
                 conn.send((request, batch))
-        except (EOFError, OSError, BrokenPipeError):
+        except OSError:
             return
-        except Exception as error:  # reported to the app as a notification, the process goes on
+        except Exception as error:  # reported to the app as a notification; the process goes on
             conn.send((request, f"{type(error).__name__}: {error}"))
+
+
+if __name__ == "__main__":
+    serve(Connection(int(sys.argv[1])), sys.argv[2] or None)
+    os._exit(0)  # no interpreter teardown: nothing is left to flush

@@ -97,7 +97,7 @@ class DebugPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(id="token-counts")
-        with VerticalScroll(id="token-scroll"):
+        with VerticalScroll(id="token-scroll", can_focus=False):
             yield TokenView(id="conversation-tokens")
             yield Static(id="draft-label")
             yield TokenView(id="draft-tokens")
