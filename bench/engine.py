@@ -1,0 +1,280 @@
+"""``glasschat bench engine``: our engine side by side with reference generation loops.
+
+For each model config (d4/d8/d12: n_embd 256/512/768, one layer per depth unit, heads of 128),
+vocabulary and prompt length, the same random fp32 weights run greedily through
+
+- ``ours``: ``model.Engine.stream``;
+- ``nanochat``: a dynamic-KV-cache loop the way nanochat's engine generates
+  (``bench.engine_baselines``);
+- ``recompute``: full recompute of the sequence for every token (fewer tokens: it is slow);
+- ``hf``: transformers' ``NanoChatForCausalLM.generate``, when transformers is installed.
+
+Printed per engine: decode tokens/s (tokens after the first over the time after the first),
+time to first token (the prompt's prefill plus the first token: every engine here emits the
+first token straight after its prefill, so this is the prefill time as a user sees it), the
+ratios to the nanochat-style loop, the fraction of the memory-bandwidth ceiling, and whether the
+greedy tokens equal the nanochat-style loop's. The ceiling is measured in the same run: the
+bandwidth of a large matrix-vector product, divided by the bytes a decode step must read (every
+weight matrix plus the KV cache). Engines alternate within each repeat; figures are medians,
+ratios are medians of same-repeat ratios. One torch thread throughout.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+HELP = "Decode tok/s, prefill/TTFT and bandwidth fraction of the engine vs nanochat-style, recompute, transformers."
+CONFIGS = {"d4": 4, "d8": 8, "d12": 12}
+ENGINES = ("ours", "nanochat", "recompute", "hf")
+# the figures the engine is held to: (label, config, vocab, prompt or None for the shortest run, field, goal)
+TARGETS = (
+    ("decode >= 1.6x the nanochat-style loop at d4/V8192", "d4", 8192, None, "x_decode", 1.6),
+    ("decode >= 1.35x the nanochat-style loop at d12/V65536", "d12", 65536, None, "x_decode", 1.35),
+    (">= 80% of the bandwidth ceiling at d12/V65536", "d12", 65536, None, "ceiling", 0.80),
+    ("P1024 time to first token >= 4x faster at d4/V65536", "d4", 65536, 1024, "x_ttft", 4.0),
+)
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS), help="model sizes (default: all)")
+    parser.add_argument("--vocabs", nargs="+", type=int, default=[8192, 65536], metavar="V", help="vocabulary sizes (default: 8192 65536)")
+    parser.add_argument("--prompts", nargs="+", type=int, default=[32, 512, 1024], metavar="P",
+                        help="prompt lengths in tokens (default: 32 512 1024)")
+    parser.add_argument("--tokens", type=int, default=64, metavar="N", help="tokens to generate per run (default 64)")
+    parser.add_argument("--recompute-tokens", type=int, default=8, metavar="N",
+                        help="tokens for the full-recompute loop, which is slow (default 8; 0 skips it)")
+    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES), help="engines to run (default: all available)")
+    parser.add_argument("--repeat", type=int, default=3, metavar="N", help="runs per engine; medians are shown (default 3)")
+    parser.add_argument("--quick", action="store_true", help="d4 and d12, vocab 8192 and 65536, prompts 32 and 1024, 2 repeats, no recompute")
+
+
+def run(args) -> int:
+    import torch
+
+    torch.set_num_threads(1)
+    if args.quick:
+        args.configs, args.vocabs, args.prompts, args.repeat, args.recompute_tokens = ["d4", "d12"], [8192, 65536], [32, 1024], 2, 0
+    engines = [e for e in args.engines if (e != "hf" or _has_transformers()) and (e != "recompute" or args.recompute_tokens)]
+    bandwidth = measure_bandwidth()
+    print(f"fp32, 1 torch thread; medians of {args.repeat}; {args.tokens} tokens per run "
+          f"({args.recompute_tokens} for recompute); engines: {', '.join(engines)}")
+    print(f"memory bandwidth (large matrix-vector product): {bandwidth / 1e9:.1f} GB/s")
+    header = (f"{'model':>5} {'vocab':>6} {'prompt':>6}  {'engine':<9} {'decode tok/s':>12} {'x nanochat':>10} "
+              f"{'TTFT ms':>9} {'x nanochat':>10} {'ceiling':>8} {'same tokens':>11}")
+    results = {}
+    for name in args.configs:
+        for vocab in args.vocabs:
+            models = build_models(CONFIGS[name], vocab, max(args.prompts) + args.tokens, "hf" in engines)
+            print(f"\n{header}")
+            for prompt_len in args.prompts:
+                cell = run_cell(models, engines, prompt_len, args)
+                ceiling = bandwidth / decode_bytes(models["gpt"], prompt_len + args.tokens // 2)
+                print_cell(name, vocab, prompt_len, cell, ceiling)
+                results[(name, vocab, prompt_len)] = (cell, ceiling)
+            del models
+    bandwidth_after = measure_bandwidth()
+    print(f"\nmemory bandwidth at the end: {bandwidth_after / 1e9:.1f} GB/s (ceilings use the start figure)")
+    print_targets(results)
+    return 0
+
+
+# ---- models
+
+
+def build_models(depth: int, vocab: int, sequence_len: int, with_hf: bool) -> dict:
+    import torch
+
+    from model.engine import Engine
+    from model.gpt import GPT, GPTConfig
+
+    n_embd = 64 * depth
+    n_head = max(1, (n_embd + 127) // 128)
+    config = GPTConfig(sequence_len=sequence_len, vocab_size=vocab, n_layer=depth, n_head=n_head, n_kv_head=n_head, n_embd=n_embd)
+    tokenizer = synthetic_tokenizer(vocab)
+    gpt = GPT(config).init_weights(seed=0, zero_outputs=False).eval()
+    with torch.no_grad():  # a random model must not stop early: specials never win greedily
+        gpt.lm_head.weight[list(tokenizer.special_ids.values())] = 0
+    models = {"gpt": gpt, "tokenizer": tokenizer, "engine": Engine(gpt, tokenizer)}
+    if with_hf:
+        models["hf"] = hf_model(gpt, tokenizer)
+    return models
+
+
+def synthetic_tokenizer(vocab: int):
+    """A real ``Tokenizer`` of exactly ``vocab`` tokens: the 256 bytes, then byte pairs.
+
+    Prompts are random ids, so the merges never run; the engine still decodes every token it
+    streams through it, as it would in use.
+    """
+    from tokenizer import Tokenizer
+    from tokenizer.patterns import NANOCHAT
+    from tokenizer.specials import NUM_SPECIAL_TOKENS
+
+    ranks = {bytes([b]): b for b in range(256)}
+    for index in range(vocab - NUM_SPECIAL_TOKENS - 256):
+        ranks[bytes([97 + index // 256 % 26, index % 256, 65 + index // 6656])] = 256 + index
+    return Tokenizer.from_ranks(ranks, NANOCHAT)
+
+
+def hf_model(gpt, tokenizer):
+    import torch
+    from transformers import NanoChatConfig, NanoChatForCausalLM
+
+    from model.hf_export import hf_config, hf_name
+
+    config = NanoChatConfig.from_dict({k: v for k, v in hf_config(gpt, tokenizer, torch.float32).items() if k != "dtype"})
+    model = NanoChatForCausalLM(config).eval()
+    model.load_state_dict({hf_name(name): t for name, t in gpt.state_dict().items()})
+    return model
+
+
+# ---- runs
+
+
+def run_cell(models: dict, engines: list[str], prompt_len: int, args) -> dict:
+    import torch
+
+    vocab = models["gpt"].config.vocab_size - 9
+    prompt = torch.randint(vocab, (prompt_len,), generator=torch.Generator().manual_seed(prompt_len)).tolist()
+    run_engine = runners()
+    runs = {engine: [] for engine in engines}
+    for _ in range(args.repeat):
+        for engine in engines:
+            tokens = args.recompute_tokens if engine == "recompute" else args.tokens
+            runs[engine].append(run_engine[engine](models, prompt, tokens))
+    return runs
+
+
+def run_ours(models, prompt, tokens):
+    from model.events import SamplingParams, Stop
+
+    ids, stop = [], None
+    for event in models["engine"].stream(prompt, SamplingParams(temperature=0, top_k=0, max_tokens=tokens)):
+        if isinstance(event, Stop):
+            stop = event
+        else:
+            ids.append(event.id)
+    return {"ids": ids, "ttft": stop.stats.ttft_s, "decode": stop.stats.tokens_per_s}
+
+
+def run_baseline(loop):
+    def runner(models, prompt, tokens):
+        ids, timings = loop(models["gpt"], prompt, tokens)
+        decode = (len(ids) - 1) / (timings.token_s[-1] - timings.token_s[0]) if len(ids) > 1 else 0.0
+        return {"ids": ids, "ttft": timings.token_s[0], "decode": decode}
+
+    return runner
+
+
+def run_hf(models, prompt, tokens):
+    import torch
+    from transformers.generation.streamers import BaseStreamer
+
+    class Clock(BaseStreamer):
+        def __init__(self):
+            self.times = []
+
+        def put(self, value):
+            self.times.append(time.perf_counter())
+
+        def end(self):
+            pass
+
+    clock = Clock()
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out = models["hf"].generate(torch.tensor([prompt]), max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
+                                    streamer=clock, pad_token_id=0)
+    token_times = clock.times[1:]  # the first put is the prompt
+    decode = (len(token_times) - 1) / (token_times[-1] - token_times[0]) if len(token_times) > 1 else 0.0
+    return {"ids": out[0, len(prompt):].tolist(), "ttft": token_times[0] - start, "decode": decode}
+
+
+def runners() -> dict:
+    from bench.engine_baselines import dynamic_cache_greedy, recompute_greedy
+
+    return {"ours": run_ours, "nanochat": run_baseline(dynamic_cache_greedy), "recompute": run_baseline(recompute_greedy), "hf": run_hf}
+
+
+# ---- the bandwidth ceiling
+
+
+def measure_bandwidth(repeat: int = 7) -> float:
+    """Bytes/s of fp32 matrix-vector products over 512 MB of matrices (beyond any cache)."""
+    import torch
+
+    matrices = [torch.randn(8192, 8192) for _ in range(2)]  # 256 MB each
+    x = torch.randn(1, 8192)
+    seconds = []
+    with torch.inference_mode():
+        for _ in range(repeat):
+            start = time.perf_counter()
+            for w in matrices:
+                torch.mm(x, w)
+            seconds.append(time.perf_counter() - start)
+    return sum(w.numel() * 4 for w in matrices) / statistics.median(seconds)
+
+
+def decode_bytes(gpt, kv_len: int) -> int:
+    """Bytes one decode step reads: every weight matrix (one embedding row aside) and the KV cache."""
+    c = gpt.config
+    weights = sum(p.numel() for name, p in gpt.named_parameters() if name != "transformer.wte.weight")
+    kv = 2 * c.n_layer * c.n_kv_head * c.head_dim * kv_len
+    return 4 * (weights + c.n_embd + kv)
+
+
+# ---- report
+
+
+def summarise(cell: dict, ceiling: float) -> dict:
+    base = cell.get("nanochat")
+    rows = {}
+    for engine, runs in cell.items():
+        row = {"decode": statistics.median(r["decode"] for r in runs), "ttft": statistics.median(r["ttft"] for r in runs)}
+        if base:
+            row["x_decode"] = statistics.median(r["decode"] / b["decode"] for r, b in zip(runs, base))
+            row["x_ttft"] = statistics.median(b["ttft"] / r["ttft"] for r, b in zip(runs, base))
+            n = len(runs[0]["ids"])
+            row["same"] = all(r["ids"] == b["ids"][:n] for r, b in zip(runs, base))
+        row["ceiling"] = row["decode"] / ceiling
+        rows[engine] = row
+    return rows
+
+
+def print_cell(name: str, vocab: int, prompt_len: int, cell: dict, ceiling: float) -> None:
+    for engine, row in summarise(cell, ceiling).items():
+        x_decode = f"{row['x_decode']:.2f}x" if "x_decode" in row else "-"
+        x_ttft = f"{row['x_ttft']:.2f}x" if "x_ttft" in row else "-"
+        same = ("yes" if row["same"] else "NO") if "same" in row else "-"
+        print(f"{name:>5} {vocab:>6} {prompt_len:>6}  {engine:<9} {row['decode']:>12.1f} {x_decode:>10} "
+              f"{row['ttft'] * 1000:>9.1f} {x_ttft:>10} {row['ceiling']:>7.0%} {same:>11}")
+    print(f"{'':>5} {'':>6} {'':>6}  {'ceiling':<9} {ceiling:>12.1f}")
+
+
+def print_targets(results: dict) -> None:
+    print("\ntargets (ours, same run):")
+    for label, name, vocab, prompt_len, field, goal in TARGETS:
+        prompts = sorted(p for (n, v, p) in results if (n, v) == (name, vocab))
+        if prompt_len is None and prompts:
+            prompt_len = prompts[0]
+        if (name, vocab, prompt_len) not in results:
+            print(f"  {label}: not run")
+            continue
+        rows = summarise(*results[(name, vocab, prompt_len)])
+        if field not in rows.get("ours", {}):
+            print(f"  {label}: not run (needs ours and nanochat)")
+            continue
+        value = rows["ours"][field]
+        shown = f"{value:.0%}" if field == "ceiling" else f"{value:.2f}x"
+        print(f"  {label} (prompt {prompt_len}): {shown} {'met' if value >= goal else 'MISSED'}")
+    same = [summarise(*cell)["ours"].get("same") for cell in results.values()]
+    if any(s is not None for s in same):
+        print(f"  identical greedy tokens to the nanochat-style loop in every run: {'yes' if all(same) else 'NO'}")
+
+
+def _has_transformers() -> bool:
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        return False
+    return True
