@@ -283,3 +283,23 @@ async def test_replay_pause_and_step(tiny_tokenizer, tmp_path):
         await pilot.press("f5")
         await wait_until(pilot, lambda: app.replay is None, timeout=10)
         assert len(app.backend.engine.calls) == 3
+
+
+async def test_paste_keeps_newlines_and_end_follows_the_newest_message(tiny_tokenizer, tmp_path):
+    from textual import events
+
+    app = make_app(tiny_tokenizer, ["line\n\n" * 60], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        app.post_message(events.Paste("first line\nsecond line"))  # as the terminal driver does
+        await pilot.pause()
+        assert app.chat_input.text == "first line\nsecond line" and app.messages == []  # pasted, not sent
+        await pilot.press("enter")
+        await wait_until(pilot, idle(app, 2))
+        log = app.chat_log
+        await pilot.pause()
+        assert log.max_scroll_y > 0 and log.scroll_y == log.max_scroll_y  # followed the stream
+        log.scroll_home(animate=False)
+        await pilot.pause()
+        assert log.scroll_y == 0
+        await pilot.press("end")  # at the end of the (empty) input: jump to the newest message
+        await wait_until(pilot, lambda: log.scroll_y == log.max_scroll_y)

@@ -46,7 +46,7 @@ def load_backend(checkpoint: str | None, *, in_process: bool = False) -> Backend
         from tui.engine_process import EngineProcess
 
         engine = EngineProcess(checkpoint)
-        info = ModelInfo(Path(engine.directory).resolve().name, engine.parameters, engine.sequence_len)
+        info = ModelInfo(model_name(engine.directory), engine.parameters, engine.sequence_len)
         return Backend(engine, Tokenizer.load(engine.tokenizer_directory), info)
 
     from model import load_model, resolve_checkpoint_dir
@@ -55,5 +55,11 @@ def load_backend(checkpoint: str | None, *, in_process: bool = False) -> Backend
     directory = resolve_checkpoint_dir(checkpoint)
     gpt, tokenizer = load_model(directory)
     parameters = sum(p.numel() for p in gpt.parameters())
-    name = directory.resolve().name
-    return Backend(Engine(gpt, tokenizer), tokenizer, ModelInfo(name, parameters, gpt.config.sequence_len))
+    return Backend(Engine(gpt, tokenizer), tokenizer,
+                   ModelInfo(model_name(directory), parameters, gpt.config.sequence_len))
+
+
+def model_name(directory) -> str:
+    """``checkpoints/default``-style: the checkpoint directory with its parent."""
+    path = Path(directory).resolve()
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name

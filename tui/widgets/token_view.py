@@ -85,10 +85,12 @@ class TokenView(Widget, can_focus=True):
         super().__init__(**kwargs)
         self.cells: list[TokenCell] = []
         self.dim_messages_before = -1
+        self._rendered: tuple[tuple, Text] | None = None  # layout, paint and scrolling share one render
 
     def set_cells(self, cells: list[TokenCell], dim_messages_before: int = -1) -> None:
         self.cells = cells
         self.dim_messages_before = dim_messages_before
+        self._rendered = None
         if self.cursor >= len(cells):
             self.cursor = len(cells) - 1
         self.refresh(layout=True)
@@ -96,8 +98,11 @@ class TokenView(Widget, can_focus=True):
     def render(self) -> Text:
         if not self.cells:
             return Text("(no tokens)", style="dim")
-        return render_cells(self.cells, cursor=self.cursor, whitespace=self.show_whitespace,
-                            ids=self.show_ids, dim_messages_before=self.dim_messages_before)
+        key = (self.cursor, self.show_whitespace, self.show_ids, self.dim_messages_before)
+        if self._rendered is None or self._rendered[0] != key:
+            self._rendered = key, render_cells(self.cells, cursor=self.cursor, whitespace=self.show_whitespace,
+                                               ids=self.show_ids, dim_messages_before=self.dim_messages_before)
+        return self._rendered[1]
 
     def get_content_height(self, container, viewport, width: int) -> int:
         rendered = self.render()
