@@ -688,7 +688,9 @@ class GlasschatApp(App):
             except UserError as error:
                 problem = str(error)
         if problem is not None:
-            await self.chat_log.add_notice(f"script line {entry.number}: {problem} (skipped)")
+            note = f"script line {entry.number}: {problem} (skipped)"
+            await self.chat_log.add_notice(note)
+            self.notify(note, severity="warning", timeout=8)
             return False
         if self.messages:
             await self.reset_conversation()

@@ -133,7 +133,8 @@ def replay_command(args) -> int:
             sys.stdout.write(dumps_line(record))
             sys.stdout.flush()
         elif "error" not in record:
-            print(f"line {record['line']}: {len(record['turns'])} replies", file=sys.stderr)
+            count = len(record['turns'])
+            print(f"line {record['line']}: {count} {'reply' if count == 1 else 'replies'}", file=sys.stderr)
         records.append(record)
     if args.out is not None:
         write_records(args.out, records)
