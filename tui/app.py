@@ -238,12 +238,18 @@ class GlasschatApp(App):
 
     async def _pump(self, generation: Generation) -> None:
         """Move queued events to the screen at ``PUMP_INTERVAL_S`` until the reply ends."""
-        while True:
-            end = await self._drain(generation)
-            if end is not None:
-                await self._finish(generation, end)
-                return
-            await asyncio.sleep(PUMP_INTERVAL_S)
+        try:
+            while True:
+                end = await self._drain(generation)
+                if end is not None:
+                    await self._finish(generation, end)
+                    return
+                await asyncio.sleep(PUMP_INTERVAL_S)
+        except Exception as error:  # a display bug must not leave the chat stuck mid-reply
+            generation.cancel.set()
+            self.generation = None
+            self.set_state("ready")
+            self.notify(f"Could not show the reply: {type(error).__name__}: {error}", severity="error", timeout=10)
 
     async def _drain(self, generation: Generation) -> Stop | EngineFailure | None:
         pieces, end = [], None
