@@ -56,9 +56,11 @@ def run(args) -> int:
         args.configs, args.vocabs, args.prompts, args.repeat, args.recompute_tokens = ["d4", "d12"], [8192, 65536], [32, 1024], 2, 0
     engines = [e for e in args.engines if (e != "hf" or _has_transformers()) and (e != "recompute" or args.recompute_tokens)]
     bandwidth = measure_bandwidth()
+    linear_bandwidth = measure_bandwidth(layout="linear")
     print(f"fp32, 1 torch thread; medians of {args.repeat}; {args.tokens} tokens per run "
           f"({args.recompute_tokens} for recompute); engines: {', '.join(engines)}")
-    print(f"memory bandwidth (large matrix-vector product): {bandwidth / 1e9:.1f} GB/s")
+    print(f"memory bandwidth (large matrix-vector product): {bandwidth / 1e9:.1f} GB/s in the engine's "
+          f"transposed layout, {linear_bandwidth / 1e9:.1f} GB/s in nn.Linear's layout")
     header = (f"{'model':>5} {'vocab':>6} {'prompt':>6}  {'engine':<9} {'decode tok/s':>12} {'x nanochat':>10} "
               f"{'TTFT ms':>9} {'x nanochat':>10} {'ceiling':>8} {'same tokens':>11}")
     results = {}
@@ -199,8 +201,12 @@ def runners() -> dict:
 # ---- the bandwidth ceiling
 
 
-def measure_bandwidth(repeat: int = 7) -> float:
-    """Bytes/s of fp32 matrix-vector products over 512 MB of matrices (beyond any cache)."""
+def measure_bandwidth(repeat: int = 7, layout: str = "transposed") -> float:
+    """Bytes/s of fp32 matrix-vector products over 512 MB of matrices (beyond any cache).
+
+    ``transposed`` reads a (in, out) matrix, the engine's layout; ``linear`` reads nn.Linear's
+    (out, in) layout, as a plain PyTorch model does.
+    """
     import torch
 
     matrices = [torch.randn(8192, 8192) for _ in range(2)]  # 256 MB each
@@ -210,7 +216,7 @@ def measure_bandwidth(repeat: int = 7) -> float:
         for _ in range(repeat):
             start = time.perf_counter()
             for w in matrices:
-                torch.mm(x, w)
+                torch.mm(x, w if layout == "transposed" else w.t())
             seconds.append(time.perf_counter() - start)
     return sum(w.numel() * 4 for w in matrices) / statistics.median(seconds)
 

@@ -7,11 +7,14 @@ are produced and one ``Stop`` per row (see ``model.events``). The model's math i
 - The KV cache is allocated once per call, sized to the prompt plus ``max_tokens`` (at most
   ``sequence_len``), and written in place. Prefill runs the prompt once and computes the lm_head
   for its last position only. ``num_samples`` rows share one prefill and then decode as a batch.
-- The weights are re-laid out once, when the engine is made: q, k and v fused into one matrix,
-  and every matrix with at least as many outputs as inputs stored transposed, the layout a
-  matrix-vector product streams fastest. Within each q/k head the two rotary halves are
-  interleaved, so the rotation is one complex multiply; attention scores and the QK RMSNorm do
-  not depend on the order of a head's channels, so the results are those of ``GPT.forward``.
+- Few ops per layer. The weights are re-laid out once, when the engine is made: q, k and v
+  fused into one matrix, and every matrix with at least as many outputs as inputs stored
+  transposed, the layout a matrix-vector product streams fastest. Within each q/k head the two
+  rotary halves are interleaved, so the rotation is one complex multiply (attention scores and
+  the QK norm do not depend on the order of a head's channels). RMSNorm runs as ``x/|x|``, its
+  ``sqrt(n)`` folded into the weights that read the result (and into the attention scale for
+  q and k); the softcap's ``1/15`` is folded into the lm_head. The logits are those of
+  ``GPT.forward`` to fp32 rounding; the tests hold greedy decoding to it token for token.
 - Sampling (temperature, top-k, top-p) runs on the device with a per-call ``torch.Generator``;
   the only host transfer per step is the chosen ids and their probabilities.
 
@@ -86,10 +89,12 @@ class Engine:
         # weights that read the normalised vector, or into the attention scale for q and k
         self._sqrt_c = c.n_embd**0.5
         self._attention_scale = c.head_dim**0.5  # (sqrt(D) q) . (sqrt(D) k) / sqrt(D)
+        self._complex_dtype = self.dtype == torch.float32  # complex64 exists for fp32 only
         with torch.no_grad():
             self._layers = [_pack_layer(block, c) for block in gpt.transformer.h]
             self._wte = gpt.transformer.wte.weight
-            self._lm_head = (gpt.lm_head.weight.t() * self._sqrt_c).contiguous()  # (C, V)
+            # (C, V), holding the final norm's sqrt(C) and the softcap's 1/15
+            self._lm_head = (gpt.lm_head.weight.t() * (self._sqrt_c / SOFTCAP)).contiguous()
             # e^{-iθ}: nanochat rotates by -θ, with its bf16-rounded tables
             self._rotation = torch.complex(gpt.cos.float(), -gpt.sin.float()).to(self.device)
 
@@ -201,13 +206,15 @@ class Engine:
         c = self.config
         B, T = ids.shape
         H, Hkv, D = c.n_head, c.n_kv_head, c.head_dim
-        n_qk, end = (H + Hkv) * D, pos + T
+        n_qk, end, native = (H + Hkv) * D, pos + T, self._complex_dtype
         rotation = self._rotation[pos:end].view(T, 1, D // 2)
-        x = _unit(F.embedding(ids.view(-1), self._wte).to(self.dtype)) * self._sqrt_c  # (B·T, C): the residual
+        x = torch.embedding(self._wte, ids.view(-1))
+        x = _unit(x if native else x.to(self.dtype)) * self._sqrt_c  # (B·T, C): the residual stream
         for layer, (k_cache, v_cache) in zip(self._layers, cache):
             qkv = torch.mm(_unit(x), layer.wqkv)
-            qk = torch.view_as_complex(qkv.narrow(1, 0, n_qk).view(B, T, H + Hkv, D // 2, 2).float())
-            qk = _unit(torch.view_as_real(qk * rotation).view(B, T, H + Hkv, D).to(self.dtype))
+            qk = qkv.narrow(1, 0, n_qk).view(B, T, H + Hkv, D // 2, 2)
+            qk = torch.view_as_real(torch.view_as_complex(qk if native else qk.float()) * rotation).view(B, T, H + Hkv, D)
+            qk = _unit(qk if native else qk.to(self.dtype))
             k_cache.narrow(2, pos, T).copy_(qk.narrow(2, H, Hkv).transpose(1, 2))
             v_cache.narrow(2, pos, T).copy_(qkv.narrow(1, n_qk, Hkv * D).view(B, T, Hkv, D).transpose(1, 2))
             y = F.scaled_dot_product_attention(
@@ -221,9 +228,9 @@ class Engine:
             x = torch.addmm(x, y.transpose(1, 2).reshape(B * T, H * D), layer.wo)
             h = torch.mm(_unit(x), layer.wfc)
             x = torch.addmm(x, torch.relu_(h).square_(), layer.wproj)
-        last = x.view(B, T, -1).select(1, T - 1)
-        logits = torch.mm(_unit(last), self._lm_head).float()
-        return torch.tanh_(logits.div_(SOFTCAP)).mul_(SOFTCAP)
+        last = x if T == 1 else x.view(B, T, -1).select(1, T - 1)
+        logits = torch.mm(_unit(last), self._lm_head)  # already divided by the softcap's 15
+        return torch.tanh_(logits if native else logits.float()).mul_(SOFTCAP)
 
     # ---- sampling
 
@@ -231,18 +238,17 @@ class Engine:
         """Choose a token per row: ``(ids on the device, ids, probs, top)``, the last three as
         Python lists. ``probs`` and ``top`` are under the model's own distribution (temperature
         1, no filtering)."""
-        log_total = torch.logsumexp(logits, dim=-1, keepdim=True)
+        logprobs = torch.log_softmax(logits, dim=-1)
         if params.temperature == 0:
-            best, chosen = logits.max(dim=-1, keepdim=True)
+            best, chosen = logprobs.max(dim=-1, keepdim=True)
         else:
             chosen = _sample_filtered(logits, params, generator)
-            best = logits.gather(-1, chosen)
-        probs = (best - log_total).exp_()
+            best = logprobs.gather(-1, chosen)
+        probs = best.exp_()
         top = None
         if params.top_alternatives:
-            values, ids = logits.topk(min(params.top_alternatives, logits.shape[-1]), dim=-1)
-            top_probs = (values - log_total).exp_().tolist()
-            top = [tuple(zip(i, p)) for i, p in zip(ids.tolist(), top_probs)]
+            values, ids = logprobs.topk(min(params.top_alternatives, logits.shape[-1]), dim=-1)
+            top = [tuple(zip(i, p)) for i, p in zip(ids.tolist(), values.exp_().tolist())]
         return chosen, chosen[:, 0].tolist(), probs[:, 0].tolist(), top
 
     # ---- host-side rules: tool, stops
