@@ -10,7 +10,7 @@ import rustbpe
 import tiktoken
 import tiktoken.load
 
-from tokenizer import train_inputs
+from tokenizer import bpe_merge, train_inputs
 from tokenizer.bpe_merge import learn_merges, merges_to_ranks
 from tokenizer.files import load_tokenizer_files
 from tokenizer.patterns import GPT4, NANOCHAT
@@ -191,3 +191,16 @@ def test_training_on_recently_assigned_letters_matches_rustbpe(tmp_path):
 
 def test_merges_to_ranks_builds_token_bytes():
     assert merges_to_ranks([(97, 98), (256, 99)])[b"abc"] == 257
+
+
+@pytest.mark.parametrize("knobs", [
+    {"LONG_WORD": 3},  # nearly every chunk merged position by position
+    {"BULK_MIN": 1},  # every merge's new pairs found with numpy
+    {"BULK_MIN": 10**9, "LAST_COUNT_SCALE": 1e9},  # by hand; threshold far too high: the pool is used
+])
+def test_merge_loop_strategies_agree_with_reference(monkeypatch, knobs):
+    for name, value in knobs.items():
+        monkeypatch.setattr(bpe_merge, name, value)
+    texts = [t for name in ("english", "digit_and_space_runs", "cjk") for t in corpora()[name]]
+    counts = Counter(chunk for text in texts for chunk in regex.findall(NANOCHAT, text))
+    assert learn_merges(counts, 150) == reference_merges(texts, NANOCHAT, 150)
