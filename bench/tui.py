@@ -39,10 +39,10 @@ PROMPT = "Tell me a long story about a fox, a dog and a number."
 def add_arguments(parser) -> None:
     parser.add_argument("--checkpoint", metavar="DIR", default=None,
                         help="model to use (default: a random-weight d4 model, the hardest case for the UI)")
-    parser.add_argument("--tokens", type=int, default=256, metavar="N", help="tokens per reply (default 256)")
+    parser.add_argument("--tokens", type=int, default=512, metavar="N", help="tokens per reply (default 512)")
     parser.add_argument("--runs", type=int, default=3, metavar="R", help="runs per case (default 3)")
-    parser.add_argument("--key-interval-ms", type=float, default=25.0, metavar="MS",
-                        help="time between typed keys while a reply streams (default 25)")
+    parser.add_argument("--key-interval-ms", type=float, default=50.0, metavar="MS",
+                        help="time between typed keys while a reply streams (default 50: a very fast typist)")
     parser.add_argument("--size", default="120x40", metavar="COLSxROWS", help="terminal size (default 120x40)")
 
 
