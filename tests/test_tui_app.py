@@ -303,3 +303,27 @@ async def test_paste_keeps_newlines_and_end_follows_the_newest_message(tiny_toke
         assert log.scroll_y == 0
         await pilot.press("end")  # at the end of the (empty) input: jump to the newest message
         await wait_until(pilot, lambda: log.scroll_y == log.max_scroll_y)
+
+
+async def test_settings_screen_and_command_palette(tiny_tokenizer, tmp_path):
+    from textual.widgets import Input
+
+    from tui.screens.settings import SettingsScreen
+
+    app = make_app(tiny_tokenizer, ["ok"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f4")
+        assert isinstance(app.screen, SettingsScreen)
+        app.screen.query_one("#set-top_p", Input).value = "1.5"
+        await pilot.press("enter")
+        assert "top_p=1.5 must be in (0, 1]" in str(app.screen.query_one("#settings-error").render())
+        app.screen.query_one("#set-top_p", Input).value = "0.8"
+        app.screen.query_one("#set-seed", Input).value = "9"
+        await pilot.press("enter")
+        assert not isinstance(app.screen, SettingsScreen)
+        assert (app.params.top_p, app.params.seed) == (0.8, 9)
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+        for action in ("Regenerate", "Edit last message", "New conversation", "Toggle the token pane",
+                       "Toggle the raw view", "Sampling settings", "Set temperature", "Set max tokens",
+                       'Export {"ids", "mask"} as JSON', "Save the conversation as Markdown or JSONL"):
+            assert action in titles
