@@ -9,14 +9,14 @@ vocabulary and prompt length, the same random fp32 weights run greedily through
 - ``recompute``: full recompute of the sequence for every token (fewer tokens: it is slow);
 - ``hf``: transformers' ``NanoChatForCausalLM.generate``, when transformers is installed.
 
-Printed per engine: decode tokens/s (tokens after the first over the time after the first),
-time to first token (the prompt's prefill plus the first token: every engine here emits the
-first token straight after its prefill, so this is the prefill time as a user sees it), the
-ratios to the nanochat-style loop, the fraction of the memory-bandwidth ceiling, and whether the
-greedy tokens equal the nanochat-style loop's. The ceiling is measured in the same run: the
-bandwidth of a large matrix-vector product, divided by the bytes a decode step must read (every
-weight matrix plus the KV cache). Engines alternate within each repeat; figures are medians,
-ratios are medians of same-repeat ratios. One torch thread throughout.
+Printed per engine: decode tokens/s (from the median time between tokens, which shrugs off
+bursts from other processes), time to first token (the prompt's prefill plus the first token:
+every engine here emits its first token straight after its prefill, so this is the prefill time
+as a user sees it), the ratios to the nanochat-style loop, the fraction of the memory-bandwidth
+ceiling, and whether the greedy tokens equal the nanochat-style loop's. The ceiling is measured
+in the same run: the bandwidth of a large matrix-vector product, divided by the bytes a decode
+step must read (every weight matrix plus the KV cache). Engines alternate within each repeat;
+figures are medians, ratios are medians of same-repeat ratios. One torch thread throughout.
 """
 
 from __future__ import annotations
@@ -147,23 +147,29 @@ def run_cell(models: dict, engines: list[str], prompt_len: int, args) -> dict:
     return runs
 
 
-def run_ours(models, prompt, tokens):
-    from model.events import SamplingParams, Stop
+def timed_run(ids: list[int], token_s: list[float]) -> dict:
+    """Tokens, time to the first, and decode tokens/s from the median gap between tokens: a
+    median shrugs off the bursts other processes cause on a shared machine."""
+    gaps = [b - a for a, b in zip(token_s, token_s[1:])]
+    return {"ids": ids, "ttft": token_s[0], "decode": 1 / statistics.median(gaps) if gaps else 0.0}
 
-    ids, stop = [], None
+
+def run_ours(models, prompt, tokens):
+    from model.events import SamplingParams, TokenEvent
+
+    ids, token_s = [], []
+    start = time.perf_counter()
     for event in models["engine"].stream(prompt, SamplingParams(temperature=0, top_k=0, max_tokens=tokens)):
-        if isinstance(event, Stop):
-            stop = event
-        else:
+        if isinstance(event, TokenEvent):
+            token_s.append(time.perf_counter() - start)
             ids.append(event.id)
-    return {"ids": ids, "ttft": stop.stats.ttft_s, "decode": stop.stats.tokens_per_s}
+    return timed_run(ids, token_s)
 
 
 def run_baseline(loop):
     def runner(models, prompt, tokens):
         ids, timings = loop(models["gpt"], prompt, tokens)
-        decode = (len(ids) - 1) / (timings.token_s[-1] - timings.token_s[0]) if len(ids) > 1 else 0.0
-        return {"ids": ids, "ttft": timings.token_s[0], "decode": decode}
+        return timed_run(ids, timings.token_s)
 
     return runner
 
@@ -187,9 +193,8 @@ def run_hf(models, prompt, tokens):
     with torch.inference_mode():
         out = models["hf"].generate(torch.tensor([prompt]), max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
                                     streamer=clock, pad_token_id=0)
-    token_times = clock.times[1:]  # the first put is the prompt
-    decode = (len(token_times) - 1) / (token_times[-1] - token_times[0]) if len(token_times) > 1 else 0.0
-    return {"ids": out[0, len(prompt):].tolist(), "ttft": token_times[0] - start, "decode": decode}
+    token_s = [t - start for t in clock.times[1:]]  # the first put is the prompt
+    return timed_run(out[0, len(prompt):].tolist(), token_s)
 
 
 def runners() -> dict:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from model.events import SamplingParams, Stop, TokenEvent
+from model.events import Stop, TokenEvent
 
 # how the special tokens inside a reply show in the terminal
 TOOL_MARKERS = {
@@ -33,10 +33,10 @@ def readable(tokenizer, event: TokenEvent) -> str:
 
 def run_ask(args) -> int:
     from model.checkpoint import load_model, resolve_checkpoint_dir
+    from model.cli import sampling_params
     from model.engine import Engine
 
-    params = SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                            seed=args.seed, max_tokens=args.max_tokens)
+    params = sampling_params(args)
     gpt, tokenizer = load_model(resolve_checkpoint_dir(args.checkpoint))
     engine = Engine(gpt, tokenizer)
     prompt = tokenizer.render_for_completion({"messages": [{"role": "user", "content": args.prompt}]})

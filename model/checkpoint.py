@@ -100,17 +100,22 @@ def read_config(directory: str | os.PathLike) -> tuple[GPTConfig, dict]:
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: no such checkpoint directory")
     path = directory / CONFIG_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing (a checkpoint holds {CONFIG_FILE}, {WEIGHTS_FILE} and {TOKENIZER_DIR}/)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path}: not valid JSON: {error}") from None
+    data = read_json_file(path, CheckpointError, f"a checkpoint holds {CONFIG_FILE}, {WEIGHTS_FILE} and {TOKENIZER_DIR}/")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: field 'format' must be {FORMAT!r}")
     if not isinstance(data.get("metadata", {}), dict):
         raise CheckpointError(f"{path}: field 'metadata' must be an object")
     return GPTConfig.from_dict(data.get("model"), f"{path}: field 'model'"), data
+
+
+def read_json_file(path: Path, error: type[UserError], holds: str) -> object:
+    """The parsed JSON at ``path``; a missing or malformed file raises ``error`` naming it."""
+    if not path.is_file():
+        raise error(f"{path}: missing ({holds})")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as problem:
+        raise error(f"{path}: not valid JSON: {problem}") from None
 
 
 def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu"):

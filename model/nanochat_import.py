@@ -15,7 +15,6 @@ checkpoints are recognised and refused.
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import re
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 
 from glasschat.errors import UserError
-from model.checkpoint import check_weights, gpt_from_weights, save_checkpoint
+from model.checkpoint import check_weights, gpt_from_weights, read_json_file, save_checkpoint
 from model.gpt import GPTConfig
 
 COMPILE_PREFIX = "_orig_mod."
@@ -78,12 +77,7 @@ def import_nanochat(
 
 
 def _read_config(meta_path: Path) -> GPTConfig:
-    if not meta_path.is_file():
-        raise NanochatImportError(f"{meta_path}: missing (each model_NNNNNN.pt needs its meta_NNNNNN.json)")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise NanochatImportError(f"{meta_path}: not valid JSON: {error}") from None
+    meta = read_json_file(meta_path, NanochatImportError, "each model_NNNNNN.pt needs its meta_NNNNNN.json")
     model_config = meta.get("model_config") if isinstance(meta, dict) else None
     if not isinstance(model_config, dict):
         raise NanochatImportError(f"{meta_path}: field 'model_config' missing")

@@ -222,3 +222,12 @@ def test_generate_collects_rows(tiny_tokenizer, prompt):
     assert [r.stop.reason for r in results] == ["max_tokens", "max_tokens"]
     assert results[0].ids == results[1].ids == recompute_greedy(engine.gpt, prompt, 10)
     assert results[0].text == tiny_tokenizer.decode(results[0].ids)
+
+
+def test_benchmark_reference_loops_decode_the_same_tokens(tiny_tokenizer, prompt):
+    from bench.engine_baselines import dynamic_cache_greedy, recompute_greedy
+
+    gpt = random_gpt(tiny_tokenizer)
+    ours = tokens(Engine(gpt, tiny_tokenizer).stream(prompt, SamplingParams(temperature=0, max_tokens=40)))
+    assert dynamic_cache_greedy(gpt, prompt, 40)[0] == ours
+    assert recompute_greedy(gpt, prompt, 10)[0] == ours[:10]
