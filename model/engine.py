@@ -73,6 +73,13 @@ class _Row:
 
 
 class Engine:
+    """Generates from ``gpt`` with ``tokenizer``'s special tokens and streaming decoder.
+
+    ``threads`` sets torch's (process-wide) thread count; None leaves it alone. One engine may
+    serve several ``stream`` calls, one after another or from different threads: each call has
+    its own cache and generator, and the weights are only read.
+    """
+
     def __init__(self, gpt: GPT, tokenizer, threads: int | None = 1):
         if tokenizer.vocab_size != gpt.config.vocab_size:
             raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is {gpt.config.vocab_size}")
@@ -178,7 +185,7 @@ class Engine:
                 texts[event.row].append(event.text)
         return [Generation(ids[r], forced[r], "".join(texts[r]), stops[r]) for r in range(params.num_samples)]
 
-    # ---- the model, cached
+    # ---- the model, with a KV cache
 
     def _allocate_cache(self, batch: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         c = self.config

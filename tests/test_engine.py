@@ -231,3 +231,14 @@ def test_benchmark_reference_loops_decode_the_same_tokens(tiny_tokenizer, prompt
     ours = tokens(Engine(gpt, tiny_tokenizer).stream(prompt, SamplingParams(temperature=0, max_tokens=40)))
     assert dynamic_cache_greedy(gpt, prompt, 40)[0] == ours
     assert recompute_greedy(gpt, prompt, 10)[0] == ours[:10]
+
+
+def test_sixteen_bit_weights_take_the_same_path_as_on_cuda(tiny_tokenizer, prompt):
+    gpt = random_gpt(tiny_tokenizer).to(torch.bfloat16)  # load_model's dtype on CUDA
+    engine = Engine(gpt, tiny_tokenizer)
+    events = [e for e in engine.stream(prompt, SamplingParams(temperature=0, max_tokens=8, top_alternatives=3)) if isinstance(e, TokenEvent)]
+    assert len(events) == 8
+    with torch.no_grad():
+        expected = torch.softmax(gpt(torch.tensor([prompt]))[0, -1], dim=-1)
+    assert events[0].id == int(expected.argmax())
+    assert events[0].prob == pytest.approx(expected.max().item(), abs=0.02)
