@@ -15,7 +15,8 @@ every engine here emits its first token straight after its prefill, so this is t
 as a user sees it), the ratios to the nanochat-style loop, the fraction of the memory-bandwidth
 ceiling, and whether the greedy tokens equal the nanochat-style loop's. The ceiling is measured
 in the same run: the bandwidth of a large matrix-vector product, divided by the bytes a decode
-step must read (every weight matrix plus the KV cache). Engines alternate within each repeat;
+step must read (every weight matrix plus the KV cache). Within each repeat the engines decode in
+lockstep, one token each in turn (transformers' ``generate`` runs on its own after them);
 figures are medians, ratios are medians of same-repeat ratios. One torch thread throughout.
 """
 
@@ -134,44 +135,63 @@ def hf_model(gpt, tokenizer):
 
 
 def run_cell(models: dict, engines: list[str], prompt_len: int, args) -> dict:
+    """Per engine, per repeat: ``{"ids", "ttft", "decode"}``.
+
+    The engines that can be stepped (all but transformers' ``generate``) decode in lockstep,
+    one token each in turn, so a burst of load from another process slows them alike.
+    """
     import torch
 
     vocab = models["gpt"].config.vocab_size - 9
     prompt = torch.randint(vocab, (prompt_len,), generator=torch.Generator().manual_seed(prompt_len)).tolist()
-    run_engine = runners()
     runs = {engine: [] for engine in engines}
     for _ in range(args.repeat):
-        for engine in engines:
-            tokens = args.recompute_tokens if engine == "recompute" else args.tokens
-            runs[engine].append(run_engine[engine](models, prompt, tokens))
+        stepped = {e: token_stream(e, models, prompt, args.recompute_tokens if e == "recompute" else args.tokens)
+                   for e in engines if e != "hf"}
+        for engine, result in lockstep(stepped).items():
+            runs[engine].append(result)
+        if "hf" in engines:
+            runs["hf"].append(run_hf(models, prompt, args.tokens))
     return runs
 
 
-def timed_run(ids: list[int], token_s: list[float]) -> dict:
-    """Tokens, time to the first, and decode tokens/s from the median gap between tokens: a
-    median shrugs off the bursts other processes cause on a shared machine."""
-    gaps = [b - a for a, b in zip(token_s, token_s[1:])]
-    return {"ids": ids, "ttft": token_s[0], "decode": 1 / statistics.median(gaps) if gaps else 0.0}
-
-
-def run_ours(models, prompt, tokens):
+def token_stream(engine: str, models: dict, prompt: list[int], tokens: int):
+    """A generator of token ids; nothing runs until the first ``next``."""
+    from bench.engine_baselines import dynamic_cache_greedy, recompute_greedy
     from model.events import SamplingParams, TokenEvent
 
-    ids, token_s = [], []
-    start = time.perf_counter()
-    for event in models["engine"].stream(prompt, SamplingParams(temperature=0, top_k=0, max_tokens=tokens)):
-        if isinstance(event, TokenEvent):
-            token_s.append(time.perf_counter() - start)
-            ids.append(event.id)
-    return timed_run(ids, token_s)
+    if engine == "ours":
+        events = models["engine"].stream(prompt, SamplingParams(temperature=0, top_k=0, max_tokens=tokens))
+        return (event.id for event in events if isinstance(event, TokenEvent))
+    loop = {"nanochat": dynamic_cache_greedy, "recompute": recompute_greedy}[engine]
+    return loop(models["gpt"], prompt, tokens)
 
 
-def run_baseline(loop):
-    def runner(models, prompt, tokens):
-        ids, timings = loop(models["gpt"], prompt, tokens)
-        return timed_run(ids, timings.token_s)
+def lockstep(streams: dict) -> dict:
+    """Time each stream's first token alone (its prefill), then step them in turn."""
+    ids = {engine: [] for engine in streams}
+    ttft, gaps = {}, {engine: [] for engine in streams}
+    for engine, stream in streams.items():
+        start = time.perf_counter()
+        ids[engine].append(next(stream))
+        ttft[engine] = time.perf_counter() - start
+    active = dict(streams)
+    while active:
+        for engine, stream in list(active.items()):
+            start = time.perf_counter()
+            token = next(stream, None)
+            if token is None:
+                del active[engine]
+                continue
+            gaps[engine].append(time.perf_counter() - start)
+            ids[engine].append(token)
+    return {engine: result(ids[engine], ttft[engine], gaps[engine]) for engine in streams}
 
-    return runner
+
+def result(ids: list[int], ttft: float, gaps: list[float]) -> dict:
+    """Decode tokens/s from the median time between tokens: a median shrugs off the bursts
+    other processes cause on a shared machine."""
+    return {"ids": ids, "ttft": ttft, "decode": 1 / statistics.median(gaps) if gaps else 0.0}
 
 
 def run_hf(models, prompt, tokens):
@@ -193,14 +213,9 @@ def run_hf(models, prompt, tokens):
     with torch.inference_mode():
         out = models["hf"].generate(torch.tensor([prompt]), max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
                                     streamer=clock, pad_token_id=0)
-    token_s = [t - start for t in clock.times[1:]]  # the first put is the prompt
-    return timed_run(out[0, len(prompt):].tolist(), token_s)
-
-
-def runners() -> dict:
-    from bench.engine_baselines import dynamic_cache_greedy, recompute_greedy
-
-    return {"ours": run_ours, "nanochat": run_baseline(dynamic_cache_greedy), "recompute": run_baseline(recompute_greedy), "hf": run_hf}
+    times = clock.times[1:]  # the first put is the prompt
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    return result(out[0, len(prompt):].tolist(), times[0] - start, gaps)
 
 
 # ---- the bandwidth ceiling

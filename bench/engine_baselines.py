@@ -6,14 +6,13 @@
   forward computes the lm_head at every position and keeps the last; each step builds the
   rotary rows, q/k/v with three linears, the rotation with ``torch.cat``, and so on.
 
-Both are greedy and return ``(tokens, timings)`` so the benchmark can check that every engine
-produces the same tokens in fp32. ``timings`` holds the prefill time and each token's time
-since the call.
+Both are greedy generators of token ids, so the benchmark can step them token by token in
+lockstep with the engine and check that every engine produces the same tokens in fp32.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -21,30 +20,13 @@ import torch.nn.functional as F
 from model.gpt import GPT, apply_rotary, norm, softcap
 
 
-class Timings:
-    def __init__(self):
-        self.start = time.perf_counter()
-        self.prefill_s = 0.0
-        self.token_s: list[float] = []
-
-    def token(self) -> None:
-        self.token_s.append(time.perf_counter() - self.start)
-
-
 @torch.inference_mode()
-def recompute_greedy(gpt: GPT, prompt: list[int], max_tokens: int) -> tuple[list[int], Timings]:
-    timings = Timings()
+def recompute_greedy(gpt: GPT, prompt: list[int], max_tokens: int) -> Iterator[int]:
     ids = torch.tensor([prompt])
-    tokens = []
-    for step in range(max_tokens):
-        logits = gpt(ids)[:, -1]
-        if step == 0:
-            timings.prefill_s = time.perf_counter() - timings.start
-        token = int(logits.argmax(dim=-1))
-        tokens.append(token)
-        timings.token()
+    for _ in range(max_tokens):
+        token = int(gpt(ids)[:, -1].argmax(dim=-1))
+        yield token
         ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
-    return tokens, timings
 
 
 class DynamicKVCache:
@@ -97,17 +79,12 @@ def _forward_with_cache(gpt: GPT, ids: torch.Tensor, cache: DynamicKVCache) -> t
 
 
 @torch.inference_mode()
-def dynamic_cache_greedy(gpt: GPT, prompt: list[int], max_tokens: int) -> tuple[list[int], Timings]:
-    timings = Timings()
+def dynamic_cache_greedy(gpt: GPT, prompt: list[int], max_tokens: int) -> Iterator[int]:
     c = gpt.config
     cache = DynamicKVCache(c.n_layer, c.n_kv_head, c.head_dim)
     logits = _forward_with_cache(gpt, torch.tensor([prompt]), cache)[:, -1, :]
-    timings.prefill_s = time.perf_counter() - timings.start
-    tokens = []
     for step in range(max_tokens):
         token = int(torch.argmax(logits, dim=-1))
-        tokens.append(token)
-        timings.token()
+        yield token
         if step + 1 < max_tokens:
             logits = _forward_with_cache(gpt, torch.tensor([[token]]), cache)[:, -1, :]
-    return tokens, timings
