@@ -6,9 +6,9 @@ A checkpoint directory holds
 - ``model.safetensors`` — the weights under nanochat's parameter names;
 - ``tokenizer/`` — the tokenizer files (``tokenizer.files`` format).
 
-Each file is written atomically, ``config.json`` last, and the weights and the config carry
-the same random ``save_id``: a save that was interrupted between the two files is reported
-as such instead of pairing new weights with old metadata. Only these files are written, so
+Each file is written atomically, ``config.json`` last; the weights carry the config's random
+``save_id`` and the config a digest of the tokenizer files, so a save that was interrupted
+part-way is reported as such instead of pairing new weights or tokenizer with old metadata. Only these files are written, so
 other files a user keeps in the directory (a model card, optimizer state) survive a save.
 
 Loading is memory-mapped (safetensors), lands in fp32 on the CPU — bf16 matmuls are far slower
@@ -17,6 +17,7 @@ there — and in bf16 on CUDA.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -85,13 +86,14 @@ def save_checkpoint(
         "save_id": save_id,
         "metadata": metadata or {},
     }
-    config_text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"  # fails before anything is written
+    json.dumps(config)  # metadata that does not serialise fails here, before anything is written
 
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer.save(directory / TOKENIZER_DIR)
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
         save_file(tensors, tmp, metadata={"format": "pt", "save_id": save_id})
-    atomic_write_text(directory / CONFIG_FILE, config_text)
+    config["tokenizer_sha256"] = _tokenizer_digest(directory / TOKENIZER_DIR)
+    atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
 def read_config(directory: str | os.PathLike) -> tuple[GPTConfig, dict]:
@@ -133,6 +135,12 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     if not weights_path.is_file():
         raise CheckpointError(f"{weights_path}: missing")
     tokenizer = Tokenizer.load(directory / TOKENIZER_DIR)
+    digest = data.get("tokenizer_sha256")
+    if digest is not None and digest != _tokenizer_digest(directory / TOKENIZER_DIR):
+        raise CheckpointError(
+            f"{directory / TOKENIZER_DIR}: written by a different save than {CONFIG_FILE} (an interrupted save?); "
+            "save the checkpoint again"
+        )
     if tokenizer.vocab_size != config.vocab_size:
         raise CheckpointError(
             f"{directory / TOKENIZER_DIR}: tokenizer has {tokenizer.vocab_size} tokens but "
@@ -185,11 +193,21 @@ def check_weights(state: dict[str, torch.Tensor], config: GPTConfig, source: str
 
 
 def gpt_from_weights(config: GPTConfig, state: dict[str, torch.Tensor]) -> GPT:
-    """A GPT that uses ``state``'s tensors as they are (no copy, dtypes kept); checked first."""
+    """A GPT that uses ``state``'s tensors as they are (no copy, dtypes kept); ``state`` must
+    pass ``check_weights``."""
     with torch.device("meta"):
         gpt = GPT(config)  # shapes only: the real tensors are assigned below
     gpt.load_state_dict(state, assign=True)
     return gpt
+
+
+def _tokenizer_digest(directory: Path) -> str:
+    """sha256 over the tokenizer directory's files (names and bytes; atomic writes' hidden
+    temporaries left out)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def _names(names: list[str], limit: int = 4) -> str:

@@ -77,6 +77,15 @@ def test_weights_and_config_from_different_saves_are_refused(saved, gpt, tiny_to
         load_model(saved)
 
 
+def test_tokenizer_from_a_different_save_is_refused(saved, tmp_path, gpt, tiny_tokenizer):
+    from conftest import TINY_CORPUS, train_test_tokenizer
+
+    other = train_test_tokenizer(TINY_CORPUS[::-1][:40], tiny_tokenizer.vocab_size)  # same size, other merges
+    other.save(saved / "tokenizer")  # as if a save died after writing its tokenizer
+    with pytest.raises(UserError, match="tokenizer: written by a different save"):
+        load_model(saved)
+
+
 def test_vocab_mismatch_refused_at_save(tmp_path, tiny_tokenizer):
     wrong = GPT(tiny_config(tiny_tokenizer.vocab_size + 1))
     with pytest.raises(UserError, match="vocab_size"):
