@@ -71,9 +71,12 @@ def learn_merges(
 ) -> list[tuple[int, int]]:
     """Up to ``num_merges`` merges ``(left_id, right_id)``; merge ``i`` makes token ``256 + i``.
 
-    Fewer come back when the corpus runs out of pairs.
+    Fewer come back when the corpus runs out of pairs. ``chunk_counts`` is not needed once the
+    loop has its own copy: pass it without keeping a reference to let it be freed early.
     """
-    return _MergeLoop(chunk_counts, num_merges).run(num_merges, on_progress)
+    loop = _MergeLoop(chunk_counts, num_merges)
+    del chunk_counts
+    return loop.run(num_merges, on_progress)
 
 
 def merges_to_ranks(merges: list[tuple[int, int]]) -> dict[bytes, int]:

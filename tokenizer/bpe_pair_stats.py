@@ -76,15 +76,17 @@ def _aggregate(keys: np.ndarray, word_local: np.ndarray, word_ids: np.ndarray, w
 
 def all_pairs(words: list[str], weights: np.ndarray) -> PairStats:
     """Every pair of every word (words hold byte values only: code points below 256)."""
-    array, _ = _as_array(words)
-    left, right = array[:-1], array[1:]
-    at = np.flatnonzero((left != _SEP) & (right != _SEP))
-    word_of = (np.cumsum(left == _SEP) - 1)[at].astype(np.int32)  # word k follows separator k
-    key16 = ((left[at] << 8) | right[at]).astype(np.uint16)
+    data = np.frombuffer("".join(words).encode("latin-1"), dtype=np.uint8)
+    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+    inside = np.ones(max(len(data) - 1, 0), dtype=bool)
+    inside[np.cumsum(lengths)[:-1] - 1] = False  # no pair across the end of a word
+    key16 = ((data[:-1].astype(np.uint16) << 8) | data[1:])[inside]
+    word_of = np.repeat(np.arange(len(words), dtype=np.int32), lengths - 1)
     counts = np.bincount(key16, weights=weights[word_of], minlength=1 << 16).astype(np.int64)
     # a stable sort on 16 bits is a radix sort: pairs grouped, words ascending within a pair
     order = np.argsort(key16, kind="stable")
     key16, word_of = key16[order], word_of[order]
+    del order
     first = np.ones(len(key16), dtype=bool)
     first[1:] = (key16[1:] != key16[:-1]) | (word_of[1:] != word_of[:-1])  # a word listed once
     key16, word_of = key16[first], word_of[first]

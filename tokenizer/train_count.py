@@ -1,13 +1,15 @@
-"""Counting chunks in parallel: read, split and count in worker processes.
+"""Counting chunks in parallel: read, split and count in this process and ``workers - 1``
+helper processes.
 
-Work items (see ``train_inputs``) are handed to the workers a few at a time, so input is
-streamed and only a bounded number of items is in flight. Each worker adds the chunks of its
-items into one counter of its own and sends it back once, at the end: this process only feeds
-work and adds up one counter per worker. Sums do not depend on which worker counted what.
+Work items (see ``train_inputs``) are handed to the helpers a few at a time, so input is
+streamed and only a bounded number of items is in flight; this process counts an item itself
+whenever the helpers have enough queued. Each process adds the chunks of its items into one
+counter of its own, and each helper sends its counter back once, at the end. Sums do not depend
+on which process counted what.
 
 With ``max_chars`` the corpus has to end at the same document whatever the worker count, so
-then each item's counts come back on their own and are added in input order; the item in which
-the budget runs out is counted again here, up to the right document.
+then each item's counts are kept apart and added in input order; the item in which the budget
+runs out is counted again, up to the right document.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ class ChunkCounts:
     chars: int = 0
     bytes_read: int = 0
     warnings: list[str] = field(default_factory=list)
+
+    def take_counts(self) -> Counter[str]:
+        """The counter, which this object lets go of (it is the largest thing in memory)."""
+        counts, self.counts = self.counts, Counter()
+        return counts
 
 
 @dataclass
@@ -89,17 +96,21 @@ def _worker(config: _Config, tasks, results, per_item: bool) -> None:
     try:
         while (task := tasks.get()) is not None:
             index, item = task
-            texts, warnings = _documents(config, item)
-            item_counts = config.splitter.count(texts) if per_item else None
-            if not per_item:
-                config.splitter.count(texts, counts)
-            results.put(("item", _ItemDone(index, len(texts), sum(map(len, texts)), item.nbytes, warnings,
-                                           item_counts)))
+            results.put(("item", _count_one(config, index, item, counts, per_item)))
         results.put(("done", counts))
     except UserError as error:
         results.put(("user_error", str(error)))
     except BaseException:
         results.put(("crash", traceback.format_exc()))
+
+
+def _count_one(config: _Config, index: int, item: WorkItem, counts: Counter[str], per_item: bool) -> _ItemDone:
+    """Count one item into ``counts``, or into a counter of its own when ``per_item``."""
+    texts, warnings = _documents(config, item)
+    own = config.splitter.count(texts) if per_item else None
+    if not per_item:
+        config.splitter.count(texts, counts)
+    return _ItemDone(index, len(texts), sum(map(len, texts)), item.nbytes, warnings, own)
 
 
 def count_chunks(
@@ -116,7 +127,10 @@ def count_chunks(
     """Count the chunks of every document in ``items``; ``on_progress`` gets bytes read so far."""
     config = _Config(splitter, split_lines, doc_cap)
     total = ChunkCounts(Counter())
+    per_item = max_chars is not None
     warned_files: set[str] = set()
+    ordered: dict[int, tuple[WorkItem, _ItemDone]] = {}
+    next_in_order = 0
 
     def note(done: _ItemDone) -> None:
         for message in done.warnings:
@@ -130,31 +144,13 @@ def count_chunks(
         total.bytes_read += done.nbytes
         on_progress(total.bytes_read)
 
-    if workers <= 1:
-        for item in items:
-            budget = None if max_chars is None else max_chars - total.chars
-            texts, warnings = _documents(config, item, budget)
-            splitter.count(texts, total.counts)
-            note(_ItemDone(0, len(texts), sum(map(len, texts)), item.nbytes, warnings))
-            if max_chars is not None and total.chars > max_chars:
-                break
-        return total
-
-    per_item = max_chars is not None
-    ordered: dict[int, tuple[WorkItem, _ItemDone]] = {}
-    next_in_order = 0
-    for message in _run_workers(config, items, workers, per_item):
-        if isinstance(message, Counter):  # a worker's total
-            if total.counts:
-                total.counts.update(message)
-            else:
-                total.counts = message
-            continue
-        item, done = message
+    def finished(item: WorkItem, done: _ItemDone) -> bool:
+        """Account for a counted item; True once ``max_chars`` is reached."""
+        nonlocal next_in_order
         if not per_item:
             note(done)
-            continue
-        # add per-item counts in input order, stopping at the document that crosses max_chars
+            return False
+        # add per-item counts in input order, up to the document that crosses max_chars
         ordered[done.index] = (item, done)
         while next_in_order in ordered:
             item, done = ordered.pop(next_in_order)
@@ -163,63 +159,99 @@ def count_chunks(
                 texts, warnings = _documents(config, item, max_chars - total.chars)
                 splitter.count(texts, total.counts)
                 note(_ItemDone(done.index, len(texts), sum(map(len, texts)), item.nbytes, warnings))
-                return total
+                return True
             total.counts.update(done.counts)
             note(done)
+        return False
+
+    def absorb(counts: Counter[str]) -> None:
+        if len(counts) > len(total.counts):  # add the smaller counter into the larger
+            counts, total.counts = total.counts, counts
+        total.counts.update(counts)
+
+    with _Helpers(config, workers - 1, per_item) as helpers:
+        for index, item in enumerate(items):
+            if helpers.wants_work():
+                helpers.submit(index, item)
+            elif finished(item, _count_one(config, index, item, total.counts, per_item)):
+                return total
+            for message in helpers.poll():
+                if isinstance(message, Counter):
+                    absorb(message)
+                elif finished(*message):
+                    return total
+        for message in helpers.finish():
+            if isinstance(message, Counter):
+                absorb(message)
+            elif finished(*message):
+                return total
     return total
 
 
-def _run_workers(config: _Config, items: Iterable[WorkItem], workers: int, per_item: bool) -> Iterator:
-    """Feed ``items`` to ``workers`` processes; yield ``(item, _ItemDone)`` as items finish, then
-    each worker's counter (empty unless counts are kept per worker). Stopping the iteration
-    early stops the workers."""
-    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    tasks, results = context.SimpleQueue(), context.Queue()
-    processes = [context.Process(target=_worker, args=(config, tasks, results, per_item), daemon=True)
-                 for _ in range(workers)]
-    for process in processes:
-        process.start()
-    try:
-        in_flight: dict[int, WorkItem] = {}
-        iterator = enumerate(items)
-        exhausted = False
-        finished = 0
-        while finished < workers:
-            while not exhausted and len(in_flight) < workers * ITEMS_IN_FLIGHT_PER_WORKER:
-                task = next(iterator, None)
-                if task is None:
-                    exhausted = True
-                    for _ in processes:
-                        tasks.put(None)
-                else:
-                    in_flight[task[0]] = task[1]
-                    tasks.put(task)
-            kind, payload = _receive(results, processes)
-            if kind == "item":
-                yield in_flight.pop(payload.index), payload
-            elif kind == "done":
-                finished += 1
-                yield payload
-            elif kind == "user_error":
-                raise UserError(payload)
-            else:
-                raise RuntimeError(f"a counting worker failed:\n{payload}")
-        for process in processes:
-            process.join()
-    finally:
-        for process in processes:
+class _Helpers:
+    """Helper processes counting the items handed to them (none when ``count`` is 0)."""
+
+    def __init__(self, config: _Config, count: int, per_item: bool):
+        context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        self.tasks, self.results = context.SimpleQueue(), context.Queue()
+        self.processes = [context.Process(target=_worker, args=(config, self.tasks, self.results, per_item),
+                                          daemon=True) for _ in range(count)]
+        self.outstanding: dict[int, WorkItem] = {}
+        self.running = count
+
+    def __enter__(self) -> _Helpers:
+        for process in self.processes:
+            process.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for process in self.processes:
             if process.is_alive():
                 process.terminate()
-        for process in processes:
+        for process in self.processes:
             process.join()
 
+    def wants_work(self) -> bool:
+        return len(self.outstanding) < ITEMS_IN_FLIGHT_PER_WORKER * self.running
 
-def _receive(results, processes):
-    """The next message from the workers; an error if one of them died without a word."""
-    while True:
-        try:
-            return results.get(timeout=WORKER_POLL_SECONDS)
-        except queue.Empty:
-            dead = [p for p in processes if p.exitcode not in (None, 0)]
-            if dead:
-                raise RuntimeError(f"a counting worker died (exit code {dead[0].exitcode})") from None
+    def submit(self, index: int, item: WorkItem) -> None:
+        self.outstanding[index] = item
+        self.tasks.put((index, item))
+
+    def poll(self) -> Iterator:
+        """Messages already waiting: ``(item, _ItemDone)`` per counted item."""
+        while self.running:
+            try:
+                message = self.results.get_nowait()
+            except queue.Empty:
+                return
+            yield self._unpack(message)
+
+    def finish(self) -> Iterator:
+        """Tell the helpers there is no more work; yield what they still report, ending with
+        each helper's counter."""
+        for _ in range(self.running):
+            self.tasks.put(None)
+        while self.running:
+            yield self._unpack(self._receive())
+
+    def _unpack(self, message):
+        kind, payload = message
+        if kind == "item":
+            return self.outstanding.pop(payload.index), payload
+        if kind == "done":
+            self.running -= 1
+            return payload
+        if kind == "user_error":
+            raise UserError(payload)
+        raise RuntimeError(f"a counting worker failed:\n{payload}")
+
+    def _receive(self):
+        """The next message; an error if a helper died without a word."""
+        while True:
+            try:
+                return self.results.get(timeout=WORKER_POLL_SECONDS)
+            except queue.Empty:
+                dead = [p for p in self.processes if p.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(f"a counting worker died (exit code {dead[0].exitcode})") from None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import re
+from array import array
 from collections import Counter
 from collections.abc import Iterable
 
@@ -34,10 +35,61 @@ BMP_LIMIT = 0x10000
 ALL_LIMIT = 0x110000
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=1)  # cleared after use: the string for all planes takes 4 MB
 def _code_points(limit: int) -> str:
     """Every code point below ``limit`` except the surrogates, in order."""
-    return "".join(map(chr, range(min(limit, 0xD800)))) + "".join(map(chr, range(0xE000, limit)))
+    points = array("I", range(min(limit, 0xD800)))
+    points.extend(range(0xE000, limit))
+    return points.tobytes().decode("utf-32-le")
+
+
+Runs = tuple[tuple[int, int], ...]  # sorted, disjoint, inclusive code point ranges
+
+
+def _runs(chars: str) -> Runs:
+    """The runs of consecutive code points in ``chars`` (sorted, distinct characters)."""
+    points = array("I")
+    points.frombytes(chars.encode("utf-32-le", "surrogatepass"))
+    runs = []
+    start = previous = None
+    for point in points:
+        if previous is None or point != previous + 1:
+            if previous is not None:
+                runs.append((start, previous))
+            start = point
+        previous = point
+    if previous is not None:
+        runs.append((start, previous))
+    return tuple(runs)
+
+
+def _complement(runs: Runs, limit: int) -> Runs:
+    out, next_free = [], 0
+    for lo, hi in runs:
+        if lo > next_free:
+            out.append((next_free, lo - 1))
+        next_free = hi + 1
+    if next_free < limit:
+        out.append((next_free, limit - 1))
+    return tuple(out)
+
+
+def _symmetric_difference(a: Runs, b: Runs) -> list[int]:
+    """Code points in exactly one of ``a`` and ``b``."""
+    edges = sorted([(lo, 1) for lo, _ in a] + [(hi + 1, -1) for _, hi in a]
+                   + [(lo, 1) for lo, _ in b] + [(hi + 1, -1) for _, hi in b])
+    out, depth, since = [], 0, 0
+    for point, step in edges:
+        if depth == 1 and point > since:
+            out.extend(range(since, point))
+        depth += step
+        since = point
+    return out
+
+
+def _class_body(runs: Runs) -> str:
+    """A character-class body (no brackets) matching exactly the code points of ``runs``."""
+    return "".join(f"\\U{lo:08x}" if lo == hi else f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in runs)
 
 
 def check_tiktoken_compiles(pattern: str) -> None:
@@ -55,17 +107,17 @@ def _probe_encoding(pattern: str) -> tiktoken.Encoding:
 
 
 @functools.lru_cache(maxsize=None)
-def tiktoken_class(escape: str, limit: int = ALL_LIMIT) -> str:
+def tiktoken_class(escape: str, limit: int = ALL_LIMIT) -> Runs:
     """The code points below ``limit`` that tiktoken's regex engine matches with the class
-    ``escape`` (e.g. ``\\p{L}``), in order."""
+    ``escape`` (e.g. ``\\p{L}``)."""
     encoding = _probe_encoding(escape)
-    return encoding.decode_bytes(encoding.encode_ordinary(_code_points(limit))).decode("utf-8")
+    return _runs(encoding.decode_bytes(encoding.encode_ordinary(_code_points(limit))).decode("utf-8"))
 
 
 @functools.lru_cache(maxsize=None)
-def _disputed_for(escape: str) -> frozenset[str]:
-    ours = set(regex.findall(escape, _code_points(ALL_LIMIT)))
-    return frozenset(ours.symmetric_difference(tiktoken_class(escape)))
+def _disputed_for(escape: str) -> tuple[int, ...]:
+    ours = _runs("".join(regex.findall(escape + "+", _code_points(ALL_LIMIT))))
+    return tuple(_symmetric_difference(ours, tiktoken_class(escape)))
 
 
 # A class escape: \p{..} / \P{..}, \pX / \PX, or one of \s \S \d \D \w \W.
@@ -99,35 +151,19 @@ def _class_escapes(pattern: str) -> Iterable[re.Match]:
 
 def disputed_chars(pattern: str) -> frozenset[str]:
     """Code points on which ``regex`` and tiktoken disagree for some class escape in ``pattern``."""
-    disputed: set[str] = set()
+    disputed: set[int] = set()
     for match in _class_escapes(pattern):
-        disputed |= _disputed_for(_positive(match)[0])
+        disputed.update(_disputed_for(_positive(match)[0]))
     if re.search(r"\\[bB]", pattern):  # word boundaries are defined by \w
-        disputed |= _disputed_for("\\w")
-    return frozenset(disputed)
-
-
-def _ranges(chars: Iterable[str]) -> str:
-    """A character-class body (no brackets) matching exactly ``chars``."""
-    points = sorted(map(ord, chars))
-    parts = []
-    i = 0
-    while i < len(points):
-        j = i
-        while j + 1 < len(points) and points[j + 1] == points[j] + 1:
-            j += 1
-        lo, hi = points[i], points[j]
-        parts.append(f"\\U{lo:08x}" if lo == hi else f"\\U{lo:08x}-\\U{hi:08x}")
-        i = j + 1
-    return "".join(parts)
+        disputed.update(_disputed_for("\\w"))
+    _code_points.cache_clear()
+    return frozenset(map(chr, disputed))
 
 
 @functools.lru_cache(maxsize=None)
 def _explicit_body(escape: str, negated: bool, limit: int) -> str:
-    chars = tiktoken_class(escape, limit)
-    if negated:
-        chars = set(_code_points(limit)).difference(chars)
-    return _ranges(chars)
+    runs = tiktoken_class(escape, limit)
+    return _class_body(_complement(runs, limit) if negated else runs)
 
 
 def explicit_pattern(pattern: str, limit: int = ALL_LIMIT) -> str:
@@ -222,9 +258,10 @@ class ChunkSplitter:
     def _split_with_regex(self, doc: str) -> list[str]:
         if self._disputed is False:
             disputed = disputed_chars(self.pattern)
-            self._disputed = re.compile("[" + _ranges(disputed) + "]") if disputed else None
+            self._disputed = re.compile("[" + _class_body(_runs("".join(sorted(disputed)))) + "]") if disputed else None
         if self._disputed is not None and self._disputed.search(doc):
             if self._faithful is None:
                 self._faithful = regex.compile(explicit_pattern(self.pattern))
+                _code_points.cache_clear()
             return self._faithful.findall(doc)
         return self._regex.findall(doc)

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from glasschat.errors import UserError
-from tokenizer.bpe_merge import learn_merges, merges_to_ranks
 from tokenizer.files import save_tokenizer_files
 from tokenizer.patterns import DEFAULT_PATTERN, resolve_pattern
 from tokenizer.specials import NUM_SPECIAL_TOKENS, special_ids
@@ -110,10 +109,15 @@ def train_tokenizer(
         names = ", ".join(os.fspath(i) for i in inputs)
         raise UserError(f"{names}: no text to train on (the corpus is empty)")
     counting_done = time.perf_counter()
+    unique_chunks = len(counted.counts)
+
+    # imported only now: the counting processes, forked earlier, then carry no numpy pages
+    from tokenizer.bpe_merge import learn_merges, merges_to_ranks
 
     num_merges = vocab_size - MIN_VOCAB_SIZE
     display.start("merging", num_merges, "merges")
-    merges = learn_merges(counted.counts, num_merges, on_progress=display.update)
+    # handed over without a reference kept here, so the merge loop can free the counter
+    merges = learn_merges(counted.take_counts(), num_merges, on_progress=display.update)
     display.finish()
     merging_done = time.perf_counter()
 
@@ -133,7 +137,7 @@ def train_tokenizer(
         stopped_early=stopped_early,
         documents=counted.documents,
         chars=counted.chars,
-        unique_chunks=len(counted.counts),
+        unique_chunks=unique_chunks,
         seconds_counting=counting_done - started,
         seconds_merging=merging_done - counting_done,
         warnings=result_warnings,
