@@ -147,3 +147,23 @@ def test_unreadable_file_is_a_one_line_error(tmp_path):
     path.chmod(0)
     done = run_cli(path, "--vocab-size", 300, "--out", tmp_path / "tok")
     assert done.returncode == 2 and "secret.txt: cannot read" in done.stderr.decode()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_line_on_a_terminal_only(tmp_path, monkeypatch):
+    path = tmp_path / "lines.txt"
+    path.write_text("\n".join(DOCS * 20) + "\n", encoding="utf-8")
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    train_tokenizer([path], 270, tmp_path / "tok", workers=1, split_lines=True)
+    shown = terminal.getvalue()
+    assert "counting" in shown and "MB/s" in shown
+    assert "merging" in shown and "merges/s" in shown and "5/5 merges" in shown
+    for quiet in (dict(progress=False), dict()):
+        monkeypatch.setattr(sys, "stderr", _Terminal() if quiet else io.StringIO())  # a pipe: not a TTY
+        train_tokenizer([path], 270, tmp_path / "tok", workers=1, split_lines=True, **quiet)
+        assert sys.stderr.getvalue() == ""

@@ -54,13 +54,14 @@ class Progress:
         parts = [f"{self._phase:<9}"]
         if self._total:
             total = self._total / self._scale
-            parts.append(f"{_amount(done)}/{_amount(total)} {self._unit}")
+            whole = self._scale == 1  # counted things, not a quantity
+            parts.append(f"{_amount(done, whole)}/{_amount(total, whole)} {self._unit}")
             if 0 < done < total and rate > 0:
                 parts.append(f"{_amount(rate)} {self._unit}/s  ETA {_duration((total - done) / rate)}")
             else:
                 parts.append(f"{_amount(rate)} {self._unit}/s")
         else:
-            parts.append(f"{_amount(done)} {self._unit}  {_amount(rate)} {self._unit}/s")
+            parts.append(f"{_amount(done, self._scale == 1)} {self._unit}  {_amount(rate)} {self._unit}/s")
         parts.append(f"{_duration(elapsed)} elapsed")
         return "  ".join(parts)
 
@@ -76,8 +77,8 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-def _amount(x: float) -> str:
-    return f"{x:,.1f}" if x < 100 else f"{x:,.0f}"
+def _amount(x: float, whole: bool = False) -> str:
+    return f"{x:,.0f}" if whole or x >= 100 else f"{x:,.1f}"
 
 
 def _duration(seconds: float) -> str:
