@@ -2,9 +2,12 @@
 
 Builds deterministic corpora from text installed on this machine (see ``bench.corpus``), then
 trains each trainer on the same corpus, pattern and vocabulary size, each run in its own process,
-and prints training wall time, peak resident memory of the whole process tree (sampled; the
-counting workers included), both as ratios to rustbpe, bytes per token on held-out text, and
-whether the learned tokens equal rustbpe's. Runs alternate between trainers and repeat
+and prints training wall time and peak memory of the whole process tree (sampled every 20 ms,
+helper processes included), both as ratios to rustbpe, bytes per token on held-out text, and
+whether the learned tokens equal rustbpe's. Memory is shown two ways: the sum of the processes'
+resident sets (RSS, which counts pages a forked helper shares with its parent once per process)
+and the sum of their proportional sets (PSS, which splits shared pages between the processes
+sharing them); for a single process the two agree. Runs alternate between trainers and repeat
 ``--repeat`` times; figures are medians.
 """
 
@@ -44,8 +47,8 @@ def run(args) -> int:
     for size in args.sizes:
         corpus = build_corpus(size)
         print(f"\ncorpus {corpus.train_bytes / 1e6:.1f} MB ({corpus.train})")
-        print(f"{'vocab':>6}  {'trainer':<10} {'wall s':>7} {'x rustbpe':>9} {'peak MB':>8} {'x rustbpe':>9} "
-              f"{'bytes/tok':>9}  same tokens as rustbpe")
+        print(f"{'vocab':>6}  {'trainer':<10} {'wall s':>7} {'x rust':>6} {'RSS MB':>7} {'x rust':>6} "
+              f"{'PSS MB':>7} {'x rust':>6} {'bytes/tok':>9}  same tokens as rustbpe")
         for vocab in args.vocabs:
             runs: dict[str, list[dict]] = {t: [] for t in trainers}
             tokens: dict[str, list[str]] = {}
@@ -53,16 +56,17 @@ def run(args) -> int:
                 for trainer in trainers:
                     result, tokens[trainer] = _run_one(trainer, corpus, vocab, args.workers)
                     runs[trainer].append(result)
-            base = runs.get("rustbpe")
-            base_wall = statistics.median(r["seconds"] for r in base) if base else None
-            base_rss = statistics.median(r["peak_bytes"] for r in base) if base else None
+            def median(trainer: str, field: str) -> float | None:
+                return statistics.median(r[field] for r in runs[trainer]) if trainer in runs else None
+
             for trainer in trainers:
-                wall = statistics.median(r["seconds"] for r in runs[trainer])
-                rss = statistics.median(r["peak_bytes"] for r in runs[trainer])
+                wall, rss, pss = (median(trainer, f) for f in ("seconds", "peak_rss", "peak_pss"))
                 bpt = runs[trainer][0]["bytes_per_token"]
                 same = _same_tokens(tokens[trainer], tokens.get("rustbpe")) if trainer != "rustbpe" else ""
-                print(f"{vocab:>6}  {trainer:<10} {wall:>7.2f} {_ratio(wall, base_wall):>9} {rss / 1e6:>8.0f} "
-                      f"{_ratio(rss, base_rss):>9} {bpt:>9.3f}  {same}", flush=True)
+                print(f"{vocab:>6}  {trainer:<10} {wall:>7.2f} {_ratio(wall, median('rustbpe', 'seconds')):>6} "
+                      f"{rss / 1e6:>7.0f} {_ratio(rss, median('rustbpe', 'peak_rss')):>6} "
+                      f"{pss / 1e6:>7.0f} {_ratio(pss, median('rustbpe', 'peak_pss')):>6} "
+                      f"{bpt:>9.3f}  {same}", flush=True)
     return 0
 
 
@@ -97,31 +101,35 @@ def _run_one(trainer: str, corpus, vocab: int, workers: int) -> tuple[dict, list
                    str(vocab), out, str(workers)]
         env = dict(os.environ, OMP_NUM_THREADS="1")
         process = subprocess.Popen(command, env=env)
-        peak = 0
+        peak_rss = peak_pss = 0
         while process.poll() is None:
-            peak = max(peak, _tree_rss(process.pid))
+            rss, pss = _tree_memory(process.pid)
+            peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
             time.sleep(SAMPLE_SECONDS)
         if process.returncode != 0:
             raise RuntimeError(f"{trainer} run failed with exit code {process.returncode}")
         result = json.loads((Path(out) / "result.json").read_text())
-        result["peak_bytes"] = peak
+        result["peak_rss"], result["peak_pss"] = peak_rss, peak_pss
         tokens = (Path(out) / "tokens.txt").read_text().split()
     return result, tokens
 
 
-def _tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and all its descendants (0 if it is gone)."""
-    page = os.sysconf("SC_PAGE_SIZE")
-    total, todo = 0, [pid]
+def _tree_memory(pid: int) -> tuple[int, int]:
+    """Resident and proportional bytes of ``pid`` and all its descendants (0 if it is gone)."""
+    rss = pss = 0
+    todo = [pid]
     while todo:
         p = todo.pop()
         try:
-            with open(f"/proc/{p}/statm") as f:
-                total += int(f.read().split()[1]) * page
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Rss:"):
+                        rss += int(line.split()[1]) * 1024
+                    elif line.startswith("Pss:"):
+                        pss += int(line.split()[1]) * 1024
             for task in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{task}/children") as f:
                     todo.extend(int(c) for c in f.read().split())
         except (OSError, ValueError):
             continue
-    return total
-
+    return rss, pss

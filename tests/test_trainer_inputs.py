@@ -125,11 +125,13 @@ def _error_cases(tmp_path):
         "jsonl field": ([tmp_path / "bad.jsonl", "--vocab-size", 300, *out], "bad.jsonl: line 2: expected a JSON"),
         "jsonl syntax": ([tmp_path / "broken.jsonl", "--vocab-size", 300, *out], "broken.jsonl: line 3: not valid JSON"),
         "bad workers": ([tmp_path / "ok.txt", "--vocab-size", 300, "--workers", 0, *out], "--workers: must be at least 1"),
+        "out is a file": ([tmp_path / "ok.txt", "--vocab-size", 300, "--out", tmp_path / "ok.txt"],
+                          "ok.txt: --out must be a directory"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing file", "empty corpus", "vocab too small", "bad regex", "jsonl field",
-                                  "jsonl syntax", "bad workers"])
+                                  "jsonl syntax", "bad workers", "out is a file"])
 def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, case):
     args, message = _error_cases(tmp_path)[case]
     done = run_cli(*args)

@@ -42,7 +42,7 @@ BULK_MIN = 64  # merges touching at least this many chunks find new pairs with n
 # code, man pages and prose, 10-100 MB, vocab 4k-32k). The first threshold sits well below it,
 # so that the pool is rarely needed; if the heap runs dry above the threshold, it drops.
 LAST_COUNT_SCALE = 8.6
-THRESHOLD_MARGIN = 4
+THRESHOLD_MARGIN = 2
 THRESHOLD_DROP = 8
 POOL_FLUSH = 50_000
 

@@ -25,7 +25,7 @@ from glasschat.errors import UserError
 
 STDIN = "-"
 STDIN_NAME = "<stdin>"
-ITEM_BYTES = 2 << 20  # about this much text per work item
+ITEM_BYTES = 1 << 20  # about this much text per work item
 
 _LONE_SURROGATE = regex.compile(r"[\ud800-\udfff]")
 

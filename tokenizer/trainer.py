@@ -79,6 +79,8 @@ def train_tokenizer(
             raise UserError(f"{option}: must be at least 1, got {value}")
     regex_text = resolve_pattern(pattern)
     check_tiktoken_compiles(regex_text)
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise UserError(f"{out_dir}: --out must be a directory, and this is a file")
     plan = plan_sources(inputs, split_lines)
     workers = workers or default_workers()
     display = Progress(progress)
@@ -126,7 +128,10 @@ def train_tokenizer(
         warn(f"the corpus ran out of pairs to merge after {len(merges)} merges: the vocabulary has "
              f"{256 + len(merges) + NUM_SPECIAL_TOKENS} tokens, not {vocab_size}")
     ranks = merges_to_ranks(merges)
-    save_tokenizer_files(out_dir, ranks, regex_text)
+    try:
+        save_tokenizer_files(out_dir, ranks, regex_text)
+    except OSError as error:
+        raise UserError(f"{out_dir}: cannot write the tokenizer: {error.strerror or error}") from None
     return TrainResult(
         out_dir=Path(out_dir),
         ranks=ranks,
@@ -146,7 +151,7 @@ def train_tokenizer(
 
 def train_command(args) -> int:
     """``glasschat tokenizer train``: train, then print a one-line summary."""
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # restores the filters and showwarning afterwards
         warnings.simplefilter("always", TrainingWarning)
         previous = warnings.showwarning
 
@@ -157,19 +162,16 @@ def train_command(args) -> int:
                 previous(message, category, *rest, **kwargs)
 
         warnings.showwarning = show
-        try:
-            result = train_tokenizer(
-                args.inputs,
-                args.vocab_size,
-                args.out,
-                workers=args.workers,
-                pattern=args.pattern,
-                max_chars=args.max_chars,
-                doc_cap=args.doc_cap,
-                split_lines=args.split_lines,
-            )
-        finally:
-            warnings.showwarning = previous
+        result = train_tokenizer(
+            args.inputs,
+            args.vocab_size,
+            args.out,
+            workers=args.workers,
+            pattern=args.pattern,
+            max_chars=args.max_chars,
+            doc_cap=args.doc_cap,
+            split_lines=args.split_lines,
+        )
     print(
         f"trained {result.vocab_size} tokens ({result.num_bpe_tokens} BPE + {NUM_SPECIAL_TOKENS} special) "
         f"on {result.documents:,} documents, {result.chars:,} characters, {result.unique_chunks:,} unique chunks "
