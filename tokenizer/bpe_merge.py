@@ -36,7 +36,7 @@ import numpy as np
 from tokenizer.bpe_long_word import PAIR_SHIFT, LongWord
 from tokenizer.bpe_pair_stats import PairStats, all_pairs, pairs_with
 
-LONG_WORD = 4096  # chunks longer than this (in bytes) are merged position by position
+LONG_WORD = 8192  # chunks longer than this (in bytes) are merged position by position
 BULK_MIN = 64  # merges touching at least this many chunks find new pairs with numpy
 # The count of the last merge falls about as 8.6 * corpus bytes / vocab**1.6 (measured here on
 # code, man pages and prose, 10-100 MB, vocab 4k-32k). The first threshold sits well below it,
@@ -102,7 +102,7 @@ class _MergeLoop:
         short = [i for i, w in enumerate(words) if len(w) <= LONG_WORD]
         if len(short) < len(words):
             long_ids = [i for i, w in enumerate(words) if len(w) > LONG_WORD]
-            self.long_words = [LongWord(list(map(ord, words[i]))) for i in long_ids]
+            self.long_words = [LongWord(words[i].encode("latin-1")) for i in long_ids]
             self.long_weights = [weights[i] for i in long_ids]
             words, weights = [words[i] for i in short], [weights[i] for i in short]
         else:
