@@ -14,8 +14,9 @@ bursts from other processes), time to first token (the prompt's prefill plus the
 every engine here emits its first token straight after its prefill, so this is the prefill time
 as a user sees it), the ratios to the nanochat-style loop, the fraction of the memory-bandwidth
 ceiling, and whether the greedy tokens equal the nanochat-style loop's. The ceiling is measured
-in the same run: the bandwidth of a large matrix-vector product, divided by the bytes a decode
-step must read (every weight matrix plus the KV cache). Within each repeat the engines decode in
+in the same run, between the repeats of each row: the bandwidth of a large matrix-vector product,
+divided by the bytes a decode step must read (every weight matrix plus the KV cache); a small
+model whose weights stay in cache can pass 100%. Within each repeat the engines decode in
 lockstep, one token each in turn (transformers' ``generate`` runs on its own after them);
 figures are medians, ratios are medians of same-repeat ratios. One torch thread throughout.
 """
@@ -56,12 +57,12 @@ def run(args) -> int:
     if args.quick:
         args.configs, args.vocabs, args.prompts, args.repeat, args.recompute_tokens = ["d4", "d12"], [8192, 65536], [32, 1024], 2, 0
     engines = [e for e in args.engines if (e != "hf" or _has_transformers()) and (e != "recompute" or args.recompute_tokens)]
-    bandwidth = measure_bandwidth()
-    linear_bandwidth = measure_bandwidth(layout="linear")
+    bandwidth, linear_bandwidth = measure_bandwidth(), measure_bandwidth(layout="linear")
     print(f"fp32, 1 torch thread; medians of {args.repeat}; {args.tokens} tokens per run "
           f"({args.recompute_tokens} for recompute); engines: {', '.join(engines)}")
     print(f"memory bandwidth (large matrix-vector product): {bandwidth / 1e9:.1f} GB/s in the engine's "
-          f"transposed layout, {linear_bandwidth / 1e9:.1f} GB/s in nn.Linear's layout")
+          f"transposed layout, {linear_bandwidth / 1e9:.1f} GB/s in nn.Linear's layout; each ceiling below "
+          "uses the median of measurements taken between that row's runs")
     header = (f"{'model':>5} {'vocab':>6} {'prompt':>6}  {'engine':<9} {'decode tok/s':>12} {'x nanochat':>10} "
               f"{'TTFT ms':>9} {'x nanochat':>10} {'ceiling':>8} {'same tokens':>11}")
     results = {}
@@ -70,13 +71,11 @@ def run(args) -> int:
             models = build_models(CONFIGS[name], vocab, max(args.prompts) + args.tokens, "hf" in engines)
             print(f"\n{header}")
             for prompt_len in args.prompts:
-                cell = run_cell(models, engines, prompt_len, args)
+                cell, bandwidth = run_cell(models, engines, prompt_len, args)
                 ceiling = bandwidth / decode_bytes(models["gpt"], prompt_len + args.tokens // 2)
-                print_cell(name, vocab, prompt_len, cell, ceiling)
+                print_cell(name, vocab, prompt_len, cell, ceiling, bandwidth)
                 results[(name, vocab, prompt_len)] = (cell, ceiling)
             del models
-    bandwidth_after = measure_bandwidth()
-    print(f"\nmemory bandwidth at the end: {bandwidth_after / 1e9:.1f} GB/s (ceilings use the start figure)")
     print_targets(results)
     return 0
 
@@ -135,7 +134,8 @@ def hf_model(gpt, tokenizer):
 
 
 def run_cell(models: dict, engines: list[str], prompt_len: int, args) -> dict:
-    """Per engine, per repeat: ``{"ids", "ttft", "decode"}``.
+    """Per engine, per repeat: ``{"ids", "ttft", "decode"}``; and the median memory bandwidth
+    measured before, between and after the repeats.
 
     The engines that can be stepped (all but transformers' ``generate``) decode in lockstep,
     one token each in turn, so a burst of load from another process slows them alike.
@@ -145,6 +145,7 @@ def run_cell(models: dict, engines: list[str], prompt_len: int, args) -> dict:
     vocab = models["gpt"].config.vocab_size - 9
     prompt = torch.randint(vocab, (prompt_len,), generator=torch.Generator().manual_seed(prompt_len)).tolist()
     runs = {engine: [] for engine in engines}
+    bandwidths = [measure_bandwidth(repeat=3)]
     for _ in range(args.repeat):
         stepped = {e: token_stream(e, models, prompt, args.recompute_tokens if e == "recompute" else args.tokens)
                    for e in engines if e != "hf"}
@@ -152,7 +153,8 @@ def run_cell(models: dict, engines: list[str], prompt_len: int, args) -> dict:
             runs[engine].append(result)
         if "hf" in engines:
             runs["hf"].append(run_hf(models, prompt, args.tokens))
-    return runs
+        bandwidths.append(measure_bandwidth(repeat=3))
+    return runs, statistics.median(bandwidths)
 
 
 def token_stream(engine: str, models: dict, prompt: list[int], tokens: int):
@@ -267,14 +269,14 @@ def summarise(cell: dict, ceiling: float) -> dict:
     return rows
 
 
-def print_cell(name: str, vocab: int, prompt_len: int, cell: dict, ceiling: float) -> None:
+def print_cell(name: str, vocab: int, prompt_len: int, cell: dict, ceiling: float, bandwidth: float) -> None:
     for engine, row in summarise(cell, ceiling).items():
         x_decode = f"{row['x_decode']:.2f}x" if "x_decode" in row else "-"
         x_ttft = f"{row['x_ttft']:.2f}x" if "x_ttft" in row else "-"
         same = ("yes" if row["same"] else "NO") if "same" in row else "-"
         print(f"{name:>5} {vocab:>6} {prompt_len:>6}  {engine:<9} {row['decode']:>12.1f} {x_decode:>10} "
               f"{row['ttft'] * 1000:>9.1f} {x_ttft:>10} {row['ceiling']:>7.0%} {same:>11}")
-    print(f"{'':>5} {'':>6} {'':>6}  {'ceiling':<9} {ceiling:>12.1f}")
+    print(f"{'':>5} {'':>6} {'':>6}  {'ceiling':<9} {ceiling:>12.1f}   (at {bandwidth / 1e9:.1f} GB/s)")
 
 
 def print_targets(results: dict) -> None:
