@@ -19,7 +19,6 @@ from tokenizer.bpe_long_word import PAIR_SHIFT
 
 SEPARATOR = chr(0x10FFFF)  # never a token id
 _SEP = 0x10FFFF
-_WORD_BITS = 40
 
 
 @dataclass
@@ -43,35 +42,10 @@ class PairStats:
         return self.chunks[self.starts[k] : self.starts[k + 1]]
 
 
-def _as_array(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The words joined (separator before, between and after) as uint32, and each word's start."""
+def _as_array(words: list[str]) -> np.ndarray:
+    """The words joined, with a separator before, between and after them, as uint32."""
     joined = SEPARATOR + SEPARATOR.join(words) + SEPARATOR
-    array = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
-    starts = np.cumsum(lengths + 1) - lengths  # word k begins at starts[k]
-    return array, starts
-
-
-def _aggregate(keys: np.ndarray, word_local: np.ndarray, word_ids: np.ndarray, weights: np.ndarray,
-               key_of_compact) -> PairStats:
-    """Sum ``weights[word]`` per (pair, occurrence); list each pair's words once.
-
-    ``keys`` are compact pair keys (below 2**24) that ``key_of_compact`` maps to real ones."""
-    combined = np.unique((keys.astype(np.uint64) << np.uint64(_WORD_BITS)) | word_local.astype(np.uint64),
-                         return_counts=True)
-    combos, multiplicity = combined
-    pair = (combos >> np.uint64(_WORD_BITS)).astype(np.int64)
-    local = (combos & np.uint64((1 << _WORD_BITS) - 1)).astype(np.int64)
-    chunk_ids = word_ids[local]
-    weighted = multiplicity.astype(np.int64) * weights[chunk_ids]
-    if len(pair) == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return PairStats(empty, empty, np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32))
-    group = np.flatnonzero(np.diff(pair)) + 1
-    starts = np.concatenate(([0], group, [len(pair)]))
-    keys_out = key_of_compact(pair[starts[:-1]])
-    counts = np.add.reduceat(weighted, starts[:-1])
-    return PairStats(keys_out, counts, starts, chunk_ids.astype(np.int32))
+    return np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
 def all_pairs(words: list[str], weights: np.ndarray) -> PairStats:
@@ -102,7 +76,7 @@ def pairs_with(new: int, merged_pair: tuple[int, int], words: list[str], word_id
     ``merged_pair`` merged into it); and the pairs that merge took occurrences from, with how
     many (weighted)."""
     a, b = merged_pair
-    array, _ = _as_array(words)
+    array = _as_array(words)
     separators = np.flatnonzero(array == _SEP)
     at = np.flatnonzero(array == new)
     local = np.searchsorted(separators, at) - 1  # which word each occurrence is in
