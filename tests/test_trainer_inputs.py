@@ -121,6 +121,7 @@ def _error_cases(tmp_path):
         "missing file": ([tmp_path / "nope.txt", "--vocab-size", 300, *out], "nope.txt: no such file"),
         "empty corpus": ([tmp_path / "empty.txt", "--vocab-size", 300, *out], "empty.txt: no text to train on"),
         "vocab too small": ([tmp_path / "ok.txt", "--vocab-size", 264, *out], "--vocab-size: must be at least 265"),
+        "vocab too large": ([tmp_path / "ok.txt", "--vocab-size", 2_000_000, *out], "--vocab-size: at most"),
         "bad regex": ([tmp_path / "ok.txt", "--vocab-size", 300, "--pattern", "([a-", *out], "--pattern:"),
         "jsonl field": ([tmp_path / "bad.jsonl", "--vocab-size", 300, *out], "bad.jsonl: line 2: expected a JSON"),
         "jsonl syntax": ([tmp_path / "broken.jsonl", "--vocab-size", 300, *out], "broken.jsonl: line 3: not valid JSON"),
@@ -130,7 +131,7 @@ def _error_cases(tmp_path):
     }
 
 
-@pytest.mark.parametrize("case", ["missing file", "empty corpus", "vocab too small", "bad regex", "jsonl field",
+@pytest.mark.parametrize("case", ["missing file", "empty corpus", "vocab too small", "vocab too large", "bad regex", "jsonl field",
                                   "jsonl syntax", "bad workers", "out is a file"])
 def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, case):
     args, message = _error_cases(tmp_path)[case]

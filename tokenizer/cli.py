@@ -105,9 +105,11 @@ def _register_train(group) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--workers", type=int, default=None, metavar="K", help="counting processes (default: all cores)")
     p.add_argument("--pattern", default="nanochat", metavar="nanochat|gpt4|REGEX", help="split pattern (default: nanochat)")
-    p.add_argument("--max-chars", type=int, default=None, metavar="N", help="stop reading after N characters in total")
+    p.add_argument("--max-chars", type=int, default=None, metavar="N",
+                   help="stop after the document that takes the total past N characters")
     p.add_argument("--doc-cap", type=int, default=None, metavar="N", help="use at most N characters of each document")
-    p.add_argument("--split-lines", action="store_true", help="treat each line of a plain text file as a document")
+    p.add_argument("--split-lines", action="store_true",
+                   help="treat each line of a plain text file (or of stdin) as a document")
 
     def run(args):
         from tokenizer.trainer import train_command

@@ -26,6 +26,7 @@ from tokenizer.train_progress import Progress
 from tokenizer.train_split import ChunkSplitter, check_tiktoken_compiles
 
 MIN_VOCAB_SIZE = 256 + NUM_SPECIAL_TOKENS
+MAX_VOCAB_SIZE = 1_000_000  # token ids are kept as code points of Python strings
 
 
 class TrainingWarning(UserWarning):
@@ -74,6 +75,8 @@ def train_tokenizer(
     if vocab_size < MIN_VOCAB_SIZE:
         raise UserError(f"--vocab-size: must be at least {MIN_VOCAB_SIZE} "
                         f"(256 byte tokens + {NUM_SPECIAL_TOKENS} special tokens), got {vocab_size}")
+    if vocab_size > MAX_VOCAB_SIZE:
+        raise UserError(f"--vocab-size: at most {MAX_VOCAB_SIZE:,} is supported, got {vocab_size:,}")
     for option, value in (("--max-chars", max_chars), ("--doc-cap", doc_cap), ("--workers", workers)):
         if value is not None and value < 1:
             raise UserError(f"{option}: must be at least 1, got {value}")
