@@ -92,6 +92,15 @@ def test_phrasings_are_disjoint_between_splits():
         check_disjoint({"train": ["spell {w}"], "heldout": ["Spell {w}"]})
 
 
+def test_heldout_word_requests_never_appear_inside_training_requests():
+    rng = random.Random(8)
+    for skill, table in word_skills.TEMPLATES.items():
+        train = [word_skills.exchange(rng, skill, "qwertz", "train")[0].lower() for _ in range(6000)]
+        for core, _ in table["heldout"]:
+            text = core.format(w="qwertz", c="q", cs="q's").rstrip("?").lower()
+            assert not any(text in prompt for prompt in train), (skill, text)
+
+
 def test_eval_prompts_never_occur_in_training(training_conversations):
     train_prompts = {m["content"].lower() for c in training_conversations for m in c["messages"] if m["role"] == "user"}
     items = eval_items(HELDOUT_WORDS, 40, seed=1234)

@@ -16,7 +16,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 
-from model.training.phrasing import Split, check_disjoint, pick, typed
+from model.training.phrasing import Split, check_disjoint, compose, pick, typed
 
 HELDOUT_EVERY = 10  # one expression in this many is held out
 
@@ -28,44 +28,47 @@ _OP_WORDS = {
     "/": ["/", "÷", "divided by", "divided by", "over"],
 }
 
+# cores (see ``phrasing.compose``): (text with {e} the expression as typed, is it a command?)
 _FRAMES = check_disjoint({
-    "train": ["What is {e}?", "what's {e}?", "{e}", "{e} = ?", "{e}=?", "{e} =", "calculate {e}",
-              "Compute {e}", "How much is {e}?", "work out {e}", "Solve {e}", "{e}?", "Can you calculate {e}?",
-              "please compute {e}", "what does {e} equal?", "what is {e} equal to?", "quick math: {e}",
-              "evaluate {e}", "What's the result of {e}?", "how much does {e} make?", "tell me {e}",
-              "What is the value of {e}?", "calc {e}", "{e} is what?"],
-    "heldout": ["Tell me what {e} is", "Do the math: {e}", "What would {e} be?", "Find {e}",
-                "Could you figure out {e}?", "result of {e}?"],
+    "train": [("what is {e}?", False), ("what's {e}?", False), ("{e}", False), ("{e} = ?", False), ("{e}=?", False),
+              ("{e} =", False), ("calculate {e}", True), ("compute {e}", True), ("work out {e}", True),
+              ("solve {e}", True), ("evaluate {e}", True), ("tell me {e}", True), ("calc {e}", True),
+              ("how much is {e}?", False), ("what does {e} equal?", False), ("what is {e} equal to?", False),
+              ("quick math: {e}", False), ("what's the result of {e}?", False), ("how much does {e} make?", False),
+              ("what is the value of {e}?", False), ("{e} is what?", False), ("what's the answer to {e}?", False),
+              ("what do you get for {e}?", False), ("give me the result of {e}", True), ("math: {e}", False)],
+    "heldout": [("tell me what {e} is", True), ("do the math: {e}", False), ("what would {e} be?", False),
+                ("find {e}", True), ("result of {e}?", False), ("{e} equals what?", False)],
 })
 
 # binary problems in words: (operator, phrase with {a} and {b}), as commands and as nouns
 _COMMANDS = {
     "train": [("+", "add {a} and {b}"), ("+", "add {b} to {a}"), ("-", "subtract {b} from {a}"),
-              ("-", "take {b} away from {a}"), ("*", "multiply {a} by {b}"), ("/", "divide {a} by {b}")],
+              ("-", "take {b} away from {a}"), ("*", "multiply {a} by {b}"), ("/", "divide {a} by {b}"),
+              ("*", "multiply {a} and {b}"), ("+", "sum {a} and {b}")],
     "heldout": [("*", "multiply {a} with {b}"), ("+", "add together {a} and {b}")],
 }
-_COMMAND_FRAMES = check_disjoint({
-    "train": ["{v}", "please {v}", "can you {v}?", "{v} for me", "{v}, please", "could you {v}?"],
-    "heldout": ["I'd like you to {v}", "would you {v}?"],
-})
 _NOUNS = {
     "train": [("+", "the sum of {a} and {b}"), ("-", "the difference between {a} and {b}"),
-              ("*", "the product of {a} and {b}"), ("/", "the quotient of {a} and {b}")],
-    "heldout": [("+", "the total of {a} and {b}"), ("/", "{a} split into {b} equal parts")],
+              ("*", "the product of {a} and {b}"), ("/", "the quotient of {a} and {b}"),
+              ("/", "{a} divided into {b} parts")],
+    "heldout": [("+", "{a} and {b} added up"), ("/", "{a} divided evenly by {b}"),
+                ("*", "{a} multiplied together with {b}")],
 }
 _NOUN_FRAMES = check_disjoint({
-    "train": ["what is {v}?", "what's {v}?", "{v}", "calculate {v}", "I need {v}", "work out {v}"],
-    "heldout": ["what do we get for {v}?", "tell me {v}, please"],
+    "train": [("what is {v}?", False), ("what's {v}?", False), ("{v}", False), ("calculate {v}", True),
+              ("work out {v}", True), ("I need {v}", False), ("give me {v}", True)],
+    "heldout": [("what do we get for {v}?", False), ("tell me {v}", True)],
 })
 
 # follow-ups that use the previous answer: (operator, phrase with {n})
-FOLLOW_UPS = {
+FOLLOW_UPS = check_disjoint({
     "train": [("+", "now add {n} to that"), ("*", "multiply that by {n}"), ("-", "subtract {n} from that"),
               ("/", "divide that by {n}"), ("*", "and that times {n}?"), ("+", "what's that plus {n}?"),
               ("-", "now minus {n}"), ("+", "add {n} to it"), ("*", "times {n}?"), ("-", "and take away {n}")],
-    "heldout": [("+", "take that and add {n}"), ("*", "that times {n}, please"), ("-", "and now subtract {n}"),
-                ("/", "then divide it by {n}")],
-}
+    "heldout": [("+", "add {n} to the result"), ("*", "multiply the result by {n}"), ("-", "and now subtract {n}"),
+                ("/", "then divide the result by {n}")],
+})
 
 
 @dataclass(frozen=True)
@@ -162,16 +165,21 @@ def problem(rng: random.Random, split: Split) -> Problem:
 
 def _verbal_or_symbolic(rng: random.Random, split: Split) -> Problem:
     if rng.random() < 0.2:
-        phrases, frames = (_COMMANDS, _COMMAND_FRAMES) if rng.random() < 0.5 else (_NOUNS, _NOUN_FRAMES)
-        op, phrase = rng.choice(phrases[split])
+        if rng.random() < 0.5:
+            op, phrase = rng.choice(_COMMANDS[split])
+            core, command = phrase, True
+        else:
+            op, phrase = rng.choice(_NOUNS[split])
+            frame, command = pick(rng, _NOUN_FRAMES, split)
+            core = frame.replace("{v}", phrase)
         a, b = _number(rng), _number(rng)
         if op == "/" and (b == 0 or rng.random() < 0.75):
             b = rng.randint(1, 99)
             a = b * rng.randint(1, max(1, 9999 // b))
-        asked = pick(rng, frames, split).format(v=phrase.format(a=a, b=b))
-        return Problem(f"{a} {op} {b}", asked, _apply(op, a, b))
+        return Problem(f"{a} {op} {b}", compose(rng, core.format(a=a, b=b), split, command), _apply(op, a, b))
     p = _problem(rng)
-    return Problem(p.call, pick(rng, _FRAMES, split).format(e=p.asked), p.value)
+    frame, command = pick(rng, _FRAMES, split)
+    return Problem(p.call, compose(rng, frame.format(e=p.asked), split, command), p.value)
 
 
 def assistant_parts(call: str) -> list[dict]:

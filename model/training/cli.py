@@ -59,7 +59,7 @@ def _register_eval(subparsers) -> None:
         "them through the engine with the calculator tool, and print per-skill accuracy, the stop rate, the "
         "mean reply length and the decode speed, for each temperature.")
     p.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (default: the bundled default model)")
-    p.add_argument("--per-skill", type=_positive_int, default=100, help="prompts per skill (default 100)")
+    p.add_argument("--per-skill", type=_positive_int, default=200, help="prompts per skill (default 200)")
     p.add_argument("--temperature", type=float, action="append",
                    help="sampling temperature, repeatable; 0 is greedy (default: 0 and 0.7)")
     p.add_argument("--seed", type=int, default=1234, help="seed of the held-out prompts and of sampling")

@@ -18,7 +18,7 @@ from model.training.word_skills import WORD_SKILLS
 # single-turn kinds and their share of conversations (multi-turn has its own share)
 MIXTURE: dict[str, float] = {
     "greeting": 3, "identity": 3, "capabilities": 3, "how_are_you": 1.5, "thanks": 1.5, "goodbye": 1.5,
-    "out_of_scope": 6, "arithmetic": 20, "spell": 15, "count": 18, "reverse": 15, "multi_turn": 12.5,
+    "out_of_scope": 6, "arithmetic": 18, "spell": 14, "count": 16, "reverse": 14, "multi_turn": 18.5,
 }
 
 
@@ -85,10 +85,10 @@ class ConversationSource:
             messages += self._exchange(rng, "greeting")[0]
         for _ in range(rng.randint(2, 3)):
             value, word = context.get("value"), context.get("word")
-            if isinstance(value, int) and abs(value) < 10**6 and rng.random() < 0.5:
+            if isinstance(value, int) and abs(value) < 10**6 and rng.random() < 0.6:
                 user, parts, problem = arithmetic.follow_up(rng, value, self.split)
                 turn, context = [_user(user), _assistant(parts)], {"value": problem.value}
-            elif word is not None and rng.random() < 0.5:
+            elif word is not None and rng.random() < 0.6:
                 user, reply, _, _ = word_skills.follow_up(rng, word, self.split)
                 turn = [_user(user), _assistant(reply)]
             else:

@@ -1,9 +1,12 @@
-"""Shared helpers for the skill generators: the train/held-out split of phrasings and the
-surface noise a person's typing adds (lower case, a missing question mark).
+"""Shared helpers for the skill generators: how a request is phrased, and the train/held-out
+split of phrasings.
 
-Every generator takes ``split`` ("train" or "heldout"). Phrasings come in two disjoint lists
-per skill; the held-out list is used only by evaluation, so the eval measures whether the
-model understood the request rather than whether it memorised the sentence.
+A request is composed from parts — an opener ("hey, "), a polite wrapper around a command
+("could you …"), the core sentence ("spell {w}"), a closer ("?", " please") — so training sees
+thousands of distinct sentences and a tiny model learns to find the word or the numbers
+wherever they stand, instead of memorising a few templates. Cores and wrappers come in two
+disjoint lists per skill; the held-out lists are used only by evaluation, so the eval measures
+whether the model understood a request it has never seen.
 """
 
 from __future__ import annotations
@@ -14,17 +17,45 @@ from typing import Literal
 Split = Literal["train", "heldout"]
 SPLITS: tuple[str, ...] = ("train", "heldout")
 
+OPENERS = ["", "", "", "", "", "", "hey, ", "hi! ", "ok, ", "okay ", "now ", "next: ", "quick question: ",
+           "alright, ", "hmm, ", "one more: ", "so ", "and ", "another one: ", "ok so ", "right, "]
+CLOSERS = ["", "", "", "", ".", "!", " please", ", please", " thanks", " :)", " now"]
+QUESTION_CLOSERS = ["?", "?", "?", "?", "", "??", "? thanks", "? please"]
 
-def pick(rng: random.Random, phrasings: dict[str, list[str]], split: Split) -> str:
-    return rng.choice(phrasings[split])
+# polite wrappers around a command core ("spell {w}")
+WRAPPERS = {
+    "train": ["{x}", "{x}", "{x}", "can you {x}", "could you {x}", "please {x}", "will you {x}",
+              "I want you to {x}", "try to {x}", "go ahead and {x}", "can you please {x}", "I need you to {x}"],
+    "heldout": ["would you {x}", "I'd like you to {x}", "would you kindly {x}"],
+}
 
 
-def check_disjoint(phrasings: dict[str, list[str]]) -> dict[str, list[str]]:
+def check_disjoint(phrasings: dict[str, list]) -> dict[str, list]:
     """Return ``phrasings`` after checking that no phrasing is in both splits (fails at import)."""
-    shared = {p.lower() for p in phrasings["train"]} & {p.lower() for p in phrasings["heldout"]}
+    key = lambda p: (p if isinstance(p, str) else repr(p)).lower()  # noqa: E731
+    shared = {key(p) for p in phrasings["train"]} & {key(p) for p in phrasings["heldout"]}
     if shared:
         raise ValueError(f"phrasings in both splits: {sorted(shared)}")
     return phrasings
+
+
+check_disjoint(WRAPPERS)
+
+
+def pick(rng: random.Random, phrasings: dict[str, list], split: Split):
+    return rng.choice(phrasings[split])
+
+
+def compose(rng: random.Random, core: str, split: Split, command: bool) -> str:
+    """A full request around ``core``: opener + (wrapper if a command) + core + closer."""
+    if command:
+        core = rng.choice(WRAPPERS[split]).format(x=core)
+    question = core.endswith("?") or core.split(" ", 1)[0].lower() in (
+        "how", "what", "what's", "can", "could", "will", "would", "which", "is", "does", "do")
+    core = core.rstrip("?")
+    closer = rng.choice(QUESTION_CLOSERS if question else CLOSERS)
+    text = rng.choice(OPENERS) + core + closer
+    return text[0].upper() + text[1:] if rng.random() < 0.5 else text
 
 
 def typed(rng: random.Random, text: str) -> str:

@@ -36,7 +36,7 @@ class Recipe:
     name: str
     seed: int = 0
     # data
-    sft_conversations: int = 60_000
+    sft_conversations: int = 100_000
     val_conversations: int = 1_000
     tokenizer_conversations: int = 20_000  # skill conversations whose text joins the tokenizer corpus
     spelling_documents: int = 4_000  # pretraining documents of spelled words (16 lines each)
@@ -53,13 +53,13 @@ class Recipe:
     train_seq_len: int = 256  # rows of packed conversations / text
     batch_size: int = 32
     pretrain_steps: int = 150
-    sft_steps: int = 600
+    sft_steps: int = 700
     matrix_lr: float = 0.02
     embed_lr: float = 0.05
     head_lr: float = 0.004
     # shipping and evaluation
     dtype: str = "float16"
-    eval_per_skill: int = 100
+    eval_per_skill: int = 200
     eval_temperature: float = 0.7
 
     def overridden(self, **changes) -> Recipe:

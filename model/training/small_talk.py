@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from model.training.phrasing import Split, check_disjoint, pick, typed
+from model.training.phrasing import Split, check_disjoint, compose, pick, typed
 
 SKILLS_SENTENCE = "I can do arithmetic with a calculator, spell words, count letters in a word and reverse words."
 
@@ -34,16 +34,21 @@ PROMPTS: dict[str, dict[str, list[str]]] = {
     "greeting": check_disjoint({
         "train": ["hi", "hello", "hey", "hi there", "hello there", "hey there", "good morning", "good evening",
                   "good afternoon", "hiya", "howdy", "greetings", "yo", "hello!", "hi!", "hey!", "hello, model",
-                  "hi glasschat", "hello glasschat", "hey, anyone there?", "hi :)", "morning!", "heya", "sup"],
-        "heldout": ["hello friend", "hi hi", "well hello", "hey hey", "good day", "hello again", "hey you",
-                    "oh hi"],
+                  "hi glasschat", "hello glasschat", "hey, anyone there?", "hi :)", "morning!", "heya", "sup",
+                  "hello hello", "hi, nice to meet you", "hey, how's it going", "hallo", "hey buddy", "hi bot",
+                  "greetings, model", "hello world", "evening", "hi there, friend", "hey glasschat"],
+        "heldout": ["hello friend", "hi hi", "well hello", "hey hey", "hello again", "oh hi"],
     }),
     "identity": check_disjoint({
         "train": ["who are you?", "what are you?", "what's your name?", "what is your name?", "introduce yourself",
                   "tell me about yourself", "are you a bot?", "are you human?", "are you chatgpt?",
                   "who made you?", "who built you?", "what model are you?", "are you an AI?",
                   "what kind of model are you?", "are you a person?", "who am I talking to?",
-                  "what should I call you?", "how were you trained?", "are you smart?", "how big are you?"],
+                  "what should I call you?", "how were you trained?", "are you smart?", "how big are you?",
+                  "what are you exactly?", "who is this?", "what's your deal?", "are you a language model?",
+                  "what is your purpose?", "where do you come from?", "are you alive?", "do you have a name?",
+                  "which company made you?", "how many parameters do you have?", "are you open source?",
+                  "what's glasschat?", "tell me who you are"],
         "heldout": ["so who exactly are you?", "what exactly are you?", "describe yourself",
                     "are you a real person?", "what is glasschat?", "who created you?"],
     }),
@@ -52,29 +57,37 @@ PROMPTS: dict[str, dict[str, list[str]]] = {
                   "what do you know how to do?", "how can you help me?", "what are you good at?",
                   "what can I ask you?", "what tasks can you do?", "list your skills", "what do you do?",
                   "can you do anything useful?", "what are you able to do?", "show me what you can do",
-                  "what can you do for me?", "options?"],
+                  "what can you do for me?", "options?", "what can I do here?", "how do I use you?",
+                  "what kind of questions can you answer?", "what can you help me with?", "any skills?",
+                  "what are your abilities?", "what do you know?", "what are your features?", "what can you answer?",
+                  "what should I ask you?", "give me some examples of what you can do"],
         "heldout": ["what are you capable of?", "which things can you do?", "what abilities do you have?",
                     "what sort of things can you do?", "give me a list of what you can do"],
     }),
     "how_are_you": check_disjoint({
         "train": ["how are you?", "how are you doing?", "how's it going?", "how do you feel?", "what's up?",
-                  "how are things?", "you ok?", "how have you been?"],
+                  "how are things?", "you ok?", "how have you been?",
+                  "how's your day going?", "how are you feeling?", "are you ok?", "how are you doing today?",
+                  "what's new?", "how's life?", "everything good?", "are you well?"],
         "heldout": ["how are you today?", "are you doing well?", "how is your day?"],
     }),
     "thanks": check_disjoint({
         "train": ["thanks", "thank you", "thanks!", "thank you so much", "thx", "great, thanks",
                   "cool, thank you", "perfect, thanks!", "nice, thanks", "awesome, thank you", "ty",
-                  "much appreciated", "that's helpful, thanks"],
-        "heldout": ["many thanks", "thanks a lot", "thank you very much", "cheers, thanks"],
+                  "much appreciated", "that's helpful, thanks", "thanks, that's right", "great job, thanks",
+                  "thank you!", "thanks a bunch", "wow, thanks", "nice work", "good job", "well done, thanks"],
+        "heldout": ["thanks so much", "thanks a lot", "thank you very much", "cheers, thanks"],
     }),
     "goodbye": check_disjoint({
         "train": ["bye", "goodbye", "bye!", "see you", "see you later", "good night", "that's all, bye",
-                  "I have to go", "talk to you later", "cya", "farewell", "ok bye"],
+                  "I have to go", "talk to you later", "cya", "farewell", "ok bye", "goodbye for now",
+                  "bye, thanks", "later!", "that's it for today", "good night!", "I'm done, bye", "see you soon"],
         "heldout": ["bye bye", "see ya", "gotta go, bye", "take care"],
     }),
 }
 
-# Out-of-scope requests: templates filled from topic lists, split by template.
+# Out-of-scope requests: templates filled from topic lists, split by template. Some sound like
+# the word skills ("what does {word} mean?") so the model learns where its skills end.
 _OUT_OF_SCOPE_TEMPLATES = check_disjoint({
     "train": [
         "write a poem about {thing}", "tell me a joke about {thing}", "what is the capital of {country}?",
@@ -91,12 +104,20 @@ _OUT_OF_SCOPE_TEMPLATES = check_disjoint({
         "why is the sky blue?", "how does {concept} work?", "book a flight to {city}",
         "what is the square root of {number}?", "solve x^2 + 3x = 10", "how many people live in {city}?",
         "find me a restaurant in {city}", "what's your favorite {media}?", "describe a {thing}",
+        "what does {word} mean?", "translate {word} into {language}", "use {word} in a sentence",
+        "what rhymes with {word}?", "give me a synonym for {word}", "define {word}", "is {word} a noun?",
+        "what is {number} to the power of 3?", "is {number} a prime number?", "what's the derivative of x^2?",
+        "convert {number} miles to kilometers", "what day is it today?", "who are the Beatles?",
+        "can you draw a picture of {thing}?", "what's the best programming language?", "how old is the universe?",
+        "tell me about {country}", "can you order me a pizza?", "send an email to my mom",
+        "what is love?", "give me investment advice", "how do airplanes fly?", "write a cover letter",
     ],
     "heldout": [
         "draft an email to my boss about {concept}", "who wrote the most famous {media}?",
         "give me directions to {city}", "compose a haiku about {thing}", "what language is spoken in {country}?",
         "can you write a limerick about {thing}?", "convert 10 dollars to euros", "tell me a fun fact about {country}",
-        "what are the rules of chess?", "plan a trip to {city} for me",
+        "what are the rules of chess?", "plan a trip to {city} for me", "what is the opposite of {word}?",
+        "how do you pronounce {word}?",
     ],
 })
 _FILLERS = {
@@ -114,7 +135,8 @@ _FILLERS = {
               "write a resume", "train a dog"],
     "subject": ["history", "chemistry", "biology", "geography", "physics", "literature"],
     "food": ["lasagna", "pancakes", "curry", "chocolate cake", "sushi", "soup"],
-    "number": ["2", "50", "144", "1000"],
+    "number": ["2", "50", "144", "1000", "17", "81"],
+    "word": ["happy", "house", "banana", "serendipity", "river", "quickly", "apple", "ocean"],
 }
 KINDS = tuple(PROMPTS) + ("out_of_scope",)
 
@@ -126,8 +148,11 @@ def out_of_scope_prompt(rng: random.Random, split: Split) -> str:
 
 def user_prompt(rng: random.Random, kind: str, split: Split) -> str:
     if kind == "out_of_scope":
-        return typed(rng, out_of_scope_prompt(rng, split))
-    return typed(rng, pick(rng, PROMPTS[kind], split))
+        return typed(rng, compose(rng, out_of_scope_prompt(rng, split), split, command=False))
+    text = pick(rng, PROMPTS[kind], split)
+    if rng.random() < 0.3:  # "hi!", "hello :)", "thanks."
+        text = text.rstrip("!?.") + rng.choice(("!", "!!", ".", " :)", "?" if text.endswith("?") else ""))
+    return typed(rng, text)
 
 
 def exchange(rng: random.Random, kind: str, split: Split) -> tuple[str, str]:

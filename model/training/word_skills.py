@@ -17,47 +17,80 @@ from __future__ import annotations
 import random
 import string
 
-from model.training.phrasing import Split, check_disjoint, pick, typed
+from model.training.phrasing import Split, check_disjoint, compose, pick, typed
 
+# Requests are composed (see ``phrasing.compose``) from a core — a command ("spell {w}") or a
+# question ("how do you spell {w}?") — with {w} the word as typed and, for counting, {c} the
+# letter ("r", "the letter r", '"r"') or {cs} its plural ("r's", "rs").
 SPELL = check_disjoint({
-    "train": ["spell {w}", "Spell {w}", "how do you spell {w}?", "How do I spell \"{w}\"?", "spell the word {w}",
-              "can you spell {w} for me?", "spell out {w}", "spell '{w}' letter by letter", "{w} - spell it",
-              "what are the letters in {w}?", "spell {w} please", "Please spell \"{w}\".",
-              "could you spell the word '{w}'?", "letters of {w}?", "{w}: how is it spelled?",
-              "give me the spelling of {w}", "break {w} into letters", "Spell \"{w}\" for me",
-              "how is {w} spelled?", "spell: {w}"],
-    "heldout": ["What is the spelling of {w}?", "Write {w} one letter at a time", "I need {w} spelled out",
-                "Spell this word: {w}", "show me how {w} is spelled"],
+    "train": [
+        ("spell {w}", True), ("spell the word {w}", True), ("spell out {w}", True), ("spell {w} out", True),
+        ("spell {w} letter by letter", True), ("spell {w} for me", True), ("write out the letters of {w}", True),
+        ("list the letters in {w}", True), ("tell me the letters of {w}", True), ("break {w} into letters", True),
+        ("give me the letters of {w}", True), ("show me the spelling of {w}", True), ("spell this: {w}", True),
+        ("spell this word: {w}", True), ("spell {w} one letter at a time", True), ("give me the spelling of {w}", True),
+        ("how do you spell {w}?", False), ("how is {w} spelled?", False), ("what's the spelling of {w}?", False),
+        ("what letters make up {w}?", False), ("how do I spell {w}?", False), ("what are the letters in {w}?", False),
+        ("can I get the spelling of {w}?", False), ("{w}: how is it spelled?", False), ("{w} - spell it", True),
+        ("letters of {w}?", False), ("spelling of {w}?", False), ("how would you spell {w}?", False),
+        ("which letters are in {w}?", False), ("{w}, spelled out?", False),
+    ],
+    "heldout": [
+        ("what is the spelling of {w}?", False), ("I need {w} spelled out", False), ("show me how {w} is spelled", True),
+        ("write the letters of {w} one by one", True), ("list each letter in {w}", True),
+        ("{w} - how do you spell it?", False),
+    ],
 })
 COUNT = check_disjoint({
-    "train": ["how many {c}'s are in {w}?", "How many {c}s in {w}?", "how many times does the letter {c} appear in {w}?",
-              "count the {c}'s in {w}", "How many \"{c}\" are there in \"{w}\"?", "number of {c}'s in {w}?",
-              "how many {c} in {w}", "in the word {w}, how many {c}'s are there?",
-              "count how many times {c} occurs in '{w}'", "how often does {c} appear in {w}?", "{w}: how many {c}'s?",
-              "how many letter {c}s does {w} have?", "Count the letter {c} in {w}.", "how many {c}'s in {w}?",
-              "How many times does '{c}' occur in the word \"{w}\"?", "does {w} have any {c}'s? how many?"],
-    "heldout": ["What's the count of {c} in {w}?", "Tell me how many {c}'s the word {w} contains",
-                "how many times is {c} in {w}?", "In \"{w}\", count the {c}'s."],
+    "train": [
+        ("how many {cs} are in {w}?", False), ("how many {cs} in {w}?", False), ("how many {cs} does {w} have?", False),
+        ("how many times does {c} appear in {w}?", False), ("how many times does {c} occur in {w}?", False),
+        ("how often does {c} appear in {w}?", False), ("count the {cs} in {w}", True), ("count {c} in {w}", True),
+        ("count how many times {c} occurs in {w}", True), ("count the number of {cs} in {w}", True),
+        ("number of {cs} in {w}?", False), ("in {w}, how many {cs} are there?", False), ("{w}: how many {cs}?", False),
+        ("{w} has how many {cs}?", False), ("tell me how many {cs} are in {w}", True),
+        ("what is the number of {cs} in {w}?", False), ("how many occurrences of {c} are in {w}?", False),
+        ("find the number of {cs} in {w}", True), ("does {w} have any {cs}? how many?", False),
+        ("how many {c} letters are there in {w}?", False), ("count the letter {c} in {w}", True),
+        ("how many {cs} can you find in {w}?", False), ("count {cs} in {w}", True), ("how many {cs} does the word {w} contain?", False),
+    ],
+    "heldout": [
+        ("what's the count of {c} in {w}?", False), ("tell me how many {cs} the word {w} contains", True),
+        ("how many times is {c} in {w}?", False), ("in {w}, count the {cs}", False),
+        ("how many times can {c} be found in {w}?", False),
+    ],
 })
 REVERSE = check_disjoint({
-    "train": ["reverse {w}", "reverse the word {w}", "Reverse \"{w}\"", "what is {w} backwards?", "spell {w} backwards",
-              "write {w} in reverse", "how do you say {w} backwards?", "{w} reversed?", "can you reverse '{w}'?",
-              "flip the word {w}", "What's {w} spelled backwards?", "reverse the letters of {w}", "turn {w} around",
-              "Reverse this word: {w}", "{w} backwards please", "please reverse {w}"],
-    "heldout": ["Give me {w} in reverse order", "what does {w} look like reversed?", "Write the word \"{w}\" backwards",
-                "mirror the word {w}"],
+    "train": [
+        ("reverse {w}", True), ("reverse the word {w}", True), ("reverse the letters of {w}", True),
+        ("reverse the order of the letters in {w}", True), ("write {w} backwards", True), ("spell {w} backwards", True),
+        ("spell {w} in reverse", True), ("say {w} backwards", True), ("flip {w}", True), ("flip the word {w}", True),
+        ("turn {w} around", True), ("read {w} backwards", True), ("write {w} in reverse", True),
+        ("reverse this word: {w}", True), ("{w} backwards", True), ("write the letters of {w} in reverse order", True),
+        ("what is {w} backwards?", False), ("what's {w} reversed?", False), ("what's {w} spelled backwards?", False),
+        ("how do you say {w} backwards?", False), ("how is {w} written backwards?", False),
+        ("what do you get when you reverse {w}?", False), ("{w} reversed?", False), ("what's the reverse of {w}?", False),
+        ("can you reverse {w}?", False), ("how does {w} look backwards?", False),
+    ],
+    "heldout": [
+        ("give me {w} in reverse order", True), ("what does {w} look like reversed?", False),
+        ("reverse the spelling of {w}", True), ("I want {w} backwards", False),
+    ],
 })
 TEMPLATES = {"spell": SPELL, "count": COUNT, "reverse": REVERSE}
 WORD_SKILLS = tuple(TEMPLATES)
 
 # follow-ups about the word of the previous turn: (skill, phrase)
-FOLLOW_UPS = {
-    "train": [("reverse", "now reverse it"), ("reverse", "and backwards?"), ("spell", "spell it"),
-              ("spell", "can you spell that?"), ("count", "how many {c}'s does it have?"),
-              ("count", "and how many {c}'s?"), ("reverse", "what about backwards?"), ("spell", "spell that word")],
-    "heldout": [("reverse", "and now the other way round"), ("count", "count its {c}'s too"),
-                ("spell", "now spell it out")],
-}
+FOLLOW_UPS = check_disjoint({
+    "train": [("reverse", "now reverse it"), ("reverse", "and backwards?"), ("reverse", "what about backwards?"),
+              ("reverse", "reverse that word"), ("reverse", "now spell it backwards"), ("reverse", "flip it"),
+              ("reverse", "and reversed?"), ("spell", "spell it"), ("spell", "can you spell that?"),
+              ("spell", "spell that word"), ("spell", "how is it spelled?"), ("spell", "and the spelling?"),
+              ("count", "how many {c}'s does it have?"), ("count", "and how many {c}'s?"),
+              ("count", "count the {c}'s in it"), ("count", "how many times does {c} appear in it?")],
+    "heldout": [("reverse", "ok, now write it backwards"), ("count", "count its {c}'s too"),
+                ("count", "how many {c}'s are in that word?"), ("spell", "now spell the same word")],
+})
 
 
 def spelled(word: str) -> str:
@@ -104,10 +137,17 @@ def pick_letter(rng: random.Random, word: str) -> str:
     return rng.choice(absent)
 
 
-def _as_typed(rng: random.Random, word: str, letter: str) -> tuple[str, str]:
+def _word_as_typed(rng: random.Random, word: str) -> str:
     w = word.capitalize() if rng.random() < 0.08 else word
+    return rng.choice(("{}", "{}", "{}", "{}", "{}", '"{}"', '"{}"', "'{}'", "the word {}", 'the word "{}"')).format(w)
+
+
+def _letter_as_typed(rng: random.Random, letter: str) -> tuple[str, str]:
+    """``(singular, plural)`` forms of the letter: ("r", "r's"), ('"r"', '"r"s'), ("the letter r", "r's")."""
     c = letter.upper() if rng.random() < 0.08 else letter
-    return w, c
+    singular = rng.choice(("{}", "{}", "{}", '"{}"', "'{}'", "the letter {}", 'the letter "{}"')).format(c)
+    plural = rng.choice(("{}'s", "{}'s", "{}s", '"{}"s', "{}")).format(c)
+    return singular, plural
 
 
 def reply(skill: str, word: str, letter: str | None = None) -> str | list[dict]:
@@ -121,8 +161,12 @@ def reply(skill: str, word: str, letter: str | None = None) -> str | list[dict]:
 def exchange(rng: random.Random, skill: str, word: str, split: Split) -> tuple[str, str | list[dict], str | None]:
     """One (user, assistant, letter) exchange asking ``skill`` about ``word``."""
     letter = pick_letter(rng, word) if skill == "count" else None
-    w, c = _as_typed(rng, word, letter or "")
-    user = pick(rng, TEMPLATES[skill], split).format(w=w, c=c)
+    core, command = pick(rng, TEMPLATES[skill], split)
+    w = _word_as_typed(rng, word)
+    if "the word {w}" in core:
+        w = word
+    c, cs = _letter_as_typed(rng, letter or "x")
+    user = compose(rng, core.format(w=w, c=c, cs=cs), split, command)
     return typed(rng, user), reply(skill, word, letter), letter
 
 
