@@ -47,7 +47,9 @@ def add_arguments(parser) -> None:
                         help="tokens for the full-recompute loop, which is slow (default 8; 0 skips it)")
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES), help="engines to run (default: all available)")
     parser.add_argument("--repeat", type=int, default=3, metavar="N", help="runs per engine; medians are shown (default 3)")
-    parser.add_argument("--quick", action="store_true", help="d4 and d12, vocab 8192 and 65536, prompts 32 and 1024, 2 repeats, no recompute")
+    parser.add_argument("--quick", action="store_true",
+                        help="only the rows the targets are read from (d4/V8192/P32, d4/V65536/P1024, d12/V65536/P32), "
+                        "ours and the nanochat-style loop, 48 tokens: a few minutes")
 
 
 def run(args) -> int:
@@ -55,7 +57,10 @@ def run(args) -> int:
 
     torch.set_num_threads(1)
     if args.quick:
-        args.configs, args.vocabs, args.prompts, args.repeat, args.recompute_tokens = ["d4", "d12"], [8192, 65536], [32, 1024], 2, 0
+        groups = [("d4", 8192, [32]), ("d4", 65536, [1024]), ("d12", 65536, [32])]
+        args.engines, args.tokens, args.recompute_tokens = ["ours", "nanochat"], 48, 0
+    else:
+        groups = [(name, vocab, args.prompts) for name in args.configs for vocab in args.vocabs]
     engines = [e for e in args.engines if (e != "hf" or _has_transformers()) and (e != "recompute" or args.recompute_tokens)]
     bandwidth, linear_bandwidth = measure_bandwidth(), measure_bandwidth(layout="linear")
     print(f"fp32, 1 torch thread; medians of {args.repeat}; {args.tokens} tokens per run "
@@ -66,16 +71,15 @@ def run(args) -> int:
     header = (f"{'model':>5} {'vocab':>6} {'prompt':>6}  {'engine':<9} {'decode tok/s':>12} {'x nanochat':>10} "
               f"{'TTFT ms':>9} {'x nanochat':>10} {'ceiling':>8} {'same tokens':>11}")
     results = {}
-    for name in args.configs:
-        for vocab in args.vocabs:
-            models = build_models(CONFIGS[name], vocab, max(args.prompts) + args.tokens, "hf" in engines)
-            print(f"\n{header}")
-            for prompt_len in args.prompts:
-                cell, bandwidth = run_cell(models, engines, prompt_len, args)
-                ceiling = bandwidth / decode_bytes(models["gpt"], prompt_len + args.tokens // 2)
-                print_cell(name, vocab, prompt_len, cell, ceiling, bandwidth)
-                results[(name, vocab, prompt_len)] = (cell, ceiling)
-            del models
+    for name, vocab, prompts in groups:
+        models = build_models(CONFIGS[name], vocab, max(prompts) + args.tokens, "hf" in engines)
+        print(f"\n{header}")
+        for prompt_len in prompts:
+            cell, bandwidth = run_cell(models, engines, prompt_len, args)
+            ceiling = bandwidth / decode_bytes(models["gpt"], prompt_len + args.tokens // 2)
+            print_cell(name, vocab, prompt_len, cell, ceiling, bandwidth)
+            results[(name, vocab, prompt_len)] = (cell, ceiling)
+        del models
     print_targets(results)
     return 0
 
@@ -294,7 +298,12 @@ def print_targets(results: dict) -> None:
             continue
         value = rows["ours"][field]
         shown = f"{value:.0%}" if field == "ceiling" else f"{value:.2f}x"
-        print(f"  {label} (prompt {prompt_len}): {shown} {'met' if value >= goal else 'MISSED'}")
+        bound = ""
+        if field == "x_decode" and rows["nanochat"]["ceiling"] < 1:
+            # no engine decodes faster than the ceiling, so this is the most any engine could gain
+            bound = f" (the nanochat-style loop runs at {rows['nanochat']['ceiling']:.0%} of the ceiling: " \
+                    f"at most {1 / rows['nanochat']['ceiling']:.2f}x is possible here)"
+        print(f"  {label} (prompt {prompt_len}): {shown} {'met' if value >= goal else 'MISSED'}{bound}")
     same = [summarise(*cell)["ours"].get("same") for cell in results.values()]
     if any(s is not None for s in same):
         print(f"  identical greedy tokens to the nanochat-style loop in every run: {'yes' if all(same) else 'NO'}")
