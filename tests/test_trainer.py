@@ -164,7 +164,7 @@ def tiktoken_pieces(pattern: str, text: str) -> list[str]:
     return [encoding.decode_single_token_bytes(t).decode("utf-8") for t in encoding.encode_ordinary(text)]
 
 
-@pytest.mark.parametrize("pattern", [NANOCHAT, GPT4])
+@pytest.mark.parametrize("pattern", [NANOCHAT, GPT4], ids=["nanochat", "gpt4"])
 def test_split_agrees_with_tiktoken_on_recently_assigned_characters(pattern):
     disputed = sorted(disputed_chars(pattern))
     assert len(disputed) > 100  # regex's Unicode tables are newer than tiktoken's
@@ -173,7 +173,7 @@ def test_split_agrees_with_tiktoken_on_recently_assigned_characters(pattern):
     alphabet += rng.sample(disputed, 12) + [chr(0x558), chr(0xA7CE)]
     splitter = ChunkSplitter(pattern)
     naive_mismatches = 0
-    for _ in range(300):
+    for _ in range(150):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30)))
         expected = tiktoken_pieces(pattern, text)
         assert splitter.split(text) == expected, text

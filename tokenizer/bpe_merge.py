@@ -7,22 +7,23 @@ merges are the same as its merges on the same chunks.
 How it stays fast in Python:
 
 - Every unique chunk is kept once, with its count, as a ``str`` whose code points are token
-  ids: merging a pair in a chunk is one ``str.replace`` (non-overlapping, left to right, in C)
-  and counting it is one ``str.count``.
-- Counts are never decremented. After a merge, the only pairs that *gain* occurrences are the
-  new ones holding the new token; every other pair can only lose. So the max-heap holds an
-  upper bound per pair, and a pair's exact count is computed only when it surfaces at the top,
-  from the chunks that hold it (an index made when the pair first appeared, pruned as it goes).
-  If the exact count is lower it goes back with that count; if not, no other pair can beat it.
-- The pairs holding a new token are found with a few numpy operations over all the chunks a
-  merge touched (``bpe_pair_stats``), or by a short loop when it touched only a few.
+  ids: merging a pair in a chunk is one ``str.replace`` (non-overlapping, left to right, in C).
+- A merge changes counts only next to the occurrences it merged: each occurrence makes a pair
+  (x, new) out of (x, left) and a pair (new, y) out of (right, y). Those are read off the
+  rewritten chunks — with a few numpy operations over all of them when a merge touched many
+  (``bpe_pair_stats``), by a short loop when it touched a few — so the counts stay exact.
+- An index from each pair to the chunks holding it is made when the pair first appears (pairs
+  only appear when one of their tokens is made); chunks that lost the pair since are skipped
+  when it is merged. The max-heap is lazy: an entry whose count fell since it was pushed goes
+  back with the current count when it surfaces.
 - Pairs too rare to ever be merged are not indexed: a pair enters the heap only if its count
   is at least a threshold; the others wait in a compact pool with their counts at creation
   (upper bounds), and when the heap runs dry above the threshold, the threshold drops and the
-  pool's pairs above it join the heap. The last merges of a large run have counts in the tens,
-  while hundreds of thousands of pairs never get past a handful.
+  pool's pairs above it join the heap, to be counted exactly when they surface. The last merges
+  of a large run have counts in the tens, while hundreds of thousands of pairs never get past a
+  handful.
 - A chunk of thousands of tokens is merged position by position instead (``bpe_long_word``),
-  so a huge chunk costs its length once, not once per merge.
+  so a huge chunk costs about its length in all, not its length once per merge.
 """
 
 from __future__ import annotations
