@@ -53,16 +53,20 @@ _KEY = (1 << _COUNT_SHIFT) - 1
 _NO_WORDS: list[int] = []
 
 
-def byte_words(chunk_counts: Mapping[str, int]) -> tuple[list[str], list[int]]:
-    """Chunks as strings of byte values (code points 0..255), with their counts; chunks of one
-    byte have no pairs and are left out."""
-    words, weights = [], []
+def byte_words(chunk_counts: Mapping[str, int]) -> tuple[list[str], list[int], list[str], list[int]]:
+    """Chunks as strings of byte values (code points 0..255) with their counts: those of up to
+    ``LONG_WORD`` bytes, then the longer ones. Chunks of one byte have no pairs: left out."""
+    words, weights, long_words, long_weights = [], [], [], []
     for chunk, count in chunk_counts.items():
-        word = chunk.encode("utf-8").decode("latin-1")
-        if len(word) > 1:
+        # an ASCII string already is its own bytes, one code point each
+        word = chunk if chunk.isascii() else chunk.encode("utf-8").decode("latin-1")
+        if 1 < len(word) <= LONG_WORD:
             words.append(word)
             weights.append(count)
-    return words, weights
+        elif len(word) > LONG_WORD:
+            long_words.append(word)
+            long_weights.append(count)
+    return words, weights, long_words, long_weights
 
 
 def learn_merges(
@@ -99,15 +103,8 @@ def _overlapping(word: str, token: str) -> int:
 
 class _MergeLoop:
     def __init__(self, chunk_counts: Mapping[str, int], num_merges: int):
-        words, weights = byte_words(chunk_counts)
-        short = [i for i, w in enumerate(words) if len(w) <= LONG_WORD]
-        if len(short) < len(words):
-            long_ids = [i for i, w in enumerate(words) if len(w) > LONG_WORD]
-            self.long_words = [LongWord(words[i].encode("latin-1")) for i in long_ids]
-            self.long_weights = [weights[i] for i in long_ids]
-            words, weights = [words[i] for i in short], [weights[i] for i in short]
-        else:
-            self.long_words, self.long_weights = [], []
+        words, weights, long_words, self.long_weights = byte_words(chunk_counts)
+        self.long_words = [LongWord(word.encode("latin-1")) for word in long_words]
         self.words = words
         self.weights = weights
         self.weights_array = np.array(weights, dtype=np.int64)
