@@ -240,9 +240,14 @@ class _MergeLoop:
             last = len(word) - 1
             j = word.find(new_char)
             while j >= 0:
+                made = []  # (pair made, pair it took an occurrence from)
                 if j:
                     x = ord(word[j - 1])
-                    key = x << PAIR_SHIFT | new
+                    made.append((x << PAIR_SHIFT | new, back_to_back if x == new else x << PAIR_SHIFT | left))
+                # (new, new) is counted once, as a left pair
+                if j < last and (y := ord(word[j + 1])) != new:
+                    made.append((new_left | y, right_left | y))
+                for key, lost in made:
                     entry = found.get(key)
                     if entry is None:
                         found[key] = [weight, [i]]
@@ -250,23 +255,8 @@ class _MergeLoop:
                         entry[0] += weight
                         if entry[1][-1] != i:
                             entry[1].append(i)
-                    lost = back_to_back if x == new else x << PAIR_SHIFT | left
                     if lost in counts:
                         counts[lost] -= weight
-                if j < last:
-                    y = ord(word[j + 1])
-                    if y != new:  # (new, new) is counted once, as a left pair
-                        key = new_left | y
-                        entry = found.get(key)
-                        if entry is None:
-                            found[key] = [weight, [i]]
-                        else:
-                            entry[0] += weight
-                            if entry[1][-1] != i:
-                                entry[1].append(i)
-                        lost = right_left | y
-                        if lost in counts:
-                            counts[lost] -= weight
                 j = word.find(new_char, j + 1)
         return found
 
