@@ -4,7 +4,8 @@ Builds deterministic corpora from text installed on this machine (see ``bench.co
 trains each trainer on the same corpus, pattern and vocabulary size, each run in its own process,
 and prints training wall time and peak memory of the whole process tree (sampled every 20 ms,
 helper processes included), both as ratios to rustbpe, bytes per token on held-out text, and
-whether the learned tokens equal rustbpe's. Memory is shown two ways: the sum of the processes'
+whether the learned tokens equal rustbpe's (bytes per token: the trained tokens run through
+tiktoken, HF's through its own encoder). Memory is shown two ways: the sum of the processes'
 resident sets (RSS, which counts pages a forked helper shares with its parent once per process)
 and the sum of their proportional sets (PSS, which splits shared pages between the processes
 sharing them); for a single process the two agree. Runs alternate between trainers and repeat
@@ -56,6 +57,7 @@ def run(args) -> int:
                 for trainer in trainers:
                     result, tokens[trainer] = _run_one(trainer, corpus, vocab, args.workers)
                     runs[trainer].append(result)
+
             def median(trainer: str, field: str) -> float | None:
                 return statistics.median(r[field] for r in runs[trainer]) if trainer in runs else None
 
