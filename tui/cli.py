@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-from model.events import SamplingParams
-
-_DEFAULTS = SamplingParams()
-
-
-def _add_sampling(parser, seed_default, seed_help: str) -> None:
-    parser.add_argument("--checkpoint", metavar="DIR", default=None,
-                        help="model checkpoint directory (default: the bundled model in checkpoints/default)")
-    parser.add_argument("--temperature", type=float, default=_DEFAULTS.temperature, metavar="T",
-                        help=f"sampling temperature, 0 = greedy (default {_DEFAULTS.temperature})")
-    parser.add_argument("--top-k", type=int, default=_DEFAULTS.top_k, metavar="K",
-                        help=f"sample among the K most likely tokens, 0 = off (default {_DEFAULTS.top_k})")
-    parser.add_argument("--top-p", type=float, default=_DEFAULTS.top_p, metavar="P",
-                        help=f"nucleus sampling, 1 = off (default {_DEFAULTS.top_p})")
-    parser.add_argument("--seed", type=int, default=seed_default, metavar="S", help=seed_help)
-    parser.add_argument("--max-tokens", type=int, default=_DEFAULTS.max_tokens, metavar="N",
-                        help=f"the most tokens in one reply (default {_DEFAULTS.max_tokens})")
+from model.cli import add_sampling_arguments, sampling_params
 
 
 def register(subparsers) -> None:
     chat = subparsers.add_parser(
         "chat", help="Chat with a model in the terminal app (the default command).",
         description="Chat with a model and watch its tokens: F1 lists the keys, F2 shows the tokens.")
-    _add_sampling(chat, None, "fixed seed for reproducible replies (default: a new seed each reply)")
+    add_sampling_arguments(chat, None, "fixed seed for reproducible replies (default: a new seed each reply)")
     chat.add_argument("--resume", action="store_true", help="continue the most recent saved conversation")
     chat.add_argument("--replay", metavar="SCRIPT", default=None,
                       help="play a conversation script (JSONL) turn by turn, then hand over to you")
@@ -40,13 +24,8 @@ def register(subparsers) -> None:
         "has one. The same seed and parameters give the same transcript (timings aside).")
     replay.add_argument("script", metavar="SCRIPT", help="conversation script (JSONL or a JSON list)")
     replay.add_argument("--out", metavar="FILE", default=None, help="transcript file (default: stdout)")
-    _add_sampling(replay, 0, "seed for every reply (default 0)")
+    add_sampling_arguments(replay, 0, "seed for every reply (default 0)")
     replay.set_defaults(func=run_replay)
-
-
-def _params(args) -> SamplingParams:
-    return SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                          seed=args.seed, max_tokens=args.max_tokens)
 
 
 def run_chat(args) -> int:
@@ -55,7 +34,7 @@ def run_chat(args) -> int:
     from tui.records import read_lines
     from tui.store import ConversationStore
 
-    params = _params(args)
+    params = sampling_params(args)
     store = ConversationStore()
     resume = None
     if args.resume:
@@ -79,5 +58,5 @@ def run_chat(args) -> int:
 def run_replay(args) -> int:
     from tui.replay import replay_command
 
-    args.params = _params(args)
+    args.params = sampling_params(args)
     return replay_command(args)
