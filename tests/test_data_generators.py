@@ -147,3 +147,15 @@ def test_multi_turn_follow_ups_use_the_earlier_turn():
             if calls and isinstance(earlier, list) and calls[0].startswith(f"{earlier[1]['text']} "):
                 found += 1  # "multiply that by 3" starts from the previous result
     assert found > 20
+
+
+def test_made_up_practice_words_avoid_heldout_words():
+    from model.training.recipe import pseudo_words
+
+    pieces = ["ban", "ana", "or", "y", "house", "ho", "use", "st", "raw", "berry"]
+    exclude = {"banana", "house", "strawberry"}
+    words = pseudo_words(pieces, 200, seed=1, exclude=exclude)
+    assert words == pseudo_words(pieces, 200, seed=1, exclude=exclude)
+    assert len(words) == 200 and exclude.isdisjoint(words)
+    assert all(w.isalpha() and w.islower() and 3 <= len(w) <= 12 for w in words)
+    assert any(a == b for w in words for a, b in zip(w, w[1:]))  # doubled letters where pieces meet

@@ -52,7 +52,7 @@ _NOUNS = {
     "train": [("+", "the sum of {a} and {b}"), ("-", "the difference between {a} and {b}"),
               ("*", "the product of {a} and {b}"), ("/", "the quotient of {a} and {b}"),
               ("/", "{a} divided into {b} parts")],
-    "heldout": [("+", "{a} and {b} added up"), ("/", "{a} divided evenly by {b}"),
+    "heldout": [("+", "{a} and {b} added up"), ("/", "the result of dividing {a} by {b}"),
                 ("*", "{a} multiplied together with {b}")],
 }
 _NOUN_FRAMES = check_disjoint({
@@ -61,15 +61,19 @@ _NOUN_FRAMES = check_disjoint({
     "heldout": [("what do we get for {v}?", False), ("tell me {v}", True)],
 })
 
-# follow-ups that use the previous answer: (operator, phrase with {n})
+# follow-ups that use the previous answer: (operator, phrase with {x} the answer and {n} a number)
 FOLLOW_UPS = check_disjoint({
-    "train": [("+", "now add {n} to that"), ("*", "multiply that by {n}"), ("-", "subtract {n} from that"),
-              ("/", "divide that by {n}"), ("*", "and that times {n}?"), ("+", "what's that plus {n}?"),
-              ("-", "now minus {n}"), ("+", "add {n} to it"), ("*", "times {n}?"), ("-", "and take away {n}")],
-    "heldout": [("+", "add {n} to the result"), ("*", "multiply the result by {n}"), ("-", "and now subtract {n}"),
-                ("/", "then divide the result by {n}")],
+    "train": [("+", "now add {n} to {x}"), ("*", "multiply {x} by {n}"), ("-", "subtract {n} from {x}"),
+              ("/", "divide {x} by {n}"), ("*", "and {x} times {n}?"), ("+", "what's {x} plus {n}?"),
+              ("-", "now minus {n}"), ("+", "add {n}"), ("*", "times {n}?"), ("-", "and take away {n}"),
+              ("/", "now divide {x} by {n}"), ("+", "plus {n}?"), ("-", "what is {x} minus {n}?"),
+              ("*", "now multiply {x} by {n}"), ("/", "and {x} divided by {n}?"), ("+", "and add {n} to {x}"),
+              ("*", "double {x}"), ("/", "halve {x}")],
+    "heldout": [("+", "increase {x} by {n}"), ("*", "{x} times {n}, please"), ("-", "and now subtract {n}"),
+                ("/", "then divide {x} by {n}")],
 })
-
+# how a follow-up refers to the previous answer
+THE_ANSWER = ["that", "that", "it", "the result", "the answer", "this", "that number", "the previous answer"]
 
 @dataclass(frozen=True)
 class Problem:
@@ -201,10 +205,13 @@ def follow_up(rng: random.Random, previous: int, split: Split) -> tuple[str, lis
     while True:
         op, phrase = rng.choice(FOLLOW_UPS[split])
         n = rng.randint(1, 99) if rng.random() < 0.8 else _number(rng)
+        if "double" in phrase or "halve" in phrase:
+            n = 2
         if op == "/" and n == 0:
             n = 2
         call = f"{previous} {op} {n}"
         if is_heldout(call) == (split == "heldout"):
             break
     value = _apply(op, previous, n)
-    return typed(rng, phrase.format(n=n)), assistant_parts(call), Problem(call, phrase, value)
+    user = phrase.format(x=rng.choice(THE_ANSWER), n=n)
+    return typed(rng, user), assistant_parts(call), Problem(call, user, value)

@@ -100,7 +100,8 @@ stage (the machine was shared with other work, which inflates the times).
 
 `glasschat eval --checkpoint checkpoints/default` — {report['per_skill']} held-out prompts per skill
 (seed {report['seed']}, {report['heldout_words']} held-out words), greedy and at temperature
-{sampled['temperature']:g} (pure temperature sampling: no top-k, no top-p), through the engine with the calculator:
+{sampled['temperature']:g} (pure temperature sampling: no top-k, no top-p), through the engine with the calculator
+({sum(run['seconds'] for run in report['runs']):.0f} s for both):
 
 ```
 {format_table(report)}

@@ -1,10 +1,11 @@
 """Shared helpers for the skill generators: how a request is phrased, and the train/held-out
 split of phrasings.
 
-A request is composed from parts — an opener ("hey, "), a polite wrapper around a command
-("could you …"), the core sentence ("spell {w}"), a closer ("?", " please") — so training sees
-thousands of distinct sentences and a tiny model learns to find the word or the numbers
-wherever they stand, instead of memorising a few templates. Cores and wrappers come in two
+A request is composed from parts — an opener ("hey, "), an adverb ("just "), a polite wrapper
+around a command ("could you …"), the core sentence ("spell {w}") with some words swapped for
+synonyms ("letters" -> "characters"), a trailing filler (" for me") and a closer ("?",
+" please") — so training sees many thousands of distinct sentences and a tiny model learns to
+find the word or the numbers wherever they stand, instead of memorising a few templates. Cores and wrappers come in two
 disjoint lists per skill; the held-out lists are used only by evaluation, so the eval measures
 whether the model understood a request it has never seen.
 """
@@ -15,11 +16,16 @@ import random
 from typing import Literal
 
 Split = Literal["train", "heldout"]
-SPLITS: tuple[str, ...] = ("train", "heldout")
 
 OPENERS = ["", "", "", "", "", "", "hey, ", "hi! ", "ok, ", "okay ", "now ", "next: ", "quick question: ",
            "alright, ", "hmm, ", "one more: ", "so ", "and ", "another one: ", "ok so ", "right, "]
 CLOSERS = ["", "", "", "", ".", "!", " please", ", please", " thanks", " :)", " now"]
+ADVERBS = ["", "", "", "", "", "", "just ", "quickly ", "simply ", "now ", "also ", "actually ", "please "]
+TRAILERS = ["", "", "", "", "", "", "", " for me", " real quick", " again", " correctly", " if you can",
+            " right now", " for me please"]
+# words a person may use in place of others, in both splits: (word, alternatives)
+SYNONYMS = [(" letters", [" letters", " letters", " characters"]), (" backwards", [" backwards", " backwards", " backward"]),
+            (" the word ", [" the word ", " the word ", " the term ", " this word: "]), (" reverse", [" reverse", " reverse", " invert"])]
 QUESTION_CLOSERS = ["?", "?", "?", "?", "", "??", "? thanks", "? please"]
 
 # polite wrappers around a command core ("spell {w}")
@@ -47,9 +53,14 @@ def pick(rng: random.Random, phrasings: dict[str, list], split: Split):
 
 
 def compose(rng: random.Random, core: str, split: Split, command: bool) -> str:
-    """A full request around ``core``: opener + (wrapper if a command) + core + closer."""
+    """A full request around ``core``: opener + (adverb + wrapper if a command) + core + trailer + closer."""
+    for word, alternatives in SYNONYMS:
+        if word in f" {core}":
+            core = f" {core}".replace(word, rng.choice(alternatives), 1)[1:]
     if command:
-        core = rng.choice(WRAPPERS[split]).format(x=core)
+        core = rng.choice(WRAPPERS[split]).format(x=rng.choice(ADVERBS) + core)
+    trailer = rng.choice(TRAILERS) if not core.endswith("?") else ""
+    core = core + trailer if not core.endswith("?") else core
     question = core.endswith("?") or core.split(" ", 1)[0].lower() in (
         "how", "what", "what's", "can", "could", "will", "would", "which", "is", "does", "do")
     core = core.rstrip("?")

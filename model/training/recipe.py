@@ -22,7 +22,7 @@ import random
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from glasschat.atomic import atomic_write_text
@@ -36,11 +36,11 @@ class Recipe:
     name: str
     seed: int = 0
     # data
-    sft_conversations: int = 100_000
+    sft_conversations: int = 110_000
     val_conversations: int = 1_000
     tokenizer_conversations: int = 20_000  # skill conversations whose text joins the tokenizer corpus
     spelling_documents: int = 4_000  # pretraining documents of spelled words (16 lines each)
-    coverage_share: float = 0.2  # share of word questions asked about an alphabetic token of the vocabulary
+    coverage_share: float = 0.3  # share of word questions asked about alphabetic tokens and made-up words
     # tokenizer
     vocab_size: int = 1024
     # model
@@ -53,7 +53,7 @@ class Recipe:
     train_seq_len: int = 256  # rows of packed conversations / text
     batch_size: int = 32
     pretrain_steps: int = 150
-    sft_steps: int = 700
+    sft_steps: int = 800
     matrix_lr: float = 0.02
     embed_lr: float = 0.05
     head_lr: float = 0.004
@@ -76,10 +76,6 @@ RECIPES: dict[str, Recipe] = {
         batch_size=4, pretrain_steps=6, sft_steps=6, eval_per_skill=2,
     ),
 }
-
-
-def recipe_field_names() -> list[str]:
-    return [f.name for f in fields(Recipe) if f.name != "name"]
 
 
 # ---- bookkeeping
@@ -216,6 +212,35 @@ def word_pools(tokenizer) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
     return train, heldout, coverage
 
 
+def pseudo_words(pieces: list[str], n: int, seed: int, exclude: set[str]) -> list[str]:
+    """``n`` made-up words glued from alphabetic tokens (``ban`` + ``ory``), a third of them with
+    a doubled letter where two pieces meet, and some strings of random letters: practice in
+    spelling any sequence of tokens, not only the words of the list. None is in ``exclude``."""
+    rng = random.Random(seed)
+    pieces = sorted({p.lower() for p in pieces})
+    by_first: dict[str, list[str]] = {}
+    for piece in pieces:
+        by_first.setdefault(piece[0], []).append(piece)
+    words: set[str] = set()
+    while len(words) < n:
+        if rng.random() < 0.15:
+            word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 8)))
+        else:
+            word = rng.choice(pieces)
+            for _ in range(rng.randint(1, 2)):
+                follow = by_first.get(word[-1]) if rng.random() < 0.35 else None
+                word += rng.choice(follow or pieces)
+        if 3 <= len(word) <= 12 and word not in exclude:
+            words.add(word)
+    return sorted(words)
+
+
+def practice_words(tokenizer, seed: int, n_pseudo: int = 3000) -> list[str]:
+    """Every alphabetic token plus made-up words: what the word skills practise on besides real words."""
+    _, heldout, coverage = word_pools(tokenizer)
+    return coverage + pseudo_words(coverage, n_pseudo, seed, exclude=set(heldout))
+
+
 def new_model(run: Run, vocab_size: int):
     import torch
 
@@ -246,8 +271,9 @@ def stage_pretrain(run: Run) -> None:
     r = run.recipe
     tok = load_tokenizer(run)
     english = [d["text"] for d in read_jsonl(run.path("data", "english.jsonl"))]
-    train_words, _, coverage = word_pools(tok)
-    spelled = list(spelling_documents(list(train_words) + coverage, r.spelling_documents, seed=r.seed * 10 + 4))
+    train_words, _, _ = word_pools(tok)
+    practice = practice_words(tok, seed=r.seed * 10 + 3)
+    spelled = list(spelling_documents(list(train_words) + practice, r.spelling_documents, seed=r.seed * 10 + 4))
     documents = english + spelled
     random.Random(r.seed * 10 + 5).shuffle(documents)
     rows = pack_text(tok.encode_batch(documents), r.train_seq_len, tok.bos_id)
@@ -275,15 +301,16 @@ def _weights_from(run: Run, stage: str, model) -> None:
 
 def sft_conversations(run: Run, tok) -> list[dict]:
     """The fine-tuning set: the data stage's conversations plus word questions about every
-    alphabetic token of the tokenizer (so no token's letters are left unlearned), shuffled."""
+    alphabetic token of the tokenizer (so no token's letters are left unlearned) and about
+    made-up words, shuffled."""
     from model.training.conversations import ConversationSource
 
     r = run.recipe
     conversations = read_jsonl(run.path("data", "sft_train.jsonl"))
-    _, _, coverage = word_pools(tok)
-    n_coverage = int(len(conversations) * r.coverage_share * 0.5)
-    words_only = {"spell": 1.0, "count": 1.0, "reverse": 1.0}
-    extra = ConversationSource("train", coverage, mixture=words_only).conversations(n_coverage, seed=r.seed * 10 + 7)
+    n_practice = int(len(conversations) * r.coverage_share * 0.5)
+    words_only = {"spell": 1.0, "count": 1.0, "reverse": 1.0, "multi_turn": 0.3}
+    practice = practice_words(tok, seed=r.seed * 10 + 3)
+    extra = ConversationSource("train", practice, mixture=words_only).conversations(n_practice, seed=r.seed * 10 + 7)
     conversations = conversations + extra
     random.Random(r.seed * 10 + 8).shuffle(conversations)
     return conversations

@@ -33,12 +33,17 @@ SPELL = check_disjoint({
         ("what letters make up {w}?", False), ("how do I spell {w}?", False), ("what are the letters in {w}?", False),
         ("can I get the spelling of {w}?", False), ("{w}: how is it spelled?", False), ("{w} - spell it", True),
         ("letters of {w}?", False), ("spelling of {w}?", False), ("how would you spell {w}?", False),
-        ("which letters are in {w}?", False), ("{w}, spelled out?", False),
+        ("which letters are in {w}?", False), ("{w}, spelled out?", False), ("list all the letters of {w}", True),
+        ("name the letters of {w}", True), ("say the letters of {w}", True), ("spell {w} in letters", True),
+        ("what is the correct spelling of {w}?", False), ("write {w} letter by letter", True),
+        ("I'd like the spelling of {w}", False), ("the spelling of {w}, please", False), ("{w} spelled out, please", False),
+        ("go through the letters of {w}", True), ("spell the following word: {w}", True),
+        ("what letters does {w} have?", False), ("do you know how to spell {w}?", False),
     ],
     "heldout": [
-        ("what is the spelling of {w}?", False), ("I need {w} spelled out", False), ("show me how {w} is spelled", True),
-        ("write the letters of {w} one by one", True), ("list each letter in {w}", True),
-        ("{w} - how do you spell it?", False),
+        ("what letters is {w} made of?", False), ("write the letters of {w} one by one", True),
+        ("I want to know how to spell {w}", False), ("{w} - how do you spell it?", False),
+        ("could you tell me how {w} is spelled?", False),
     ],
 })
 COUNT = check_disjoint({
@@ -51,13 +56,18 @@ COUNT = check_disjoint({
         ("{w} has how many {cs}?", False), ("tell me how many {cs} are in {w}", True),
         ("what is the number of {cs} in {w}?", False), ("how many occurrences of {c} are in {w}?", False),
         ("find the number of {cs} in {w}", True), ("does {w} have any {cs}? how many?", False),
-        ("how many {c} letters are there in {w}?", False), ("count the letter {c} in {w}", True),
-        ("how many {cs} can you find in {w}?", False), ("count {cs} in {w}", True), ("how many {cs} does the word {w} contain?", False),
+        ("{w} contains how many {cs}?", False), ("count the letter {c} in {w}", True),
+        ("how many {cs} can you find in {w}?", False), ("count {cs} in {w}", True),
+        ("how many {cs} does the word {w} contain?", False), ("in {w}, count the {cs}", False),
+        ("how many {cs} are there in the word {w}?", False), ("count up the {cs} in {w}", True),
+        ("how often is {c} in {w}?", False), ("how many times do you see {c} in {w}?", False),
+        ("give me the number of {cs} in {w}", True), ("in the word {w}, how many times does {c} appear?", False),
+        ("what's the number of {cs} in {w}?", False), ("tell me the count of {cs} in {w}", True),
     ],
     "heldout": [
-        ("what's the count of {c} in {w}?", False), ("tell me how many {cs} the word {w} contains", True),
-        ("how many times is {c} in {w}?", False), ("in {w}, count the {cs}", False),
-        ("how many times can {c} be found in {w}?", False),
+        ("how many times is {c} in {w}?", False), ("tell me how many {cs} the word {w} contains", True),
+        ("what's the count of {c} in {w}?", False), ("how many {cs} would you find in {w}?", False),
+        ("{w} - how many {cs} does it have?", False),
     ],
 })
 REVERSE = check_disjoint({
@@ -70,28 +80,37 @@ REVERSE = check_disjoint({
         ("what is {w} backwards?", False), ("what's {w} reversed?", False), ("what's {w} spelled backwards?", False),
         ("how do you say {w} backwards?", False), ("how is {w} written backwards?", False),
         ("what do you get when you reverse {w}?", False), ("{w} reversed?", False), ("what's the reverse of {w}?", False),
-        ("can you reverse {w}?", False), ("how does {w} look backwards?", False),
+        ("can you reverse {w}?", False), ("how does {w} look backwards?", False), ("give me {w} backwards", True),
+        ("put the letters of {w} in reverse order", True), ("reverse the spelling of {w}", True),
+        ("show me {w} reversed", True), ("{w} in reverse, please", False), ("I want {w} reversed", False),
+        ("what does {w} look like backwards?", False), ("reverse the following word: {w}", True),
+        ("can I get {w} backwards?", False), ("{w} - reverse it", True),
     ],
     "heldout": [
         ("give me {w} in reverse order", True), ("what does {w} look like reversed?", False),
-        ("reverse the spelling of {w}", True), ("I want {w} backwards", False),
+        ("I'd like to see {w} written backwards", False), ("{w} - write it backwards", True),
+        ("show me what {w} is backwards", True),
     ],
 })
 TEMPLATES = {"spell": SPELL, "count": COUNT, "reverse": REVERSE}
 WORD_SKILLS = tuple(TEMPLATES)
 
 # follow-ups about the word of the previous turn: (skill, phrase)
+# follow-ups about the word of the previous turn: (skill, phrase with {it} and {c}/{cs})
 FOLLOW_UPS = check_disjoint({
-    "train": [("reverse", "now reverse it"), ("reverse", "and backwards?"), ("reverse", "what about backwards?"),
-              ("reverse", "reverse that word"), ("reverse", "now spell it backwards"), ("reverse", "flip it"),
-              ("reverse", "and reversed?"), ("spell", "spell it"), ("spell", "can you spell that?"),
-              ("spell", "spell that word"), ("spell", "how is it spelled?"), ("spell", "and the spelling?"),
-              ("count", "how many {c}'s does it have?"), ("count", "and how many {c}'s?"),
-              ("count", "count the {c}'s in it"), ("count", "how many times does {c} appear in it?")],
-    "heldout": [("reverse", "ok, now write it backwards"), ("count", "count its {c}'s too"),
-                ("count", "how many {c}'s are in that word?"), ("spell", "now spell the same word")],
+    "train": [("reverse", "now reverse {it}"), ("reverse", "and backwards?"), ("reverse", "what about backwards?"),
+              ("reverse", "write {it} backwards"), ("reverse", "now spell {it} backwards"), ("reverse", "flip {it}"),
+              ("reverse", "and reversed?"), ("reverse", "what is {it} backwards?"), ("reverse", "reverse {it} too"),
+              ("spell", "spell {it}"), ("spell", "can you spell {it}?"), ("spell", "how is {it} spelled?"),
+              ("spell", "and the spelling?"), ("spell", "now spell {it}"), ("spell", "spell {it} out"),
+              ("count", "how many {cs} does {it} have?"), ("count", "and how many {cs}?"),
+              ("count", "count the {cs} in {it}"), ("count", "how many times does {c} appear in {it}?"),
+              ("count", "now count the {cs}"), ("count", "how many {cs} are in {it}?")],
+    "heldout": [("reverse", "ok, now {it} backwards please"), ("count", "and the number of {cs} in {it}?"),
+                ("spell", "what letters are in {it}?")],
 })
-
+# how a follow-up refers to the earlier word
+THE_WORD = ["it", "it", "it", "that", "that word", "the same word", "this word", "the word"]
 
 def spelled(word: str) -> str:
     """``banana`` -> ``b a n a n a`` (each letter is then one `` x`` token)."""
@@ -174,4 +193,6 @@ def follow_up(rng: random.Random, word: str, split: Split) -> tuple[str, str | l
     """A follow-up about the previous turn's word: (user, assistant, skill, letter)."""
     skill, phrase = rng.choice(FOLLOW_UPS[split])
     letter = pick_letter(rng, word) if skill == "count" else None
-    return typed(rng, phrase.format(c=letter or "")), reply(skill, word, letter), skill, letter
+    c, cs = _letter_as_typed(rng, letter or "x")
+    user = phrase.format(it=rng.choice(THE_WORD), c=c, cs=cs)
+    return typed(rng, user), reply(skill, word, letter), skill, letter
