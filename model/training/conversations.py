@@ -83,7 +83,8 @@ class ConversationSource:
         context: dict = {}
         if rng.random() < 0.25:
             messages += self._exchange(rng, "greeting")[0]
-        for _ in range(rng.randint(2, 3)):
+        # mostly short chats, some long ones: a chat in the app keeps going for many turns
+        for _ in range(rng.choices((2, 3, 4, 5, 6, 7), weights=(30, 25, 18, 12, 9, 6))[0]):
             value, word = context.get("value"), context.get("word")
             if isinstance(value, int) and abs(value) < 10**6 and rng.random() < 0.6:
                 user, parts, problem = arithmetic.follow_up(rng, value, self.split)
@@ -92,9 +93,10 @@ class ConversationSource:
                 user, reply, _, _ = word_skills.follow_up(rng, word, self.split)
                 turn = [_user(user), _assistant(reply)]
             else:
-                kind = rng.choices(("arithmetic", *WORD_SKILLS, "out_of_scope", "identity"),
-                                   weights=(30, 20, 20, 20, 5, 5))[0]
-                turn, context = self._exchange(rng, kind)
+                kind = rng.choices(("arithmetic", *WORD_SKILLS, "out_of_scope", "identity", "thanks", "capabilities"),
+                                   weights=(30, 20, 20, 20, 5, 3, 3, 2))[0]
+                turn, found = self._exchange(rng, kind)
+                context = found or context  # small talk in between keeps what "it" refers to
             messages += turn
         if rng.random() < 0.3:
             messages += self._exchange(rng, rng.choice(("thanks", "goodbye")))[0]

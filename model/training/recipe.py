@@ -50,8 +50,8 @@ class Recipe:
     n_kv_head: int = 4
     sequence_len: int = 512  # the longest context the model supports
     # training
-    train_seq_len: int = 256  # rows of packed conversations / text
-    batch_size: int = 32
+    train_seq_len: int = 512  # rows of packed conversations / text: as long as the model's context
+    batch_size: int = 16
     pretrain_steps: int = 150
     sft_steps: int = 800
     matrix_lr: float = 0.02
