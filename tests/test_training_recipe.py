@@ -1,0 +1,49 @@
+"""``glasschat train`` end to end on the tiny recipe, stage skipping, and ``glasschat eval``."""
+
+import json
+
+import pytest
+
+from glasschat.cli import main
+from model.training.recipe import STAGES
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    assert main(["train", "--recipe", "tiny", "--out", str(out)]) == 0
+    return out
+
+
+def test_tiny_recipe_runs_every_stage(trained):
+    timings = json.loads((trained / "timings.json").read_text())
+    assert list(timings) == list(STAGES)
+    assert all(t["threads"] == 1 and t["loadavg_before"] for t in timings.values())
+    assert (trained / "checkpoint" / "config.json").is_file()
+    assert (trained / "checkpoint" / "tokenizer").is_dir()
+    card = (trained / "checkpoint" / "MODEL_CARD.md").read_text()
+    assert "glasschat train --recipe tiny" in card and "stop rate" in card
+    report = json.loads((trained / "eval.json").read_text())
+    assert [run["temperature"] for run in report["runs"]] == [0.0, 0.7]
+    recipe = json.loads((trained / "recipe.json").read_text())
+    assert recipe["name"] == "tiny"
+
+
+def test_a_second_run_skips_finished_stages(trained, capsys):
+    assert main(["train", "--recipe", "tiny", "--out", str(trained)]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{stage}: already done" in out for stage in STAGES)
+
+
+def test_a_stage_without_its_inputs_is_a_one_line_error(tmp_path, capsys):
+    assert main(["train", "--recipe", "tiny", "--out", str(tmp_path), "--stage", "sft"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "missing" in err and "tokenizer" in err
+
+
+def test_eval_command_prints_the_table(trained, capsys):
+    code = main(["eval", "--checkpoint", str(trained / "checkpoint"), "--per-skill", "1", "--temperature", "0"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "greedy" in out and "arithmetic" in out and "stop rate" in out
+    assert main(["eval", "--checkpoint", str(trained / "nothing")]) == 2
