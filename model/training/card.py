@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import asdict
 from pathlib import Path
@@ -37,8 +38,8 @@ def write_model_card(checkpoint: Path, recipe, report: dict, timings: dict) -> P
     training_stages = [s for s in ("data", "tokenizer", "pretrain", "sft", "checkpoint") if s in timings]
     total = sum(timings[s]["seconds"] for s in training_stages)
     stage_rows = "\n".join(
-        f"| {s} | {_minutes(timings[s]['seconds'])} | {timings[s]['threads']} | {timings[s]['loadavg_before']} "
-        f"→ {timings[s]['loadavg_after']} |" for s in (*training_stages, "eval") if s in timings
+        f"| {s} | {_minutes(timings[s]['seconds'])} | {timings[s]['threads']} | {timings[s].get('load_mean', '')} | "
+        f"{timings[s].get('load_max', '')} |" for s in training_stages
     )
     greedy, sampled = report["runs"][0], report["runs"][-1]
     reproduce = f"glasschat train --recipe {recipe.name} --out runs/{recipe.name}"
@@ -83,18 +84,20 @@ reversing a word — plus greetings, saying what it is, and politely declining a
 | data | {r['sft_conversations']:,} training conversations, {r['tokenizer_conversations']:,} more for the tokenizer corpus |
 | tokenizer | our BPE trainer, vocabulary {r['vocab_size']}, nanochat split pattern |
 | pretrain | {r['pretrain_steps']} steps × {r['batch_size']} rows × {r['train_seq_len']} tokens: English + {r['spelling_documents']:,} spelling documents |
-| sft | {r['sft_steps']} steps × {r['batch_size']} rows × {r['train_seq_len']} tokens: conversations, loss only where the mask is 1, plus questions about every alphabetic token |
+| sft | {r['sft_steps']} steps × {r['batch_size']} rows × {r['train_seq_len']} tokens: conversations, loss only where the mask is 1, plus word questions about every alphabetic token and made-up words |
 | optimizer | Muon (lr {r['matrix_lr']}) for the matrices, AdamW for embedding (lr {r['embed_lr']}) and unembedding (lr {r['head_lr']}); warmup, then linear decay over the last 40% |
 
 ## Training time
 
-On {_cpu_name()}, torch {torch.__version__}; load averages are from `/proc/loadavg` before → after each
-stage (the machine was shared with other work, which inflates the times).
+On {_cpu_name()} ({os.cpu_count()} cores), torch {torch.__version__}. The load columns are the 1-minute load
+average from `/proc/loadavg`, sampled every 15 s during each stage: this training run itself
+keeps one core busy (load 1); more than that is other work sharing the machine, which slows the
+run down.
 
-| stage | wall time | threads | load average |
-|---|---|---|---|
+| stage | wall time | threads | mean load | max load |
+|---|---|---|---|---|
 {stage_rows}
-| **total (data → checkpoint)** | **{_minutes(total)}** | | |
+| **total (data → checkpoint)** | **{_minutes(total)}** | | | |
 
 ## Evaluation
 

@@ -17,9 +17,9 @@ same recipe on the same machine and thread count produces the same model.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -115,6 +115,37 @@ def loadavg() -> str:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
         return "unknown"
+
+
+class LoadSampler:
+    """Samples the 1-minute load average every ``every`` seconds while a stage runs, so the
+    timings say how busy the machine was during the stage, not only at its ends."""
+
+    def __init__(self, every: float = 15.0):
+        self.every, self.samples = every, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            value = loadavg().split(" ")[0]
+            if value != "unknown":
+                self.samples.append(float(value))
+            if self._stop.wait(self.every):
+                return
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        if not self.samples:
+            return {}
+        return {"load_mean": round(sum(self.samples) / len(self.samples), 2), "load_max": max(self.samples)}
 
 
 def _write_jsonl(path: Path, records) -> int:
@@ -381,5 +412,6 @@ def run_stages(run: Run, stages: list[str], force: bool = False) -> None:
             continue
         before, started = loadavg(), time.perf_counter()
         run.log(f"== {stage} (load average {before}, {run.threads} thread{'s' * (run.threads > 1)}, {run.device})")
-        STAGE_FUNCTIONS[stage](run)
-        run.record(stage, time.perf_counter() - started, before, pid=os.getpid())
+        with LoadSampler() as load:
+            STAGE_FUNCTIONS[stage](run)
+        run.record(stage, time.perf_counter() - started, before, **load.summary())
