@@ -81,8 +81,11 @@ def _train(args) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory")
     torch.set_num_threads(args.threads)
-    run = Run(recipe, Path(args.out), device=device, threads=args.threads, log=lambda line: print(line, flush=True))
+    run = Run(recipe, out, device=device, threads=args.threads, log=lambda line: print(line, flush=True))
     run_stages(run, args.stage or list(STAGES), force=args.force)
     return 0
 
