@@ -245,18 +245,18 @@ class Engine:
         """Choose a token per row: ``(ids on the device, ids, probs, top)``, the last three as
         Python lists. ``probs`` and ``top`` are under the model's own distribution (temperature
         1, no filtering)."""
-        logprobs = torch.log_softmax(logits, dim=-1)
+        probs = torch.softmax(logits, dim=-1)
         if params.temperature == 0:
-            best, chosen = logprobs.max(dim=-1, keepdim=True)
+            best, chosen = probs.max(dim=-1)
         else:
             chosen = _sample_filtered(logits, params, generator)
-            best = logprobs.gather(-1, chosen)
-        probs = best.exp_()
+            best = probs.gather(-1, chosen).view(-1)
+            chosen = chosen.view(-1)
         top = None
         if params.top_alternatives:
-            values, ids = logprobs.topk(min(params.top_alternatives, logits.shape[-1]), dim=-1)
-            top = [tuple(zip(i, p)) for i, p in zip(ids.tolist(), values.exp_().tolist())]
-        return chosen, chosen[:, 0].tolist(), probs[:, 0].tolist(), top
+            values, ids = probs.topk(min(params.top_alternatives, logits.shape[-1]), dim=-1)
+            top = [tuple(zip(i, p)) for i, p in zip(ids.tolist(), values.tolist())]
+        return chosen, chosen.tolist(), best.tolist(), top
 
     # ---- host-side rules: tool, stops
 
