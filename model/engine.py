@@ -7,14 +7,23 @@ are produced and one ``Stop`` per row (see ``model.events``). The model's math i
 - The KV cache is allocated once per call, sized to the prompt plus ``max_tokens`` (at most
   ``sequence_len``), and written in place. Prefill runs the prompt once and computes the lm_head
   for its last position only. ``num_samples`` rows share one prefill and then decode as a batch.
-- Few ops per layer. The weights are re-laid out once, when the engine is made: q, k and v
-  fused into one matrix, and every matrix with at least as many outputs as inputs stored
-  transposed, the layout a matrix-vector product streams fastest. Within each q/k head the two
-  rotary halves are interleaved, so the rotation is one complex multiply (attention scores and
-  the QK norm do not depend on the order of a head's channels). RMSNorm runs as ``x/|x|``, its
-  ``sqrt(n)`` folded into the weights that read the result (and into the attention scale for
-  q and k); the softcap's ``1/15`` is folded into the lm_head. The logits are those of
-  ``GPT.forward`` to fp32 rounding; the tests hold greedy decoding to it token for token.
+- Few torch calls per layer: at batch 1 a small model's decode step costs its weights'
+  bandwidth plus a few microseconds per call, more than the arithmetic. The weights are re-laid
+  out once, when the engine is made: q, k and v fused into one matrix, and every matrix with at
+  least as many outputs as inputs stored transposed, the layout a matrix-vector product streams
+  fastest. Within each q/k head the two rotary halves are interleaved, so the rotation is one
+  complex multiply (attention scores and the QK norm do not depend on the order of a head's
+  channels). A layer writes only into buffers made once per call (``_Scratch``: the fused q/k/v
+  projection, rotated and normalised in place, and the MLP's hidden layer) and into the residual
+  stream, which the output projections update in place.
+- RMSNorm runs as ``x/|x|``, its ``sqrt(n)`` folded into the weights that read the result (and
+  into the attention scale for q and k); the softcap's ``1/15`` is folded into the lm_head. The
+  residual stream runs at ``1/sqrt(C)`` of nanochat's scale (the output projections add into it
+  with that factor), which every reader normalises away, and it carries one extra channel
+  holding ``sqrt(eps)``: its norm is then RMSNorm's ``sqrt(|x|² + eps)``, never zero, so its
+  norms need no clamp. The embedding table is normalised once, when the engine is made. The
+  logits are those of ``GPT.forward`` to fp32 rounding; the tests hold greedy decoding to it
+  token for token.
 - Sampling (temperature, top-k, top-p) runs on the device with a per-call ``torch.Generator``;
   the only host transfer per step is the chosen ids and their probabilities.
 
@@ -60,6 +69,20 @@ class _Layer(NamedTuple):
     wproj: torch.Tensor  # (4C, C) view of nn.Linear's (C, 4C) layout: more inputs than outputs
 
 
+class _Scratch(NamedTuple):
+    """The buffers of a forward of T positions in B rows, shared by its layers, and the views of
+    them that a layer reads, made once so that a layer makes none."""
+
+    batch: int
+    T: int
+    qkv: torch.Tensor  # (B·T, (H + 2·Hkv)·D): the fused projection; q and k rotated and normalised in place
+    qk: torch.Tensor  # (B, T, H + Hkv, D) view: queries and keys, for the QK norm
+    pairs: torch.Tensor  # view of qk's rotary pairs: complex (B, T, H + Hkv, D/2) in fp32, else real (..., D/2, 2)
+    q: torch.Tensor  # (B, H, T, D) view: attention's queries
+    kv: torch.Tensor  # (2, B, Hkv, T, D) view: keys and values, laid out as the cache holds them
+    hidden: torch.Tensor  # (B·T, 4C): the MLP's hidden layer
+
+
 @dataclass
 class _Row:
     """Host-side state of one sample row."""
@@ -94,16 +117,24 @@ class Engine:
         c = self.config
         # RMSNorm runs as x/|x| (one reduction instead of five ops); its sqrt(n) goes into the
         # weights that read the normalised vector, or into the attention scale for q and k
-        self._sqrt_c = c.n_embd**0.5
+        sqrt_c = c.n_embd**0.5
         self._attention_scale = c.head_dim**0.5  # (sqrt(D) q) . (sqrt(D) k) / sqrt(D)
-        self._complex_dtype = self.dtype == torch.float32  # complex64 exists for fp32 only
+        self._residual_scale = 1 / sqrt_c  # the residual stream's scale relative to nanochat's
+        self._fp32 = self.dtype == torch.float32  # complex64 exists for fp32 only
+        eps = torch.finfo(self.dtype).eps  # RMSNorm's default
         with torch.no_grad():
             self._layers = [_pack_layer(block, c) for block in gpt.transformer.h]
-            self._wte = gpt.transformer.wte.weight
+            # a row is a token's first residual: its embedding RMS-normalised (at the residual's
+            # scale), then the sqrt(eps) channel
+            wte = gpt.transformer.wte.weight.detach().to(self.dtype)
+            wte = wte / (wte.square().sum(dim=1, keepdim=True) + c.n_embd * eps).sqrt()
+            self._wte = torch.cat([wte, torch.full_like(wte[:, :1], eps**0.5)], dim=1)
             # (C, V), holding the final norm's sqrt(C) and the softcap's 1/15
-            self._lm_head = (gpt.lm_head.weight.t() * (self._sqrt_c / SOFTCAP)).contiguous()
-            # e^{-iθ}: nanochat rotates by -θ, with its bf16-rounded tables
-            self._rotation = torch.complex(gpt.cos.float(), -gpt.sin.float()).to(self.device)
+            self._lm_head = (gpt.lm_head.weight.t() * (sqrt_c / SOFTCAP)).contiguous()
+            # e^{-iθ}: nanochat rotates by -θ, with its bf16-rounded tables; (T, 1, D/2) for a
+            # prefill, and one tensor per position for decode steps (indexing a list is free)
+            self._rotation = torch.complex(gpt.cos.float(), -gpt.sin.float()).unsqueeze(1).to(self.device)
+            self._rotations = list(self._rotation.unsqueeze(1).unbind(0))
 
     # ---- public
 
@@ -125,8 +156,9 @@ class Engine:
         generator.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
         cache = self._allocate_cache(params.num_samples, min(self.config.sequence_len, len(prompt) + params.max_tokens))
         with torch.inference_mode():
-            logits = self._prefill(torch.tensor([prompt], device=self.device), cache, params.num_samples)
+            logits = self._prefill(torch.tensor(prompt, device=self.device), cache, params.num_samples)
             sampled, chosen, probs, top = self._sample(logits, params, generator)
+        scratch = self._scratch(params.num_samples, 1)
         pos = len(prompt)
         while True:
             if _is_set(cancel):
@@ -164,7 +196,7 @@ class Engine:
             with torch.inference_mode():
                 # the sampled ids are already on the device unless a row took a forced token
                 ids = sampled if feed_sampled else torch.tensor(next_ids, device=self.device)
-                logits = self._forward(ids.view(-1, 1), pos, cache)
+                logits = self._forward(ids, pos, cache, scratch)
                 sampled, chosen, probs, top = self._sample(logits, params, generator)
             pos += 1
 
@@ -187,57 +219,67 @@ class Engine:
 
     # ---- the model, with a KV cache
 
-    def _allocate_cache(self, batch: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _allocate_cache(self, batch: int, length: int) -> torch.Tensor:
+        """Keys and values of every layer: ``(n_layer, 2, batch, n_kv_head, length, head_dim)``."""
         c = self.config
-        shape = (c.n_layer, 2, batch, c.n_kv_head, length, c.head_dim)
         with torch.inference_mode():
-            kv = torch.empty(shape, dtype=self.dtype, device=self.device)
-        return [(kv[i, 0], kv[i, 1]) for i in range(c.n_layer)]
+            return torch.empty((c.n_layer, 2, batch, c.n_kv_head, length, c.head_dim), dtype=self.dtype, device=self.device)
 
-    def _prefill(self, ids: torch.Tensor, cache, batch: int) -> torch.Tensor:
-        """Run the prompt (1, T) through row 0 of the cache, copy it to the other rows, return
+    def _scratch(self, batch: int, T: int) -> _Scratch:
+        c = self.config
+        H, Hkv, D = c.n_head, c.n_kv_head, c.head_dim
+        with torch.inference_mode():
+            qkv = torch.empty((batch * T, (H + 2 * Hkv) * D), dtype=self.dtype, device=self.device)
+            qk = qkv.narrow(1, 0, (H + Hkv) * D).view(batch, T, H + Hkv, D)
+            pairs = qk.view(batch, T, H + Hkv, D // 2, 2)
+            return _Scratch(
+                batch,
+                T,
+                qkv,
+                qk,
+                torch.view_as_complex(pairs) if self._fp32 else pairs,
+                qk.narrow(2, 0, H).transpose(1, 2),
+                qkv.narrow(1, H * D, 2 * Hkv * D).view(batch, T, 2, Hkv, D).permute(2, 0, 3, 1, 4),
+                torch.empty((batch * T, 4 * c.n_embd), dtype=self.dtype, device=self.device),
+            )
+
+    def _prefill(self, ids: torch.Tensor, cache: torch.Tensor, batch: int) -> torch.Tensor:
+        """Run the prompt (T,) through row 0 of the cache, copy it to the other rows, return
         the last position's logits repeated per row."""
-        row0 = [(k[:1], v[:1]) for k, v in cache]
-        logits = self._forward(ids, 0, row0)
+        T = ids.shape[0]
+        logits = self._forward(ids, 0, cache.narrow(2, 0, 1), self._scratch(1, T))
         if batch > 1:
-            T = ids.shape[1]
-            for k, v in cache:
-                k[1:, :, :T] = k[:1, :, :T]
-                v[1:, :, :T] = v[:1, :, :T]
+            cache[:, :, 1:, :, :T] = cache[:, :, :1, :, :T]
             logits = logits.expand(batch, -1)
         return logits
 
-    def _forward(self, ids: torch.Tensor, pos: int, cache) -> torch.Tensor:
-        """Logits (B, V) of the last position of ``ids`` (B, T) placed at ``pos``; writes the
-        cache at ``pos:pos+T``. A chunk of more than one token must start at position 0."""
+    def _forward(self, ids: torch.Tensor, pos: int, cache: torch.Tensor, s: _Scratch) -> torch.Tensor:
+        """Logits (B, V) of the last of the ``s.T`` positions per row, for ``ids`` (B·T,) placed
+        at ``pos``; writes the cache at ``pos:pos+T``. A chunk of more than one token must start
+        at position 0."""
         c = self.config
-        B, T = ids.shape
-        H, Hkv, D = c.n_head, c.n_kv_head, c.head_dim
-        n_qk, end, native = (H + Hkv) * D, pos + T, self._complex_dtype
-        rotation = self._rotation[pos:end].view(T, 1, D // 2)
-        x = torch.embedding(self._wte, ids.view(-1))
-        x = _unit(x if native else x.to(self.dtype)) * self._sqrt_c  # (B·T, C): the residual stream
-        for layer, (k_cache, v_cache) in zip(self._layers, cache):
-            qkv = torch.mm(_unit(x), layer.wqkv)
-            qk = qkv.narrow(1, 0, n_qk).view(B, T, H + Hkv, D // 2, 2)
-            qk = torch.view_as_real(torch.view_as_complex(qk if native else qk.float()) * rotation).view(B, T, H + Hkv, D)
-            qk = _unit(qk if native else qk.to(self.dtype))
-            k_cache.narrow(2, pos, T).copy_(qk.narrow(2, H, Hkv).transpose(1, 2))
-            v_cache.narrow(2, pos, T).copy_(qkv.narrow(1, n_qk, Hkv * D).view(B, T, Hkv, D).transpose(1, 2))
-            y = F.scaled_dot_product_attention(
-                qk.narrow(2, 0, H).transpose(1, 2),
-                k_cache.narrow(2, 0, end),
-                v_cache.narrow(2, 0, end),
-                is_causal=T > 1,
-                scale=self._attention_scale,
-                enable_gqa=H != Hkv,
-            )
-            x = torch.addmm(x, y.transpose(1, 2).reshape(B * T, H * D), layer.wo)
-            h = torch.mm(_unit(x), layer.wfc)
-            x = torch.addmm(x, torch.relu_(h).square_(), layer.wproj)
-        last = x if T == 1 else x.view(B, T, -1).select(1, T - 1)
-        logits = torch.mm(_unit(last), self._lm_head)  # already divided by the softcap's 15
-        return torch.tanh_(logits if native else logits.float()).mul_(SOFTCAP)
+        B, T, end = s.batch, s.T, pos + s.T
+        rotation = self._rotations[pos] if T == 1 else self._rotation[:T]
+        slots = cache.narrow(4, pos, T).unbind(0)  # per layer (2, B, Hkv, T, D): where the new keys and values go
+        window = cache.narrow(4, 0, end).flatten(0, 1).unbind(0)  # keys, values, keys, ... of positions 0..end
+        x_eps = torch.embedding(self._wte, ids)  # (B·T, C + 1): the residual stream and its sqrt(eps) channel
+        x = h = x_eps.narrow(1, 0, c.n_embd)  # the first layer's input: the rows are normalised already
+        for layer, slot, k, v in zip(self._layers, slots, window[0::2], window[1::2]):
+            torch.mm(h, layer.wqkv, out=s.qkv)
+            _rotate_(s.pairs, rotation)
+            s.qk.div_(torch.linalg.vector_norm(s.qk, dim=-1, keepdim=True).clamp_min_(1e-30))  # a zero head stays zero
+            slot.copy_(s.kv)
+            y = F.scaled_dot_product_attention(s.q, k, v, is_causal=T > 1, scale=self._attention_scale,
+                                               enable_gqa=c.n_head != c.n_kv_head)
+            x.addmm_(y.transpose(1, 2).reshape(B * T, -1), layer.wo, alpha=self._residual_scale)
+            h = x / torch.linalg.vector_norm(x_eps, dim=-1, keepdim=True)
+            torch.mm(h, layer.wfc, out=s.hidden)
+            x.addmm_(s.hidden.relu_().square_(), layer.wproj, alpha=self._residual_scale)
+            h = x / torch.linalg.vector_norm(x_eps, dim=-1, keepdim=True)
+        if T > 1:
+            h = h.view(B, T, -1).select(1, T - 1)
+        logits = torch.mm(h, self._lm_head)  # already divided by the softcap's 15
+        return torch.tanh_(logits if self._fp32 else logits.float()).mul_(SOFTCAP)
 
     # ---- sampling
 
@@ -314,14 +356,12 @@ def _pack_layer(block, config) -> _Layer:
     return _Layer(wqkv, attn.c_proj.weight.t().contiguous(), wfc, mlp.c_proj.weight.t())
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    """``x / |x|`` over the last dimension: RMSNorm without its sqrt(n) factor.
-
-    RMSNorm is ``x / sqrt(mean(x²) + eps)``; this drops eps, a relative change of
-    ``eps / (2·mean(x²))`` (about 6e-8 for unit-scale activations, below fp32 resolution).
-    A zero vector stays zero, as under RMSNorm.
-    """
-    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min_(1e-30)
+def _rotate_(pairs: torch.Tensor, rotation: torch.Tensor) -> None:
+    """Multiply the rotary pairs in place by the complex ``rotation``."""
+    if pairs.is_complex():
+        pairs.mul_(rotation)
+    else:  # complex numbers exist for fp32 and fp64 only: 16-bit weights rotate in fp32
+        pairs.copy_(torch.view_as_real(torch.view_as_complex(pairs.float()) * rotation))
 
 
 def _sample_filtered(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> torch.Tensor:

@@ -55,6 +55,15 @@ def test_kv_cache_greedy_decoding_matches_full_recompute(tiny_tokenizer, prompt,
     assert stops(events)[0].reason == "max_tokens"
 
 
+def test_a_zero_embedding_row_decodes_like_the_model(tiny_tokenizer, prompt):
+    gpt = random_gpt(tiny_tokenizer)
+    with torch.no_grad():  # RMSNorm maps a zero vector to zero; no norm may divide by its length
+        gpt.transformer.wte.weight[prompt[0]] = 0
+    events = [e for e in Engine(gpt, tiny_tokenizer).stream(prompt, GREEDY) if isinstance(e, TokenEvent)]
+    assert [e.id for e in events] == recompute_greedy(gpt, prompt, 80)
+    assert all(0 < e.prob <= 1 for e in events)
+
+
 def test_probabilities_and_alternatives_are_the_models_own(tiny_tokenizer, prompt):
     gpt = random_gpt(tiny_tokenizer)
     params = SamplingParams(temperature=0.8, top_k=20, seed=3, max_tokens=6, top_alternatives=5)
