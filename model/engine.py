@@ -126,9 +126,9 @@ class Engine:
             self._layers = [_pack_layer(block, c) for block in gpt.transformer.h]
             # a row is a token's first residual: its embedding RMS-normalised (at the residual's
             # scale), then the sqrt(eps) channel
-            wte = gpt.transformer.wte.weight.detach().to(self.dtype)
+            wte = gpt.transformer.wte.weight.detach().float()
             wte = wte / (wte.square().sum(dim=1, keepdim=True) + c.n_embd * eps).sqrt()
-            self._wte = torch.cat([wte, torch.full_like(wte[:, :1], eps**0.5)], dim=1)
+            self._wte = torch.cat([wte, torch.full_like(wte[:, :1], eps**0.5)], dim=1).to(self.dtype)
             # (C, V), holding the final norm's sqrt(C) and the softcap's 1/15
             self._lm_head = (gpt.lm_head.weight.t() * (sqrt_c / SOFTCAP)).contiguous()
             # e^{-iθ}: nanochat rotates by -θ, with its bf16-rounded tables; (T, 1, D/2) for a
