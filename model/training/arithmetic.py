@@ -36,29 +36,33 @@ _FRAMES = check_disjoint({
               ("how much is {e}?", False), ("what does {e} equal?", False), ("what is {e} equal to?", False),
               ("quick math: {e}", False), ("what's the result of {e}?", False), ("how much does {e} make?", False),
               ("what is the value of {e}?", False), ("{e} is what?", False), ("what's the answer to {e}?", False),
-              ("what do you get for {e}?", False), ("give me the result of {e}", True), ("math: {e}", False)],
-    "heldout": [("tell me what {e} is", True), ("do the math: {e}", False), ("what would {e} be?", False),
-                ("find {e}", True), ("result of {e}?", False), ("{e} equals what?", False)],
+              ("what do you get for {e}?", False), ("give me the result of {e}", True), ("math: {e}", False),
+              ("tell me what {e} is", True), ("do the math: {e}", False), ("what would {e} be?", False),
+              ("find {e}", True), ("result of {e}?", False), ("{e} equals what?", False)],
+    "heldout": [("I need the answer to {e}", False), ("what comes out of {e}?", False), ("{e} makes what?", False),
+                ("solve this: {e}", True), ("can you figure out {e}?", False)],
 })
 
 # binary problems in words: (operator, phrase with {a} and {b}), as commands and as nouns
 _COMMANDS = {
     "train": [("+", "add {a} and {b}"), ("+", "add {b} to {a}"), ("-", "subtract {b} from {a}"),
               ("-", "take {b} away from {a}"), ("*", "multiply {a} by {b}"), ("/", "divide {a} by {b}"),
-              ("*", "multiply {a} and {b}"), ("+", "sum {a} and {b}")],
-    "heldout": [("*", "multiply {a} with {b}"), ("+", "add together {a} and {b}")],
+              ("*", "multiply {a} and {b}"), ("+", "sum {a} and {b}"), ("*", "multiply {a} with {b}"),
+              ("+", "add together {a} and {b}")],
+    "heldout": [("-", "take {b} from {a}"), ("*", "times {a} by {b}")],
 }
 _NOUNS = {
     "train": [("+", "the sum of {a} and {b}"), ("-", "the difference between {a} and {b}"),
               ("*", "the product of {a} and {b}"), ("/", "the quotient of {a} and {b}"),
-              ("/", "{a} divided into {b} parts")],
-    "heldout": [("+", "{a} and {b} added up"), ("/", "the result of dividing {a} by {b}"),
-                ("*", "{a} multiplied together with {b}")],
+              ("/", "{a} divided into {b} parts"), ("+", "{a} and {b} added up"),
+              ("/", "the result of dividing {a} by {b}"), ("*", "{a} multiplied together with {b}")],
+    "heldout": [("+", "the sum you get from {a} and {b}"), ("*", "{a} and {b} multiplied")],
 }
 _NOUN_FRAMES = check_disjoint({
     "train": [("what is {v}?", False), ("what's {v}?", False), ("{v}", False), ("calculate {v}", True),
-              ("work out {v}", True), ("I need {v}", False), ("give me {v}", True)],
-    "heldout": [("what do we get for {v}?", False), ("tell me {v}", True)],
+              ("work out {v}", True), ("I need {v}", False), ("give me {v}", True),
+              ("what do we get for {v}?", False), ("tell me {v}", True)],
+    "heldout": [("how much is {v}?", False), ("show me {v}", True)],
 })
 
 # follow-ups that use the previous answer: (operator, phrase with {x} the answer and {n} a number)
@@ -68,9 +72,10 @@ FOLLOW_UPS = check_disjoint({
               ("-", "now minus {n}"), ("+", "add {n}"), ("*", "times {n}?"), ("-", "and take away {n}"),
               ("/", "now divide {x} by {n}"), ("+", "plus {n}?"), ("-", "what is {x} minus {n}?"),
               ("*", "now multiply {x} by {n}"), ("/", "and {x} divided by {n}?"), ("+", "and add {n} to {x}"),
-              ("*", "double {x}"), ("/", "halve {x}")],
-    "heldout": [("+", "increase {x} by {n}"), ("*", "{x} times {n}, please"), ("-", "and now subtract {n}"),
-                ("/", "then divide {x} by {n}")],
+              ("*", "double {x}"), ("/", "halve {x}"), ("+", "increase {x} by {n}"), ("*", "{x} times {n}, please"),
+              ("-", "and now subtract {n}"), ("/", "then divide {x} by {n}")],
+    "heldout": [("+", "{x} plus another {n}?"), ("*", "{x} multiplied by {n}?"), ("-", "{x} minus {n} is what?"),
+                ("/", "{x} over {n}?")],
 })
 # how a follow-up refers to the previous answer
 THE_ANSWER = ["that", "that", "it", "the result", "the answer", "this", "that number", "the previous answer"]

@@ -53,7 +53,7 @@ class Recipe:
     train_seq_len: int = 512  # rows of packed conversations / text: as long as the model's context
     batch_size: int = 16
     pretrain_steps: int = 150
-    sft_steps: int = 800
+    sft_steps: int = 900
     matrix_lr: float = 0.02
     embed_lr: float = 0.05
     head_lr: float = 0.004

@@ -39,11 +39,15 @@ SPELL = check_disjoint({
         ("I'd like the spelling of {w}", False), ("the spelling of {w}, please", False), ("{w} spelled out, please", False),
         ("go through the letters of {w}", True), ("spell the following word: {w}", True),
         ("what letters does {w} have?", False), ("do you know how to spell {w}?", False),
-    ],
-    "heldout": [
         ("what letters is {w} made of?", False), ("write the letters of {w} one by one", True),
         ("I want to know how to spell {w}", False), ("{w} - how do you spell it?", False),
-        ("could you tell me how {w} is spelled?", False),
+        ("could you tell me how {w} is spelled?", False), ("I want to see how {w} is spelled", False),
+        ("tell me what letters are in {w}", True), ("let me see {w} spelled out", False),
+        ("{w} is a word I can't spell", False), ("the word I want spelled is {w}", False),
+    ],
+    "heldout": [
+        ("how should I spell {w}?", False), ("what's the right way to spell {w}?", False), ("help me spell {w}", True),
+        ("{w} is spelled how?", False), ("I'm not sure how to spell {w}", False),
     ],
 })
 COUNT = check_disjoint({
@@ -63,11 +67,14 @@ COUNT = check_disjoint({
         ("how often is {c} in {w}?", False), ("how many times do you see {c} in {w}?", False),
         ("give me the number of {cs} in {w}", True), ("in the word {w}, how many times does {c} appear?", False),
         ("what's the number of {cs} in {w}?", False), ("tell me the count of {cs} in {w}", True),
-    ],
-    "heldout": [
         ("how many times is {c} in {w}?", False), ("tell me how many {cs} the word {w} contains", True),
         ("what's the count of {c} in {w}?", False), ("how many {cs} would you find in {w}?", False),
-        ("{w} - how many {cs} does it have?", False),
+        ("{w} - how many {cs} does it have?", False), ("I want to know how many {cs} are in {w}", False),
+        ("let me see how many {cs} {w} has", False), ("how many of the letter {c} does {w} have?", False),
+    ],
+    "heldout": [
+        ("how many {cs} appear in {w}?", False), ("in {w}, what's the number of {cs}?", False),
+        ("count all the {cs} in {w}", True), ("how many {cs} are contained in {w}?", False), ("{w} - count the {cs}", True),
     ],
 })
 REVERSE = check_disjoint({
@@ -85,11 +92,16 @@ REVERSE = check_disjoint({
         ("show me {w} reversed", True), ("{w} in reverse, please", False), ("I want {w} reversed", False),
         ("what does {w} look like backwards?", False), ("reverse the following word: {w}", True),
         ("can I get {w} backwards?", False), ("{w} - reverse it", True),
-    ],
-    "heldout": [
         ("give me {w} in reverse order", True), ("what does {w} look like reversed?", False),
         ("I'd like to see {w} written backwards", False), ("{w} - write it backwards", True),
-        ("show me what {w} is backwards", True),
+        ("show me what {w} is backwards", True), ("let me see {w} backwards", False),
+        ("tell me what {w} is reversed", True), ("I want to see how {w} looks backwards", False),
+        ("the word I want reversed is {w}", False),
+    ],
+    "heldout": [
+        ("how would {w} look backwards?", False), ("{w} spelled in reverse?", False),
+        ("could you turn {w} backwards?", False), ("what would {w} be reversed?", False),
+        ("make {w} go backwards", True),
     ],
 })
 TEMPLATES = {"spell": SPELL, "count": COUNT, "reverse": REVERSE}
@@ -105,9 +117,11 @@ FOLLOW_UPS = check_disjoint({
               ("spell", "and the spelling?"), ("spell", "now spell {it}"), ("spell", "spell {it} out"),
               ("count", "how many {cs} does {it} have?"), ("count", "and how many {cs}?"),
               ("count", "count the {cs} in {it}"), ("count", "how many times does {c} appear in {it}?"),
-              ("count", "now count the {cs}"), ("count", "how many {cs} are in {it}?")],
-    "heldout": [("reverse", "ok, now {it} backwards please"), ("count", "and the number of {cs} in {it}?"),
-                ("spell", "what letters are in {it}?")],
+              ("count", "now count the {cs}"), ("count", "how many {cs} are in {it}?"),
+              ("reverse", "ok, now {it} backwards please"), ("count", "and the number of {cs} in {it}?"),
+              ("spell", "what letters are in {it}?")],
+    "heldout": [("reverse", "and what is {it} reversed?"), ("count", "and in {it}, how many {cs}?"),
+                ("spell", "how do you spell {it}?")],
 })
 # how a follow-up refers to the earlier word
 THE_WORD = ["it", "it", "it", "that", "that word", "the same word", "this word", "the word"]
