@@ -6,10 +6,10 @@ import pytest
 
 from glasschat.errors import UserError
 from model.events import SamplingParams, TokenEvent
+from tokenizer.display import byte_segments
 from tui import commands
 from tui.context import ContextFullError, fit_prompt
 from tui.reply import ReplyTracker, merge_pieces
-from tui.tokens import label_segments
 
 
 def test_slash_commands_parse_and_set_params():
@@ -55,10 +55,10 @@ def test_fit_prompt_refuses_a_message_longer_than_the_context(tiny_tokenizer):
 
 
 def test_partial_utf8_becomes_byte_badges():
-    assert label_segments("é".encode()) == (("é", False),)
-    assert label_segments(b"\xe4\xbd") == (("<0xE4><0xBD>", True),)
-    assert label_segments(b"a\xe4") == (("a", False), ("<0xE4>", True))
-    assert label_segments(b"\xa0b") == (("<0xA0>", True), ("b", False))
+    assert byte_segments("é".encode()) == (("é", False),)
+    assert byte_segments(b"\xe4\xbd") == (("<0xE4><0xBD>", True),)
+    assert byte_segments(b"a\xe4") == (("a", False), ("<0xE4>", True))
+    assert byte_segments(b"\xa0b") == (("<0xA0>", True), ("b", False))
 
 
 def test_reply_tracker_splits_text_and_tool_blocks(tiny_tokenizer):

@@ -7,16 +7,24 @@ UTF-8 character as byte badges such as ``<0xE4>`` (a BPE token can end mid-chara
 
 from __future__ import annotations
 
-import codecs
-
 from tokenizer.runtime import Tokenizer
 
 
-def _byte_badges(error: UnicodeDecodeError) -> tuple[str, int]:
-    return "".join(f"<0x{b:02X}>" for b in error.object[error.start:error.end]), error.end
-
-
-codecs.register_error("glasschat_byte_badges", _byte_badges)
+def byte_segments(data: bytes) -> tuple[tuple[str, bool], ...]:
+    """A token's bytes as ``(text, is_badge)`` segments: text where the bytes form whole UTF-8
+    characters, ``<0xE4>``-style badges for bytes that are only part of one."""
+    segments: list[tuple[str, bool]] = []
+    rest = data
+    while rest:
+        try:
+            segments.append((rest.decode("utf-8"), False))
+            break
+        except UnicodeDecodeError as error:
+            if error.start:
+                segments.append((rest[: error.start].decode("utf-8"), False))
+            segments.append(("".join(f"<0x{b:02X}>" for b in rest[error.start : error.end]), True))
+            rest = rest[error.end :]
+    return tuple(segments)
 
 
 def token_label(tok: Tokenizer, token_id: int) -> str:
@@ -24,7 +32,7 @@ def token_label(tok: Tokenizer, token_id: int) -> str:
     name = tok.special_name(token_id)
     if name is not None:
         return name
-    return tok.token_bytes(token_id).decode("utf-8", errors="glasschat_byte_badges")
+    return "".join(text for text, _ in byte_segments(tok.token_bytes(token_id)))
 
 
 def visible_whitespace(text: str) -> str:

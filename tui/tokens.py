@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from model.events import TokenEvent
+from tokenizer.display import byte_segments
 from tui.records import TurnRecord
 
 # How a token of an assistant turn relates to what the engine produced.
@@ -37,24 +38,6 @@ class TokenCell:
         return "".join(text for text, _ in self.segments)
 
 
-def label_segments(token_bytes: bytes) -> tuple[tuple[str, bool], ...]:
-    """The token's bytes as text, with bytes that do not form a whole UTF-8 character as
-    ``<0xE4>``-style badges (a BPE token can end in the middle of a character)."""
-    segments: list[tuple[str, bool]] = []
-    rest = token_bytes
-    while rest:
-        try:
-            segments.append((rest.decode("utf-8"), False))
-            break
-        except UnicodeDecodeError as error:
-            if error.start:
-                segments.append((rest[: error.start].decode("utf-8"), False))
-            bad = rest[error.start : error.end]
-            segments.append(("".join(f"<0x{b:02X}>" for b in bad), True))
-            rest = rest[error.end :]
-    return tuple(segments)
-
-
 def message_indices(tokenizer, ids: list[int], messages: list[dict]) -> list[int]:
     """For each token, the index of the message it renders; -1 for ``<|bos|>``. A system
     message is rendered inside the first user message, which is reported as the user message."""
@@ -78,7 +61,7 @@ def build_cells(tokenizer, ids: list[int], mask: list[int], messages: list[dict]
     cells = []
     for i, token in enumerate(ids):
         name = tokenizer.special_name(token)
-        segments = ((name, False),) if name else label_segments(tokenizer.token_bytes(token))
+        segments = ((name, False),) if name else byte_segments(tokenizer.token_bytes(token))
         origin, event = origins.get(i, (WRITTEN, None))
         cells.append(TokenCell(start + i, token, name, segments, regions[i], mask[i], owners[i], origin, event))
     return cells

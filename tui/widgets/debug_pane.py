@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
+from tokenizer.display import token_label
 from tui import tokens as tk
 from tui.tokens import Counts, TokenCell
 from tui.widgets.token_view import TokenView
@@ -80,10 +81,7 @@ class TokenInspector(Static):
         return rows
 
     def _label(self, token: int) -> str:
-        name = self.tokenizer.special_name(token)
-        if name:
-            return name
-        return "".join(segment for segment, _ in tk.label_segments(self.tokenizer.token_bytes(token)))
+        return token_label(self.tokenizer, token)
 
 
 class DebugPane(Vertical):

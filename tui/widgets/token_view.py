@@ -12,6 +12,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from tokenizer.display import visible_whitespace
 from tui.tokens import TokenCell
 
 # Backgrounds per region, two shades alternating token by token.
@@ -28,9 +29,6 @@ CURSOR_STYLE = Style(color="#000000", bgcolor="#ffd700", bold=True)
 ID_STYLE = Style(color="#8a8a8a", dim=True)
 
 
-def visible(text: str) -> str:
-    """Spaces, tabs and newlines made visible (a newline still breaks the line)."""
-    return text.replace(" ", "·").replace("\t", "→").replace("\r", "␍").replace("\n", "↵\n")
 
 
 def render_cells(cells: list[TokenCell], *, cursor: int = -1, whitespace: bool = False,
@@ -53,7 +51,7 @@ def render_cells(cells: list[TokenCell], *, cursor: int = -1, whitespace: bool =
                 style = base + BYTE_STYLE if position != cursor else base
             else:
                 style = base
-            text.append(visible(segment) if whitespace and not cell.special else segment, style)
+            text.append(visible_whitespace(segment) if whitespace and not cell.special else segment, style)
         if ids:
             text.append(str(cell.id), base + ID_STYLE)
     return text
