@@ -1,11 +1,14 @@
 """Shared test set-up: one torch thread (the machine is shared and small), a private data
 directory so no test touches the user's saved conversations, and deterministic hypothesis."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="glasschat-test-data-")
+atexit.register(shutil.rmtree, os.environ["XDG_DATA_HOME"], ignore_errors=True)
 
 from hypothesis import settings  # noqa: E402
 

@@ -50,9 +50,10 @@ class LoopResult:
     steps: int
     train_loss: float
     val_loss: float | None
-    seconds: float
+    seconds: float  # this call's wall time
     tokens_per_s: float
     interrupted: bool = False
+    earlier_seconds: float = 0.0  # wall time of the calls this one resumed from
 
 
 def lr_multiplier(step: int, config: LoopConfig) -> float:
@@ -158,6 +159,7 @@ def train(
         log(f"{name}: resuming at step {start}/{config.steps} from {state_path}")
     loss_ema = extra.get("loss_ema")
     val_loss = extra.get("val_loss")
+    earlier = float(extra.get("seconds", 0.0))  # a resumed stage's time includes what came before
     tokens_per_step = batches.tokens_per_batch()
     model.train()
     step = start
@@ -167,13 +169,14 @@ def train(
 
     def save() -> None:
         save_state(state_path, model, optimizers, step,
-                   {"loss_ema": loss_ema, "val_loss": val_loss, "config": asdict(config)})
+                   {"loss_ema": loss_ema, "val_loss": val_loss, "config": asdict(config),
+                    "seconds": earlier + time.perf_counter() - t0})
 
     try:
         while step < config.steps:
             if stop_after is not None and step - start >= stop_after:
                 save()
-                return LoopResult(step, loss_ema or math.nan, val_loss, time.perf_counter() - t0, tok_s, True)
+                return LoopResult(step, loss_ema or math.nan, val_loss, time.perf_counter() - t0, tok_s, True, earlier)
             x, y, m = (t.to(device, non_blocking=True) for t in batches.get(step))
             with _autocast(device):
                 loss = model(x, y, m)
@@ -212,4 +215,4 @@ def train(
     elapsed = time.perf_counter() - t0
     done = step - start
     return LoopResult(step, loss_ema if loss_ema is not None else math.nan, val_loss, elapsed,
-                      done * tokens_per_step / max(elapsed, 1e-9))
+                      done * tokens_per_step / max(elapsed, 1e-9), earlier_seconds=earlier)

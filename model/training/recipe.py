@@ -294,7 +294,7 @@ def _loop_config(run: Run, steps: int):
                       eval_every=every, save_every=every)
 
 
-def stage_pretrain(run: Run) -> None:
+def stage_pretrain(run: Run) -> float:
     from model.training.batches import Batches, Rows, pack_text
     from model.training.loop import train
     from model.training.pretrain_text import spelling_documents
@@ -317,6 +317,7 @@ def stage_pretrain(run: Run) -> None:
     result = train(model, Batches(rows, r.batch_size, seed=r.seed * 10 + 6), _loop_config(run, r.pretrain_steps),
                    run.path("pretrain"), val_batches=Batches(val, r.batch_size, seed=0), name="pretrain", log=run.log)
     run.log(f"pretrain: loss {result.train_loss:.3f}, val loss {result.val_loss:.3f}")
+    return result.earlier_seconds
 
 
 def _weights_from(run: Run, stage: str, model) -> None:
@@ -347,7 +348,7 @@ def sft_conversations(run: Run, tok) -> list[dict]:
     return conversations
 
 
-def stage_sft(run: Run) -> None:
+def stage_sft(run: Run) -> float:
     from model.training.batches import Batches, pack_conversations
     from model.training.loop import train
 
@@ -365,6 +366,7 @@ def stage_sft(run: Run) -> None:
                    run.path("sft"), val_batches=Batches(val_rows, min(r.batch_size, len(val_rows)), seed=0),
                    name="sft", log=run.log)
     run.log(f"sft: loss {result.train_loss:.3f}, val loss {result.val_loss:.3f}")
+    return result.earlier_seconds
 
 
 def stage_checkpoint(run: Run) -> None:
@@ -413,5 +415,6 @@ def run_stages(run: Run, stages: list[str], force: bool = False) -> None:
         before, started = loadavg(), time.perf_counter()
         run.log(f"== {stage} (load average {before}, {run.threads} thread{'s' * (run.threads > 1)}, {run.device})")
         with LoadSampler() as load:
-            STAGE_FUNCTIONS[stage](run)
-        run.record(stage, time.perf_counter() - started, before, **load.summary())
+            earlier = STAGE_FUNCTIONS[stage](run) or 0.0  # training stages: time before a resume
+        resumed = {"resumed_after_s": round(earlier, 1)} if earlier else {}
+        run.record(stage, time.perf_counter() - started + earlier, before, **load.summary(), **resumed)

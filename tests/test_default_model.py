@@ -1,0 +1,62 @@
+"""The shipped default model: it loads, fits the size budget, and answers through the engine."""
+
+import json
+
+import pytest
+
+from glasschat.paths import default_checkpoint_dir
+from model import Engine, SamplingParams, Stop, load_model
+
+CHECKPOINT = default_checkpoint_dir()
+
+
+@pytest.fixture(scope="module")
+def engine():
+    gpt, tokenizer = load_model(CHECKPOINT)
+    return Engine(gpt, tokenizer, threads=1), tokenizer
+
+
+def _ask(engine, messages):
+    eng, tokenizer = engine
+    prompt = tokenizer.render_for_completion({"messages": messages})
+    ids, stop = [], None
+    for event in eng.stream(prompt, SamplingParams(temperature=0.0, max_tokens=200)):
+        if isinstance(event, Stop):
+            stop = event
+        else:
+            ids.append(event.id)
+    return tokenizer.parse_assistant(ids), stop
+
+
+def test_checkpoint_is_small_and_documented():
+    files = [p for p in CHECKPOINT.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 20_000_000
+    config = json.loads((CHECKPOINT / "config.json").read_text())
+    assert config["dtype"] in ("float16", "bfloat16")
+    card = (CHECKPOINT / "MODEL_CARD.md").read_text()
+    assert "glasschat train --recipe default" in card and "greedy" in card
+
+
+def test_answers_12_plus_30_with_the_calculator(engine):
+    reply, stop = _ask(engine, [{"role": "user", "content": "What is 12 + 30?"}])
+    assert stop.reason == "assistant_end"
+    assert isinstance(reply, list), reply  # it used the tool
+    assert [p["type"] for p in reply] == ["python", "python_output", "text"]
+    assert reply[1]["text"] == "42"
+    assert "42" in reply[2]["text"]
+
+
+def test_held_out_word_skills_stay_above_a_floor(engine):
+    """A guard against shipping a broken model: on 40 held-out prompts per skill (the eval's
+    words and phrasings, greedy) each skill stays above 80% and replies stop. The full figures are in the card."""
+    from model.training.eval_prompts import eval_items
+    from model.training.evaluate import evaluate
+    from model.training.recipe import word_pools
+
+    eng, tokenizer = engine
+    _, heldout_words, _ = word_pools(tokenizer)
+    items = [i for i in eval_items(heldout_words, 40, seed=77) if i.skill != "multi_turn"]
+    report = evaluate(eng, tokenizer, items, temperature=0.0, seed=77, log=lambda _: None)
+    accuracy = {skill: row["accuracy"] for skill, row in report["skills"].items()}
+    assert all(value >= 0.8 for value in accuracy.values()), accuracy
+    assert report["stop_rate"] >= 0.99
