@@ -58,9 +58,10 @@ def run(args) -> int:
         print(f"model: {backend.info.name} ({backend.info.size_label} parameters), prompt {len(prompt_ids)} tokens, "
               f"reply {args.tokens} tokens at most, seed {params.seed}, {args.runs} runs per case")
 
-        headless = [_headless_rate(backend, prompt_ids, params) for _ in range(args.runs)]
+        headless: list[float] = []
         cases = {"chat": [], "chat + token pane": []}
-        for r in range(args.runs):  # interleaved, so machine noise hits every case alike
+        for r in range(args.runs):  # interleaved, so machine noise hits every case and the baseline alike
+            headless.append(_headless_rate(backend, prompt_ids, params))
             for c, (case, results) in enumerate(cases.items()):
                 results.append(_app_run(checkpoint, params, tmp / f"run-{r}-case-{c}",
                                         pane=case != "chat", interval_s=args.key_interval_ms / 1000,

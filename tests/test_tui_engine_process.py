@@ -1,8 +1,9 @@
 """The engine in its own process streams what the in-process engine streams, stops on
-request, and reports a bad checkpoint as one clear error."""
+request, gets a CPU of its own, and reports a bad checkpoint as one clear error."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -34,7 +35,7 @@ def test_engine_process_matches_the_engine_and_stops_on_request(checkpoint, tiny
     prompt = tiny_tokenizer.render_for_completion({"messages": [{"role": "user", "content": "Hello there!"}]})
     params = SamplingParams(temperature=1.0, seed=7, max_tokens=20, top_alternatives=3)
     local = [e for e in Engine(*load_model(checkpoint)).stream(prompt, params)]
-    remote = EngineProcess(str(checkpoint))
+    remote = EngineProcess(str(checkpoint), place_cpus=False)  # the test process keeps its CPUs
     try:
         assert remote.sequence_len == 64 and remote.parameters > 0
         events = list(remote.stream(prompt, params))
@@ -53,5 +54,27 @@ def test_engine_process_matches_the_engine_and_stops_on_request(checkpoint, tiny
 def test_engine_process_reports_a_bad_checkpoint(tmp_path):
     from tui.engine_process import EngineProcess
 
+    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     with pytest.raises(UserError, match="no such checkpoint directory"):
         EngineProcess(str(tmp_path / "missing"))
+    if before is not None:  # a failed start leaves the app's CPUs alone
+        assert os.sched_getaffinity(0) == before
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two CPUs")
+def test_the_engine_gets_a_cpu_of_its_own(checkpoint):
+    from tui.engine_process import EngineProcess
+
+    before = os.sched_getaffinity(0)
+    remote = None
+    try:
+        remote = EngineProcess(str(checkpoint))
+        engine_cpu = max(before)
+        assert os.sched_getaffinity(remote.pid) == {engine_cpu}
+        assert os.sched_getaffinity(0) == before - {engine_cpu}
+    finally:
+        if remote is not None:
+            remote.close()
+        os.sched_setaffinity(0, before)

@@ -70,6 +70,9 @@ class Generation:
     cancel: threading.Event = field(default_factory=threading.Event)
     events: deque = field(default_factory=deque)
     shown: list[tuple[float, int]] = field(default_factory=list)  # (time, tokens on screen)
+    # set (from the engine thread, once) when the reply has ended, so the pump shows the end at
+    # once instead of at its next tick
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
@@ -218,11 +221,13 @@ class GlasschatApp(App):
         self.generation = generation
         self.set_state("generating…")
         engine_params = replace(params, top_alternatives=max(params.top_alternatives, INSPECTOR_ALTERNATIVES))
-        self.run_worker(lambda: self._stream(generation, prompt.ids, engine_params), thread=True,
+        loop = asyncio.get_running_loop()
+        self.run_worker(lambda: self._stream(generation, prompt.ids, engine_params, loop), thread=True,
                         group="engine", exit_on_error=False)
         self.run_worker(self._pump(generation), group="pump", exit_on_error=False)
 
-    def _stream(self, generation: Generation, prompt_ids: list[int], params: SamplingParams) -> None:
+    def _stream(self, generation: Generation, prompt_ids: list[int], params: SamplingParams,
+                loop: asyncio.AbstractEventLoop) -> None:
         """Runs in a thread: the engine's events go to the queue, never straight to the UI."""
         worker = get_current_worker()
         try:
@@ -235,6 +240,11 @@ class GlasschatApp(App):
             generation.events.append(EngineFailure(RuntimeError("the engine ended without a stop event")))
         except Exception as error:  # any engine failure becomes a notification, never a crash
             generation.events.append(EngineFailure(error))
+        finally:
+            try:
+                loop.call_soon_threadsafe(generation.ended.set)
+            except RuntimeError:  # the app has closed its loop
+                pass
 
     async def _pump(self, generation: Generation) -> None:
         """Move queued events to the screen at ``PUMP_INTERVAL_S`` until the reply ends."""
@@ -244,7 +254,10 @@ class GlasschatApp(App):
                 if end is not None:
                     await self._finish(generation, end)
                     return
-                await asyncio.sleep(PUMP_INTERVAL_S)
+                try:  # the next tick, or sooner when the reply has ended
+                    await asyncio.wait_for(generation.ended.wait(), PUMP_INTERVAL_S)
+                except TimeoutError:
+                    pass
         except Exception as error:  # a display bug must not leave the chat stuck mid-reply
             generation.cancel.set()
             self.generation = None
