@@ -107,7 +107,6 @@ REVERSE = check_disjoint({
 TEMPLATES = {"spell": SPELL, "count": COUNT, "reverse": REVERSE}
 WORD_SKILLS = tuple(TEMPLATES)
 
-# follow-ups about the word of the previous turn: (skill, phrase)
 # follow-ups about the word of the previous turn: (skill, phrase with {it} and {c}/{cs})
 FOLLOW_UPS = check_disjoint({
     "train": [("reverse", "now reverse {it}"), ("reverse", "and backwards?"), ("reverse", "what about backwards?"),
