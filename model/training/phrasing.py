@@ -5,9 +5,9 @@ A request is composed from parts — an opener ("hey, "), an adverb ("just "), a
 around a command ("could you …"), the core sentence ("spell {w}") with some words swapped for
 synonyms ("letters" -> "characters"), a trailing filler (" for me") and a closer ("?",
 " please") — so training sees many thousands of distinct sentences and a tiny model learns to
-find the word or the numbers wherever they stand, instead of memorising a few templates. Cores and wrappers come in two
-disjoint lists per skill; the held-out lists are used only by evaluation, so the eval measures
-whether the model understood a request it has never seen.
+find the word or the numbers wherever they stand, instead of memorising a few templates. Cores
+and wrappers come in two disjoint lists per skill; the held-out lists are used only by
+evaluation, so the eval measures whether the model understood a request it has never seen.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def compose(rng: random.Random, core: str, split: Split, command: bool) -> str:
             core = f" {core}".replace(word, rng.choice(alternatives), 1)[1:]
     if command:
         core = rng.choice(WRAPPERS[split]).format(x=rng.choice(ADVERBS) + core)
-    trailer = rng.choice(TRAILERS) if not core.endswith("?") else ""
-    core = core + trailer if not core.endswith("?") else core
+    if not core.endswith("?"):
+        core += rng.choice(TRAILERS)
     question = core.endswith("?") or core.split(" ", 1)[0].lower() in (
         "how", "what", "what's", "can", "could", "will", "would", "which", "is", "does", "do")
     core = core.rstrip("?")
