@@ -94,3 +94,74 @@ def test_replies_are_rendered_as_generated(tiny_tokenizer):
     assert prompt_ids(tok, messages, {1: turn}) == ids + [tok.encode_special("<|assistant_start|>")]
     edited = [messages[0], {"role": "assistant", "content": "something else"}, messages[2]]
     assert render_chat(tok, edited, {1: turn}) == tuple(tok.render_conversation({"messages": edited}))
+
+
+def _generation(tok):
+    from tui.records import TurnRecord
+    from tui.streaming import Generation
+
+    return Generation(TurnRecord(message=1, seed=0), widget=None, tracker=ReplyTracker(tok.special_name))
+
+
+class _Worker:
+    is_cancelled = False
+
+
+def test_generation_hands_engine_events_to_the_ui_side(tiny_tokenizer):
+    import asyncio
+
+    from model.events import GenerationStats, Stop
+    from tui.streaming import EngineFailure
+
+    tok = tiny_tokenizer
+    end = Stop("assistant_end", GenerationStats(3, 3, 0.01, 0.02))
+
+    class Engine:
+        def stream(self, prompt_ids, params, cancel):
+            yield from (TokenEvent(1, "Hel", False), TokenEvent(2, "lo", False))
+            yield TokenEvent(tok.encode_special("<|assistant_end|>"), "", False)
+            yield end
+
+    class Broken:
+        def stream(self, prompt_ids, params, cancel):
+            yield TokenEvent(1, "Hel", False)
+            raise RuntimeError("out of memory")
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        ok, broken = _generation(tok), _generation(tok)
+        await asyncio.to_thread(ok.run, Engine(), [1], SamplingParams(), loop, _Worker())
+        await asyncio.to_thread(broken.run, Broken(), [1], SamplingParams(), loop, _Worker())
+        await asyncio.sleep(0)  # the engine side sets ``ended`` through the loop
+        assert ok.ended.is_set() and broken.ended.is_set()
+        return ok, broken
+
+    ok, broken = asyncio.run(scenario())
+    pieces, stop = ok.drain()
+    assert [(p.kind, p.text) for p in pieces] == [("text", "Hello")]  # one write for the batch
+    assert stop is end and ok.turn.ids == [1, 2, tok.encode_special("<|assistant_end|>")]
+    assert ok.drain() == ([], None)
+    pieces, failure = broken.drain()
+    assert [p.text for p in pieces] == ["Hel"]
+    assert isinstance(failure, EngineFailure) and "out of memory" in str(failure.error)
+
+
+def test_replay_state_plays_user_and_system_messages_and_keeps_the_script_reply():
+    from tui.records import Line
+    from tui.replay import ReplayState
+
+    script = [Line(1, {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"},
+                                    {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "bye"}]}),
+              Line(2, {"messages": [{"role": "user", "content": "again"}]})]
+    state = ReplayState(script)
+    assert state.next_message()["content"] == "be brief"
+    assert state.next_message()["content"] == "hi"
+    assert state.script_reply() == {"role": "assistant", "content": "Hello!"}
+    assert state.next_message()["content"] == "bye"  # the script's reply is skipped: the model answers
+    assert state.script_reply() is None
+    assert state.next_message() is None
+    state.next_entry()
+    assert state.current_entry().number == 2 and not state.started
+    assert state.next_message()["content"] == "again"
+    state.next_entry()
+    assert state.current_entry() is None

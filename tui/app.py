@@ -1,7 +1,7 @@
 """The glasschat app: a chat with a local model that shows its tokens.
 
-The engine runs in a thread worker and appends its events to a queue; an async pump drains the
-queue about 30 times a second into the reply's ``MarkdownStream``, so the UI never waits on the
+A thread worker reads the engine's stream into a ``Generation`` (``tui.streaming``); an async
+pump drains it about 30 times a second into the reply's widgets, so the UI never waits on the
 engine and the engine never waits on the UI. Every action has a key and a command-palette entry;
 F1 lists them all.
 """
@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from textual import on
@@ -26,24 +24,24 @@ from textual.worker import get_current_worker
 
 from glasschat.atomic import atomic_write_text
 from glasschat.errors import UserError
-from model.events import SamplingParams, Stop, TokenEvent
+from model.events import SamplingParams, Stop
 from tui import commands as slash
 from tui.backend import Backend
 from tui.context import Prompt, fit_prompt
 from tui.generate import finish_turn, with_seed
 from tui.records import ChatRecord, Line, TurnRecord, entry_error, to_markdown, write_records
-from tui.replay import compare, expected_ids, plan_turns
+from tui.replay import ReplayState, compare, expected_ids
 from tui.rendering import prompt_ids, render_chat
-from tui.reply import ReplyTracker, merge_pieces
+from tui.reply import ReplyTracker
 from tui.screens.conversations import ConversationsScreen
 from tui.screens.help import HelpScreen, key_label
 from tui.screens.settings import SettingsScreen
 from tui.store import ConversationStore, title_of
+from tui.streaming import EngineFailure, Generation
 from tui.tokens import TokenCell, build_cells
 from tui.widgets.chat_input import ChatInput
 from tui.widgets.chat_log import ChatLog
 from tui.widgets.debug_pane import DebugPane
-from tui.widgets.messages import AssistantMessage
 from tui.widgets.raw_view import RawView
 from tui.widgets.status_bar import Status, StatusBar
 from tui.widgets.token_view import TokenView
@@ -53,36 +51,6 @@ LIVE_TOKENS_INTERVAL_S = 0.25  # how often the token pane follows a streaming re
 DRAFT_PREVIEW_DELAY_S = 0.08  # typing pause before the draft's tokens are recomputed
 REPLAY_PAUSE_S = 0.6  # between replayed turns, so they can be followed
 INSPECTOR_ALTERNATIVES = 5
-
-
-@dataclass
-class EngineFailure:
-    error: BaseException
-
-
-@dataclass
-class Generation:
-    """One reply being generated: the engine thread fills ``events``, the pump drains it."""
-
-    turn: TurnRecord
-    widget: AssistantMessage
-    tracker: ReplyTracker
-    cancel: threading.Event = field(default_factory=threading.Event)
-    events: deque = field(default_factory=deque)
-    shown: list[tuple[float, int]] = field(default_factory=list)  # (time, tokens on screen)
-    # set (from the engine thread, once) when the reply has ended, so the pump shows the end at
-    # once instead of at its next tick
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-@dataclass
-class ReplayState:
-    entries: list[Line]
-    entry: int = 0
-    message: int = 0
-    paused: bool = False
-    steps: int = 0  # turns to play while paused (F6)
-    started: bool = False
 
 
 class GlasschatApp(App):
@@ -222,29 +190,10 @@ class GlasschatApp(App):
         self.set_state("generating…")
         engine_params = replace(params, top_alternatives=max(params.top_alternatives, INSPECTOR_ALTERNATIVES))
         loop = asyncio.get_running_loop()
-        self.run_worker(lambda: self._stream(generation, prompt.ids, engine_params, loop), thread=True,
-                        group="engine", exit_on_error=False)
+        self.run_worker(lambda: generation.run(self.backend.engine, prompt.ids, engine_params, loop,
+                                               get_current_worker()),
+                        thread=True, group="engine", exit_on_error=False)
         self.run_worker(self._pump(generation), group="pump", exit_on_error=False)
-
-    def _stream(self, generation: Generation, prompt_ids: list[int], params: SamplingParams,
-                loop: asyncio.AbstractEventLoop) -> None:
-        """Runs in a thread: the engine's events go to the queue, never straight to the UI."""
-        worker = get_current_worker()
-        try:
-            for event in self.backend.engine.stream(prompt_ids, params, cancel=generation.cancel):
-                generation.events.append(event)
-                if isinstance(event, Stop):
-                    return
-                if worker.is_cancelled:  # the app is closing
-                    generation.cancel.set()
-            generation.events.append(EngineFailure(RuntimeError("the engine ended without a stop event")))
-        except Exception as error:  # any engine failure becomes a notification, never a crash
-            generation.events.append(EngineFailure(error))
-        finally:
-            try:
-                loop.call_soon_threadsafe(generation.ended.set)
-            except RuntimeError:  # the app has closed its loop
-                pass
 
     async def _pump(self, generation: Generation) -> None:
         """Move queued events to the screen at ``PUMP_INTERVAL_S`` until the reply ends."""
@@ -254,10 +203,7 @@ class GlasschatApp(App):
                 if end is not None:
                     await self._finish(generation, end)
                     return
-                try:  # the next tick, or sooner when the reply has ended
-                    await asyncio.wait_for(generation.ended.wait(), PUMP_INTERVAL_S)
-                except TimeoutError:
-                    pass
+                await generation.wait(PUMP_INTERVAL_S)
         except Exception as error:  # a display bug must not leave the chat stuck mid-reply
             generation.cancel.set()
             self.generation = None
@@ -265,20 +211,9 @@ class GlasschatApp(App):
             self.notify(f"Could not show the reply: {type(error).__name__}: {error}", severity="error", timeout=10)
 
     async def _drain(self, generation: Generation) -> Stop | EngineFailure | None:
-        pieces, end = [], None
-        events = generation.events
-        while events:
-            item = events.popleft()
-            if isinstance(item, TokenEvent):
-                generation.turn.add(item)
-                piece = generation.tracker.feed(item)
-                if piece is not None:
-                    pieces.append(piece)
-            else:
-                end = item
-                break
+        pieces, end = generation.drain()
         if pieces:
-            await generation.widget.write(merge_pieces(pieces))
+            await generation.widget.write(pieces)
         if pieces or end is not None:
             generation.shown.append((time.perf_counter(), len(generation.turn.ids)))
         if end is None and self._tokens_visible() and time.monotonic() - self._live_tokens_at > LIVE_TOKENS_INTERVAL_S:
@@ -671,31 +606,22 @@ class GlasschatApp(App):
         if replay.paused and not replay.steps:
             self.set_state("replay paused (F5 resumes, F6 steps)")
             return
-        while replay.entry < len(replay.entries):
-            entry = replay.entries[replay.entry]
-            if not replay.started:
-                if not await self._replay_start_entry(entry):
-                    replay.entry += 1
-                    continue
-            script = entry.data["messages"]
-            while replay.message < len(script) and script[replay.message]["role"] == "assistant":
-                replay.message += 1
-            if replay.message >= len(script):
-                replay.entry, replay.message, replay.started = replay.entry + 1, 0, False
+        while (entry := replay.current_entry()) is not None:
+            if not replay.started and not await self._replay_start_entry(entry):
+                replay.next_entry()
                 continue
-            message = script[replay.message]
-            replay.message += 1
-            if message["role"] == "system":
+            message = replay.next_message()
+            if message is None:
+                replay.next_entry()
+            elif message["role"] == "system":
                 self.messages.append(message)
                 await self.chat_log.add_message(message)
-                continue
-            if replay.steps:
-                replay.steps -= 1
-            self.set_state("replaying…" if not replay.paused else "replay step")
-            if not await self.send(message["content"]):
-                replay.entry, replay.message, replay.started = replay.entry + 1, 0, False
-                continue
-            return
+            else:
+                replay.use_step()
+                self.set_state("replaying…" if not replay.paused else "replay step")
+                if await self.send(message["content"]):
+                    return
+                replay.next_entry()
         await self.end_replay("replay finished: your turn")
 
     async def _replay_start_entry(self, entry: Line) -> bool:
@@ -714,14 +640,11 @@ class GlasschatApp(App):
         if self.messages:
             await self.reset_conversation()
         await self.chat_log.add_notice(f"replaying script line {entry.number}")
-        self.replay.started, self.replay.message = True, 0
+        self.replay.started = True
         return True
 
     async def _replay_turn_done(self, turn: TurnRecord) -> None:
-        replay = self.replay
-        entry = replay.entries[replay.entry]
-        script = entry.data["messages"]
-        expected = {t.user_index: t.expected for t in plan_turns(script)}.get(replay.message - 1)
+        expected = self.replay.script_reply()
         if expected is not None:
             result = compare(expected_ids(self.tokenizer, expected), turn.ids)
             note = ("matches the script's reply" if result["exact_match"]

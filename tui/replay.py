@@ -45,6 +45,44 @@ def plan_turns(messages: list[dict]) -> list[ScriptTurn]:
     return turns
 
 
+@dataclass
+class ReplayState:
+    """Where a replay in the app stands: the script's conversations, the current one, and the
+    next of its messages to play. Assistant messages are never played (the model answers);
+    they are what the generated reply is compared with."""
+
+    entries: list[Line]
+    entry: int = 0
+    message: int = 0  # the next message of the current conversation to look at
+    paused: bool = False
+    steps: int = 0  # turns to play while paused (F6)
+    started: bool = False  # the current conversation has been opened in the chat
+
+    def current_entry(self) -> Line | None:
+        return self.entries[self.entry] if self.entry < len(self.entries) else None
+
+    def next_entry(self) -> None:
+        self.entry, self.message, self.started = self.entry + 1, 0, False
+
+    def next_message(self) -> dict | None:
+        """The current conversation's next user or system message; None at its end."""
+        script = self.entries[self.entry].data["messages"]
+        while self.message < len(script) and script[self.message]["role"] == "assistant":
+            self.message += 1
+        if self.message >= len(script):
+            return None
+        self.message += 1
+        return script[self.message - 1]
+
+    def use_step(self) -> None:
+        self.steps = max(0, self.steps - 1)
+
+    def script_reply(self) -> dict | None:
+        """The script's own reply to the user message played last, if it has one."""
+        script = self.entries[self.entry].data["messages"]
+        return {t.user_index: t.expected for t in plan_turns(script)}.get(self.message - 1)
+
+
 def expected_ids(tokenizer, assistant_message: dict) -> list[int]:
     """The token ids of an assistant message's body, ending with ``<|assistant_end|>``."""
     ids = tokenizer.render_conversation({"messages": [{"role": "user", "content": ""}, assistant_message]}).ids
