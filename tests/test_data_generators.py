@@ -101,6 +101,19 @@ def test_heldout_word_requests_never_appear_inside_training_requests():
             assert not any(text in prompt for prompt in train), (skill, text)
 
 
+def test_heldout_arithmetic_constructions_and_wrappers_never_appear_in_training():
+    rng = random.Random(9)
+    train = [arithmetic.exchange(rng, "train")[0].lower() for _ in range(6000)]
+    heldout = [phrase for _, phrase in arithmetic._COMMANDS["heldout"] + arithmetic._NOUNS["heldout"]]
+    for phrase in heldout:
+        pattern = re.escape(phrase).replace(re.escape("{a}"), r"\d+").replace(re.escape("{b}"), r"\d+")
+        assert not any(re.search(pattern, prompt) for prompt in train), phrase
+    source = ConversationSource("train", TRAIN_WORDS).conversations(3000, seed=11)
+    prompts = train + [m["content"].lower() for c in source for m in c["messages"] if m["role"] == "user"]
+    for wrapper in ("would you kindly ", "i'd like you to "):
+        assert not any(wrapper in prompt for prompt in prompts), wrapper
+
+
 def test_eval_prompts_never_occur_in_training(training_conversations):
     train_prompts = {m["content"].lower() for c in training_conversations for m in c["messages"] if m["role"] == "user"}
     items = eval_items(HELDOUT_WORDS, 40, seed=1234)
