@@ -5,7 +5,7 @@ import json
 import pytest
 
 from glasschat.paths import default_checkpoint_dir
-from model import Engine, SamplingParams, Stop, load_model
+from model import Engine, SamplingParams, load_model
 
 CHECKPOINT = default_checkpoint_dir()
 
@@ -19,13 +19,8 @@ def engine():
 def _ask(engine, messages):
     eng, tokenizer = engine
     prompt = tokenizer.render_for_completion({"messages": messages})
-    ids, stop = [], None
-    for event in eng.stream(prompt, SamplingParams(temperature=0.0, max_tokens=200)):
-        if isinstance(event, Stop):
-            stop = event
-        else:
-            ids.append(event.id)
-    return tokenizer.parse_assistant(ids), stop
+    reply = eng.generate(prompt, SamplingParams(temperature=0.0, max_tokens=200))[0]
+    return tokenizer.parse_assistant(reply.ids), reply.stop
 
 
 def test_checkpoint_is_small_and_documented():
