@@ -47,3 +47,17 @@ def test_eval_command_prints_the_table(trained, capsys):
     out = capsys.readouterr().out
     assert "greedy" in out and "arithmetic" in out and "stop rate" in out
     assert main(["eval", "--checkpoint", str(trained / "nothing")]) == 2
+
+
+def test_the_card_command_reproduces_the_recipe_with_its_overrides():
+    from glasschat.cli import build_parser
+    from model.training.card import train_command
+    from model.training.cli import recipe_from_args
+    from model.training.recipe import RECIPES
+
+    assert train_command(RECIPES["default"], "runs/default") == "glasschat train --recipe default --out runs/default"
+    changed = RECIPES["default"].overridden(seed=2, n_layer=6, sft_steps=600)
+    command = train_command(changed, "runs/default")
+    assert "--seed 2" in command and "--n-layer 6" in command and "--sft-steps 600" in command
+    args = build_parser().parse_args(command.split()[1:])
+    assert recipe_from_args(args) == changed

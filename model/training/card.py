@@ -34,6 +34,17 @@ def _targets(greedy: dict) -> str:
                      for name, value, target in rows)
 
 
+def train_command(recipe, out: str) -> str:
+    """The ``glasschat train`` command that makes ``recipe``: its name plus a flag for each field
+    that differs from the named recipe (only ``glasschat train``'s overrides can differ)."""
+    from model.training.recipe import RECIPES
+
+    named = asdict(RECIPES[recipe.name])
+    flags = "".join(f" --{field.replace('_', '-')} {value}" for field, value in asdict(recipe).items()
+                    if named[field] != value)
+    return f"glasschat train --recipe {recipe.name}{flags} --out {out}"
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
@@ -59,7 +70,7 @@ def write_model_card(checkpoint: Path, recipe, report: dict, timings: dict) -> P
                     "steps, the same result): its time adds both parts, its load columns cover the last part.\n"
                     if resumed else "")
     greedy, sampled = report["runs"][0], report["runs"][-1]
-    reproduce = f"glasschat train --recipe {recipe.name} --out runs/{recipe.name}"
+    reproduce = train_command(recipe, f"runs/{recipe.name}")
     text = f"""# glasschat default model
 
 A tiny chat model trained from scratch on a CPU by `{reproduce}`. It does four things:

@@ -44,6 +44,7 @@ def _register_train(subparsers) -> None:
     group = p.add_argument_group("recipe overrides")
     group.add_argument("--seed", type=int)
     group.add_argument("--vocab-size", type=_positive_int)
+    group.add_argument("--n-layer", type=_positive_int, help="transformer blocks")
     group.add_argument("--pretrain-steps", type=_positive_int)
     group.add_argument("--sft-steps", type=_positive_int)
     group.add_argument("--batch-size", type=_positive_int)
@@ -68,14 +69,20 @@ def _register_eval(subparsers) -> None:
     p.set_defaults(func=_eval)
 
 
+def recipe_from_args(args):
+    """The named recipe with the command line's overrides applied."""
+    return RECIPES[args.recipe].overridden(
+        seed=args.seed, vocab_size=args.vocab_size, n_layer=args.n_layer, pretrain_steps=args.pretrain_steps,
+        sft_steps=args.sft_steps, batch_size=args.batch_size, sft_conversations=args.sft_conversations,
+        eval_per_skill=args.eval_per_skill)
+
+
 def _train(args) -> int:
     import torch
 
     from model.training.recipe import Run, run_stages
 
-    recipe = RECIPES[args.recipe].overridden(
-        seed=args.seed, vocab_size=args.vocab_size, pretrain_steps=args.pretrain_steps, sft_steps=args.sft_steps,
-        batch_size=args.batch_size, sft_conversations=args.sft_conversations, eval_per_skill=args.eval_per_skill)
+    recipe = recipe_from_args(args)
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
