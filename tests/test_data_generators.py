@@ -114,6 +114,33 @@ def test_heldout_arithmetic_constructions_and_wrappers_never_appear_in_training(
         assert not any(wrapper in prompt for prompt in prompts), wrapper
 
 
+def test_synonyms_change_the_request_never_the_word_asked_about():
+    # "letters", "backwards" and "reverse" are words one may ask about, and also words the
+    # phrasing swaps for synonyms: the swap must touch only the request's own words
+    for seed in range(300):
+        rng = random.Random(seed)
+        for word in ("letters", "backwards", "reverse"):
+            for skill in word_skills.WORD_SKILLS:
+                user, _, _ = word_skills.exchange(rng, skill, word, rng.choice(("train", "heldout")))
+                assert word in user.lower(), (word, user)
+
+
+def test_requests_are_made_of_real_words(training_conversations):
+    # "reverse" becomes "invert" only as a verb: never "invertd", "in invert" or "the invert of"
+    rng = random.Random(3)
+    requests = [m["content"].lower() for c in training_conversations for m in c["messages"] if m["role"] == "user"]
+    requests += [word_skills.exchange(rng, "reverse", "house", "heldout")[0].lower() for _ in range(2000)]
+    assert any("invert " in r for r in requests)
+    assert not [r for r in requests if re.search(r"invertd|in invert|the invert|invert order", r)]
+
+
+def test_requests_that_start_with_the_word_get_no_polite_wrapper():
+    # "would you {w} - spell it" is not English: a core that starts with the word is not a command
+    for templates in word_skills.TEMPLATES.values():
+        for split in ("train", "heldout"):
+            assert not [core for core, command in templates[split] if command and core.startswith("{")]
+
+
 def test_eval_prompts_never_occur_in_training(training_conversations):
     train_prompts = {m["content"].lower() for c in training_conversations for m in c["messages"] if m["role"] == "user"}
     items = eval_items(HELDOUT_WORDS, 40, seed=1234)

@@ -185,10 +185,10 @@ def _verbal_or_symbolic(rng: random.Random, split: Split) -> Problem:
         if op == "/" and (b == 0 or rng.random() < 0.75):
             b = rng.randint(1, 99)
             a = b * rng.randint(1, max(1, 9999 // b))
-        return Problem(f"{a} {op} {b}", compose(rng, core.format(a=a, b=b), split, command), _apply(op, a, b))
+        return Problem(f"{a} {op} {b}", compose(rng, core, split, command, a=a, b=b), _apply(op, a, b))
     p = _problem(rng)
     frame, command = pick(rng, _FRAMES, split)
-    return Problem(p.call, compose(rng, frame.format(e=p.asked), split, command), p.value)
+    return Problem(p.call, compose(rng, frame, split, command, e=p.asked), p.value)
 
 
 def assistant_parts(call: str) -> list[dict]:

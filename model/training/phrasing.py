@@ -13,6 +13,7 @@ evaluation, so the eval measures whether the model understood a request it has n
 from __future__ import annotations
 
 import random
+import re
 from typing import Literal
 
 Split = Literal["train", "heldout"]
@@ -23,9 +24,13 @@ CLOSERS = ["", "", "", "", ".", "!", " please", ", please", " thanks", " :)", " 
 ADVERBS = ["", "", "", "", "", "", "just ", "quickly ", "simply ", "now ", "also ", "actually ", "please "]
 TRAILERS = ["", "", "", "", "", "", "", " for me", " real quick", " again", " correctly", " if you can",
             " right now", " for me please"]
-# words a person may use in place of others, in both splits: (word, alternatives)
-SYNONYMS = [(" letters", [" letters", " letters", " characters"]), (" backwards", [" backwards", " backwards", " backward"]),
-            (" the word ", [" the word ", " the word ", " the term ", " this word: "]), (" reverse", [" reverse", " reverse", " invert"])]
+# words a person may use in place of others, in both splits: (pattern, alternatives). Only the
+# request's own words are swapped, never the word or numbers it asks about, and "reverse" only as
+# a verb: "reversed", "in reverse" and "the reverse of" stay as they are.
+SYNONYMS = [(re.compile(r" letters\b"), [" letters", " letters", " characters"]),
+            (re.compile(r" backwards\b"), [" backwards", " backwards", " backward"]),
+            (re.compile(r" the word "), [" the word ", " the word ", " the term ", " this word: "]),
+            (re.compile(r"(?<!\bin)(?<!\bthe) reverse(?= )"), [" reverse", " reverse", " invert"])]
 QUESTION_CLOSERS = ["?", "?", "?", "?", "", "??", "? thanks", "? please"]
 
 # polite wrappers around a command core ("spell {w}")
@@ -52,11 +57,16 @@ def pick(rng: random.Random, phrasings: dict[str, list], split: Split):
     return rng.choice(phrasings[split])
 
 
-def compose(rng: random.Random, core: str, split: Split, command: bool) -> str:
-    """A full request around ``core``: opener + (adverb + wrapper if a command) + core + trailer + closer."""
-    for word, alternatives in SYNONYMS:
-        if word in f" {core}":
-            core = f" {core}".replace(word, rng.choice(alternatives), 1)[1:]
+def compose(rng: random.Random, core: str, split: Split, command: bool, **fields) -> str:
+    """A full request around ``core``: opener + (adverb + wrapper if a command) + core + trailer + closer.
+
+    ``core`` is a template ("spell {w}"): synonyms are swapped in before ``fields`` fill it, so
+    a word asked about ("letters") is never changed into another ("characters")."""
+    for pattern, alternatives in SYNONYMS:
+        if pattern.search(f" {core}"):
+            core = pattern.sub(rng.choice(alternatives), f" {core}", count=1)[1:]
+    if fields:
+        core = core.format(**fields)
     if command:
         core = rng.choice(WRAPPERS[split]).format(x=rng.choice(ADVERBS) + core)
     if not core.endswith("?"):

@@ -31,7 +31,7 @@ SPELL = check_disjoint({
         ("spell this word: {w}", True), ("spell {w} one letter at a time", True), ("give me the spelling of {w}", True),
         ("how do you spell {w}?", False), ("how is {w} spelled?", False), ("what's the spelling of {w}?", False),
         ("what letters make up {w}?", False), ("how do I spell {w}?", False), ("what are the letters in {w}?", False),
-        ("can I get the spelling of {w}?", False), ("{w}: how is it spelled?", False), ("{w} - spell it", True),
+        ("can I get the spelling of {w}?", False), ("{w}: how is it spelled?", False), ("{w} - spell it", False),
         ("letters of {w}?", False), ("spelling of {w}?", False), ("how would you spell {w}?", False),
         ("which letters are in {w}?", False), ("{w}, spelled out?", False), ("list all the letters of {w}", True),
         ("name the letters of {w}", True), ("say the letters of {w}", True), ("spell {w} in letters", True),
@@ -74,7 +74,7 @@ COUNT = check_disjoint({
     ],
     "heldout": [
         ("how many {cs} appear in {w}?", False), ("in {w}, what's the number of {cs}?", False),
-        ("count all the {cs} in {w}", True), ("how many {cs} are contained in {w}?", False), ("{w} - count the {cs}", True),
+        ("count all the {cs} in {w}", True), ("how many {cs} are contained in {w}?", False), ("{w} - count the {cs}", False),
     ],
 })
 REVERSE = check_disjoint({
@@ -83,7 +83,7 @@ REVERSE = check_disjoint({
         ("reverse the order of the letters in {w}", True), ("write {w} backwards", True), ("spell {w} backwards", True),
         ("spell {w} in reverse", True), ("say {w} backwards", True), ("flip {w}", True), ("flip the word {w}", True),
         ("turn {w} around", True), ("read {w} backwards", True), ("write {w} in reverse", True),
-        ("reverse this word: {w}", True), ("{w} backwards", True), ("write the letters of {w} in reverse order", True),
+        ("reverse this word: {w}", True), ("{w} backwards", False), ("write the letters of {w} in reverse order", True),
         ("what is {w} backwards?", False), ("what's {w} reversed?", False), ("what's {w} spelled backwards?", False),
         ("how do you say {w} backwards?", False), ("how is {w} written backwards?", False),
         ("what do you get when you reverse {w}?", False), ("{w} reversed?", False), ("what's the reverse of {w}?", False),
@@ -91,9 +91,9 @@ REVERSE = check_disjoint({
         ("put the letters of {w} in reverse order", True), ("reverse the spelling of {w}", True),
         ("show me {w} reversed", True), ("{w} in reverse, please", False), ("I want {w} reversed", False),
         ("what does {w} look like backwards?", False), ("reverse the following word: {w}", True),
-        ("can I get {w} backwards?", False), ("{w} - reverse it", True),
+        ("can I get {w} backwards?", False), ("{w} - reverse it", False),
         ("give me {w} in reverse order", True), ("what does {w} look like reversed?", False),
-        ("I'd like to see {w} written backwards", False), ("{w} - write it backwards", True),
+        ("I'd like to see {w} written backwards", False), ("{w} - write it backwards", False),
         ("show me what {w} is backwards", True), ("let me see {w} backwards", False),
         ("tell me what {w} is reversed", True), ("I want to see how {w} looks backwards", False),
         ("the word I want reversed is {w}", False),
@@ -198,7 +198,7 @@ def exchange(rng: random.Random, skill: str, word: str, split: Split) -> tuple[s
     if "the word {w}" in core:
         w = word
     c, cs = _letter_as_typed(rng, letter or "x")
-    user = compose(rng, core.format(w=w, c=c, cs=cs), split, command)
+    user = compose(rng, core, split, command, w=w, c=c, cs=cs)
     return typed(rng, user), reply(skill, word, letter), letter
 
 
