@@ -1,4 +1,5 @@
-"""Saved conversations: where they go, what is in them, and that a crash loses at most a reply."""
+"""Saved conversations: where they go, what is in them, that a crash loses at most a reply, and
+that files are written with the user's usual permissions."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 
 import pytest
 
+from glasschat.atomic import atomic_write_text
 from glasschat.errors import UserError
 from tui.records import ChatRecord, TurnRecord, read_lines, to_markdown
 from tui.store import ConversationStore, data_dir
@@ -66,3 +68,14 @@ def test_markdown_export_shows_tool_calls():
                                                               {"type": "python_output", "text": "42"},
                                                               {"type": "text", "text": "It is 42."}]}], "t")
     assert markdown == "# t\n\n## User\n\n12+30?\n\n## Assistant\n\n```python\n12+30\n```\n\n```text\n42\n```\n\nIt is 42.\n"
+
+
+def test_written_files_get_the_users_usual_permissions(tmp_path):
+    # an atomic write must not leave the owner-only mode of a temporary file behind
+    previous = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "out.txt", "hello")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
