@@ -4,8 +4,10 @@ import json
 
 import pytest
 
-from glasschat.cli import main
-from model.training.recipe import STAGES
+from glasschat.cli import build_parser, main
+from model.training.card import train_command
+from model.training.cli import recipe_from_args
+from model.training.recipe import RECIPES, STAGES
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +52,6 @@ def test_eval_command_prints_the_table(trained, capsys):
 
 
 def test_the_card_command_reproduces_the_recipe_with_its_overrides():
-    from glasschat.cli import build_parser
-    from model.training.card import train_command
-    from model.training.cli import recipe_from_args
-    from model.training.recipe import RECIPES
-
     assert train_command(RECIPES["default"], "runs/default") == "glasschat train --recipe default --out runs/default"
     changed = RECIPES["default"].overridden(seed=2, n_layer=6, sft_steps=600)
     command = train_command(changed, "runs/default")
