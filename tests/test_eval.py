@@ -5,7 +5,7 @@ import pytest
 from model.events import GenerationStats, Stop, TokenEvent
 from model.training import small_talk
 from model.training.eval_prompts import SKILLS, EvalItem, eval_items, score
-from model.training.evaluate import evaluate, format_table
+from model.training.evaluate import evaluate, format_table, format_weak_phrasings
 from model.training.words import split_words
 
 HELDOUT = split_words()[1]
@@ -89,3 +89,23 @@ def test_eval_counts_right_and_wrong_answers(tiny_tokenizer, correct):
     table = format_table({"runs": [result, {**result, "temperature": 0.7}]})
     assert "greedy" in table and "T=0.7" in table and "stop rate" in table
     assert ("100.0%" if correct else "0.0%") in table.splitlines()[1]
+
+
+def test_eval_reports_which_heldout_phrasings_it_misses(tiny_tokenizer):
+    items = eval_items(HELDOUT, 30, seed=3)
+    reversal = [i for i in items if i.skill == "reversal"]
+    missed = reversal[0].phrasing  # every request in this phrasing gets a wrong answer
+    replies = {tuple(tiny_tokenizer.render_for_completion(i.conversation)):
+               "I don't know." if i.skill == "reversal" and i.phrasing == missed else _correct_reply(i) for i in items}
+    engine = ScriptedEngine(tiny_tokenizer, replies)
+    result = evaluate(engine, tiny_tokenizer, items, temperature=0.0, seed=0, log=lambda _: None)
+    phrasings = result["skills"]["reversal"]["phrasings"]
+    asked = sum(i.phrasing == missed for i in reversal)
+    assert phrasings[missed] == {"n": asked, "correct": 0}
+    assert sum(p["n"] for p in phrasings.values()) == 30 and len(phrasings) > 1
+    assert all(p["correct"] == p["n"] for name, p in phrasings.items() if name != missed)
+    # each held-out phrasing is a template from the held-out split, never the filled-in request
+    assert all("{" in i.phrasing for i in items if i.skill != "small_talk")
+    weak = format_weak_phrasings({"runs": [result]}).splitlines()
+    assert weak[0].startswith("held-out phrasings right under 90% of the time (greedy)")
+    assert weak[1:] == [f"  reversal       0/{asked:<3d}  {missed}"]

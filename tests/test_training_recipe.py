@@ -7,6 +7,7 @@ import pytest
 from glasschat.cli import build_parser, main
 from model.training.card import train_command
 from model.training.cli import recipe_from_args
+from model.training.evaluate import weak_phrasings
 from model.training.recipe import RECIPES, STAGES
 
 
@@ -27,6 +28,8 @@ def test_tiny_recipe_runs_every_stage(trained):
     assert "glasschat train --recipe tiny" in card and "stop rate" in card
     report = json.loads((trained / "eval.json").read_text())
     assert [run["temperature"] for run in report["runs"]] == [0.0, 0.7]
+    weak = weak_phrasings(report["runs"][0])  # a six-step model misreads most phrasings
+    assert weak and all(line in card for line in weak)
     recipe = json.loads((trained / "recipe.json").read_text())
     assert recipe["name"] == "tiny"
 
@@ -48,6 +51,7 @@ def test_eval_command_prints_the_table(trained, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "greedy" in out and "arithmetic" in out and "stop rate" in out
+    assert "held-out phrasings right under 90% of the time (greedy):" in out  # a six-step model misses
     assert main(["eval", "--checkpoint", str(trained / "nothing")]) == 2
 
 

@@ -82,11 +82,13 @@ THE_ANSWER = ["that", "that", "it", "the result", "the answer", "this", "that nu
 
 @dataclass(frozen=True)
 class Problem:
-    """``call``: the Python expression the assistant writes; ``asked``: how the user wrote it."""
+    """``call``: the Python expression the assistant writes; ``asked``: how the user wrote it;
+    ``phrasing``: the template the request was built from ("what is {e}?", "add {a} and {b}")."""
 
     call: str
     asked: str
     value: int | float
+    phrasing: str = ""
 
 
 def _number(rng: random.Random) -> int:
@@ -185,10 +187,10 @@ def _verbal_or_symbolic(rng: random.Random, split: Split) -> Problem:
         if op == "/" and (b == 0 or rng.random() < 0.75):
             b = rng.randint(1, 99)
             a = b * rng.randint(1, max(1, 9999 // b))
-        return Problem(f"{a} {op} {b}", compose(rng, core, split, command, a=a, b=b), _apply(op, a, b))
+        return Problem(f"{a} {op} {b}", compose(rng, core, split, command, a=a, b=b), _apply(op, a, b), phrase)
     p = _problem(rng)
     frame, command = pick(rng, _FRAMES, split)
-    return Problem(p.call, compose(rng, frame, split, command, e=p.asked), p.value)
+    return Problem(p.call, compose(rng, frame, split, command, e=p.asked), p.value, frame)
 
 
 def assistant_parts(call: str) -> list[dict]:
@@ -219,4 +221,4 @@ def follow_up(rng: random.Random, previous: int, split: Split) -> tuple[str, lis
             break
     value = _apply(op, previous, n)
     user = phrase.format(x=rng.choice(THE_ANSWER), n=n)
-    return typed(rng, user), assistant_parts(call), Problem(call, user, value)
+    return typed(rng, user), assistant_parts(call), Problem(call, user, value, phrase)

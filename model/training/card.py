@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from glasschat.atomic import atomic_write_text
-from model.training.evaluate import format_table
+from model.training.evaluate import WEAK_BELOW, format_table, weak_phrasings
 
 
 def _cpu_name() -> str:
@@ -32,6 +32,15 @@ def _targets(greedy: dict) -> str:
     rows.append(("stop rate", 100 * greedy["stop_rate"], STOP_RATE_TARGET))
     return "\n".join(f"- {name} ≥ {target:g}%: {value:.1f}% — {'met' if value >= target else 'missed'}"
                      for name, value, target in rows)
+
+
+def _weak_phrasings(greedy: dict) -> str:
+    lines = weak_phrasings(greedy)
+    if not lines:
+        return f"Greedy, every held-out phrasing is answered right at least {100 * WEAK_BELOW:g}% of the time."
+    rows = "\n".join(lines)
+    return (f"Where the misses are: the held-out phrasings answered right less than {100 * WEAK_BELOW:g}% of the "
+            f"time, greedy (skill, right/asked, phrasing):\n\n```\n{rows}\n```")
 
 
 def train_command(recipe, out: str) -> str:
@@ -145,6 +154,8 @@ Targets, greedy:
 
 {_targets(greedy)}
 
+{_weak_phrasings(greedy)}
+
 ## Reproduce
 
 ```sh
@@ -159,9 +170,9 @@ training stage resumes from its last saved state.
 
 It is a few million parameters trained for minutes: it knows nothing of the world, and it can
 only spell words made of letters a-z (long or unusual words fail more often). Arithmetic is
-exact only because the calculator computes it; the model copies numbers. Most of its misses
-in the evaluation are requests in a construction that training never showed ("times 7 by 239",
-"make house go backwards"): it then copies the wrong word or number. In a long conversation it
+exact only because the calculator computes it; the model copies numbers. A request in a phrasing
+that training never showed can make it copy the wrong word or number, or pick the wrong operator
+(the phrasings it misreads most are listed under Evaluation). In a long conversation it
 sometimes takes a new question for a follow-up about the previous turn's word.
 """
     path = checkpoint / "MODEL_CARD.md"

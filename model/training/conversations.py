@@ -73,8 +73,8 @@ class ConversationSource:
             return [_user(user), _assistant(parts)], {"value": problem.value}
         if kind in WORD_SKILLS:
             word = self.word(rng)
-            user, reply, _ = word_skills.exchange(rng, kind, word, self.split)
-            return [_user(user), _assistant(reply)], {"word": word}
+            turn = word_skills.exchange(rng, kind, word, self.split)
+            return [_user(turn.user), _assistant(turn.reply)], {"word": word}
         user, reply = small_talk.exchange(rng, kind, self.split)
         return [_user(user), _assistant(reply)], {}
 
@@ -90,8 +90,8 @@ class ConversationSource:
                 user, parts, problem = arithmetic.follow_up(rng, value, self.split)
                 turn, context = [_user(user), _assistant(parts)], {"value": problem.value}
             elif word is not None and rng.random() < 0.6:
-                user, reply, _, _ = word_skills.follow_up(rng, word, self.split)
-                turn = [_user(user), _assistant(reply)]
+                follow = word_skills.follow_up(rng, word, self.split)
+                turn = [_user(follow.user), _assistant(follow.reply)]
             else:
                 kind = rng.choices(("arithmetic", *WORD_SKILLS, "out_of_scope", "identity", "thanks", "capabilities"),
                                    weights=(30, 20, 20, 20, 5, 3, 3, 2))[0]

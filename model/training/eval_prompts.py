@@ -37,6 +37,7 @@ class EvalItem:
     kind: str  # finer: the operator shape, the small-talk kind, the follow-up skill
     conversation: dict  # ends with the user message to answer
     expected: str  # the answer: a number, a spelled word, a reversed word, or a small-talk kind
+    phrasing: str = ""  # the held-out template of the last request ("make {w} go backwards"); small talk: its kind
 
 
 def _user(text: str) -> dict:
@@ -50,17 +51,22 @@ def _assistant(content) -> dict:
 def _arithmetic_item(rng: random.Random) -> EvalItem:
     user, _, problem = arithmetic.exchange(rng, "heldout")
     kind = "parentheses" if "(" in problem.call else f"{problem.call.count(' ') // 2 + 1} operands"
-    return EvalItem("arithmetic", kind, {"messages": [_user(user)]}, arithmetic.calculator_output(problem.call))
+    return EvalItem("arithmetic", kind, {"messages": [_user(user)]}, arithmetic.calculator_output(problem.call),
+                    problem.phrasing)
 
 
 def _word_item(rng: random.Random, skill: str, words: Sequence[str]) -> EvalItem:
     word = rng.choice(words)
-    user, _, letter = word_skills.exchange(rng, skill, word, "heldout")
-    expected = {"spell": word_skills.spelled(word), "reverse": word.lower()[::-1]}.get(skill)
-    if skill == "count":
-        expected = str(word.lower().count(letter))
+    turn = word_skills.exchange(rng, skill, word, "heldout")
     row = {"spell": "spelling", "count": "counting", "reverse": "reversal"}[skill]
-    return EvalItem(row, f"{len(word)} letters", {"messages": [_user(user)]}, expected)
+    return EvalItem(row, f"{len(word)} letters", {"messages": [_user(turn.user)]}, _word_answer(turn, word),
+                    turn.phrasing)
+
+
+def _word_answer(turn: word_skills.WordTurn, word: str) -> str:
+    if turn.skill == "count":
+        return str(word.lower().count(turn.letter))
+    return word_skills.spelled(word) if turn.skill == "spell" else word.lower()[::-1]
 
 
 def _multi_turn_item(rng: random.Random, words: Sequence[str]) -> EvalItem:
@@ -72,21 +78,18 @@ def _multi_turn_item(rng: random.Random, words: Sequence[str]) -> EvalItem:
                 break
         follow, _, answer = arithmetic.follow_up(rng, problem.value, "heldout")
         messages = [_user(user), _assistant(parts), _user(follow)]
-        return EvalItem("multi_turn", "arithmetic", {"messages": messages}, arithmetic.calculator_output(answer.call))
+        return EvalItem("multi_turn", "arithmetic", {"messages": messages}, arithmetic.calculator_output(answer.call),
+                        answer.phrasing)
     word = rng.choice(words)
-    skill = rng.choice(word_skills.WORD_SKILLS)
-    user, reply, _ = word_skills.exchange(rng, skill, word, "heldout")
-    follow, _, follow_skill, letter = word_skills.follow_up(rng, word, "heldout")
-    expected = {"spell": word_skills.spelled(word), "reverse": word.lower()[::-1]}.get(follow_skill)
-    if follow_skill == "count":
-        expected = str(word.lower().count(letter))
-    messages = [_user(user), _assistant(reply), _user(follow)]
-    return EvalItem("multi_turn", follow_skill, {"messages": messages}, expected)
+    first = word_skills.exchange(rng, rng.choice(word_skills.WORD_SKILLS), word, "heldout")
+    follow = word_skills.follow_up(rng, word, "heldout")
+    messages = [_user(first.user), _assistant(first.reply), _user(follow.user)]
+    return EvalItem("multi_turn", follow.skill, {"messages": messages}, _word_answer(follow, word), follow.phrasing)
 
 
 def _small_talk_item(rng: random.Random) -> EvalItem:
     kind = rng.choice(small_talk.KINDS)
-    return EvalItem("small_talk", kind, {"messages": [_user(small_talk.user_prompt(rng, kind, "heldout"))]}, kind)
+    return EvalItem("small_talk", kind, {"messages": [_user(small_talk.user_prompt(rng, kind, "heldout"))]}, kind, kind)
 
 
 def eval_items(heldout_words: Sequence[str], per_skill: int, seed: int = 1234) -> list[EvalItem]:

@@ -2,7 +2,8 @@
 
 Each prompt goes through ``Engine.stream`` exactly as a user's message does — the calculator
 runs and its output is forced — so the figures measure what a user gets. Reported per sampling
-temperature: accuracy per skill, the stop rate (the reply ended with ``<|assistant_end|>``
+temperature: accuracy per skill (and per held-out phrasing, to show which requests it
+misreads), the stop rate (the reply ended with ``<|assistant_end|>``
 within the token budget), the mean reply length in tokens, and the decode speed.
 """
 
@@ -47,9 +48,12 @@ def evaluate(engine, tokenizer, items: Sequence[EvalItem], temperature: float, s
     started = time.perf_counter()
     for index, item in enumerate(items):
         result = run_item(engine, tokenizer, item, temperature, seed + index)
-        row = skills.setdefault(item.skill, {"n": 0, "correct": 0, "failures": []})
+        row = skills.setdefault(item.skill, {"n": 0, "correct": 0, "failures": [], "phrasings": {}})
         row["n"] += 1
         row["correct"] += result["ok"]
+        phrasing = row["phrasings"].setdefault(item.phrasing, {"n": 0, "correct": 0})
+        phrasing["n"] += 1
+        phrasing["correct"] += result["ok"]
         if not result["ok"] and len(row["failures"]) < FAILURES_KEPT:
             row["failures"].append({"prompt": item.conversation["messages"][-1]["content"],
                                     "expected": item.expected, "reply": result["reply"]})
@@ -92,6 +96,29 @@ def evaluate_checkpoint(checkpoint: str | Path, per_skill: int, temperatures: Se
 
 def _label(temperature: float) -> str:
     return "greedy" if temperature == 0 else f"T={temperature:g}"
+
+
+WEAK_BELOW = 0.9  # a held-out phrasing answered right less often than this is listed as weak
+
+
+def weak_phrasings(run: dict, below: float = WEAK_BELOW) -> list[str]:
+    """One line per held-out phrasing of ``run`` (one temperature) answered right less often than
+    ``below``, worst first: ``skill  right/asked  phrasing`` — where a skill's misses come from."""
+    weak = [(p["correct"] / p["n"], skill, phrasing, p) for skill, row in run["skills"].items()
+            for phrasing, p in row.get("phrasings", {}).items() if p["correct"] < below * p["n"]]
+    return [f"{skill:12s} {p['correct']:3d}/{p['n']:<3d}  {phrasing}"
+            for _, skill, phrasing, p in sorted(weak, key=lambda w: w[:3])]
+
+
+def format_weak_phrasings(report: dict, below: float = WEAK_BELOW) -> str:
+    """``weak_phrasings`` for each temperature of ``report``, under a heading; empty if none."""
+    blocks = []
+    for run in report["runs"]:
+        lines = weak_phrasings(run, below)
+        if lines:
+            heading = f"held-out phrasings right under {100 * below:g}% of the time ({_label(run['temperature'])}):"
+            blocks.append("\n".join([heading, *("  " + line for line in lines)]))
+    return "\n".join(blocks)
 
 
 def format_table(report: dict) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import string
+from typing import NamedTuple
 
 from model.training.phrasing import Split, check_disjoint, compose, pick, typed
 
@@ -190,8 +191,19 @@ def reply(skill: str, word: str, letter: str | None = None) -> str | list[dict]:
     return reverse_reply(word)
 
 
-def exchange(rng: random.Random, skill: str, word: str, split: Split) -> tuple[str, str | list[dict], str | None]:
-    """One (user, assistant, letter) exchange asking ``skill`` about ``word``."""
+class WordTurn(NamedTuple):
+    """One user request about a word and the assistant's reply. ``phrasing`` is the template the
+    request was built from ("spell {w}"), so an evaluation can report accuracy per phrasing."""
+
+    user: str
+    reply: str | list[dict]
+    skill: str
+    letter: str | None  # the letter counted, for "count"
+    phrasing: str
+
+
+def exchange(rng: random.Random, skill: str, word: str, split: Split) -> WordTurn:
+    """One exchange asking ``skill`` about ``word``."""
     letter = pick_letter(rng, word) if skill == "count" else None
     core, command = pick(rng, TEMPLATES[skill], split)
     w = _word_as_typed(rng, word)
@@ -199,13 +211,13 @@ def exchange(rng: random.Random, skill: str, word: str, split: Split) -> tuple[s
         w = word
     c, cs = _letter_as_typed(rng, letter or "x")
     user = compose(rng, core, split, command, w=w, c=c, cs=cs)
-    return typed(rng, user), reply(skill, word, letter), letter
+    return WordTurn(typed(rng, user), reply(skill, word, letter), skill, letter, core)
 
 
-def follow_up(rng: random.Random, word: str, split: Split) -> tuple[str, str | list[dict], str, str | None]:
-    """A follow-up about the previous turn's word: (user, assistant, skill, letter)."""
+def follow_up(rng: random.Random, word: str, split: Split) -> WordTurn:
+    """A follow-up about the previous turn's word ("now reverse it"), of a skill it picks."""
     skill, phrase = rng.choice(FOLLOW_UPS[split])
     letter = pick_letter(rng, word) if skill == "count" else None
     c, cs = _letter_as_typed(rng, letter or "x")
     user = phrase.format(it=rng.choice(THE_WORD), c=c, cs=cs)
-    return typed(rng, user), reply(skill, word, letter), skill, letter
+    return WordTurn(typed(rng, user), reply(skill, word, letter), skill, letter, phrase)
