@@ -129,7 +129,7 @@ def test_requests_are_made_of_real_words(training_conversations):
     # "reverse" becomes "invert" only as a verb: never "invertd", "in invert" or "the invert of"
     rng = random.Random(3)
     requests = [m["content"].lower() for c in training_conversations for m in c["messages"] if m["role"] == "user"]
-    requests += [word_skills.exchange(rng, "reverse", "house", "heldout")[0].lower() for _ in range(2000)]
+    requests += [word_skills.exchange(rng, "reverse", "house", "heldout").user.lower() for _ in range(2000)]
     assert any("invert " in r for r in requests)
     assert not [r for r in requests if re.search(r"invertd|in invert|the invert|invert order", r)]
 

@@ -105,7 +105,7 @@ def weak_phrasings(run: dict, below: float = WEAK_BELOW) -> list[str]:
     """One line per held-out phrasing of ``run`` (one temperature) answered right less often than
     ``below``, worst first: ``skill  right/asked  phrasing`` — where a skill's misses come from."""
     weak = [(p["correct"] / p["n"], skill, phrasing, p) for skill, row in run["skills"].items()
-            for phrasing, p in row.get("phrasings", {}).items() if p["correct"] < below * p["n"]]
+            for phrasing, p in row["phrasings"].items() if p["correct"] < below * p["n"]]
     return [f"{skill:12s} {p['correct']:3d}/{p['n']:<3d}  {phrasing}"
             for _, skill, phrasing, p in sorted(weak, key=lambda w: w[:3])]
 
