@@ -101,7 +101,7 @@ def _eval(args) -> int:
     import torch
 
     from model import resolve_checkpoint_dir
-    from model.training.evaluate import evaluate_checkpoint, format_table, format_weak_phrasings
+    from model.training.evaluate import evaluate_checkpoint, format_report
 
     if any(t < 0 for t in args.temperature or ()):
         raise UserError("--temperature: must be >= 0")
@@ -110,8 +110,5 @@ def _eval(args) -> int:
     log = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
     report = evaluate_checkpoint(checkpoint, args.per_skill, tuple(args.temperature or (0.0, 0.7)),
                                  seed=args.seed, threads=args.threads, log=log)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print("\n\n".join(filter(None, (format_table(report), format_weak_phrasings(report)))))
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

@@ -121,6 +121,11 @@ def format_weak_phrasings(report: dict, below: float = WEAK_BELOW) -> str:
     return "\n".join(blocks)
 
 
+def format_report(report: dict) -> str:
+    """What ``glasschat eval`` prints and the training log shows: the table, then the weak phrasings."""
+    return "\n\n".join(filter(None, (format_table(report), format_weak_phrasings(report))))
+
+
 def format_table(report: dict) -> str:
     """The eval table: one row per skill, one column per temperature."""
     runs = report["runs"]

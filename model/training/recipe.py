@@ -388,15 +388,13 @@ def stage_checkpoint(run: Run) -> None:
 
 def stage_eval(run: Run) -> None:
     from model.training.card import write_model_card
-    from model.training.evaluate import evaluate_checkpoint, format_table, format_weak_phrasings
+    from model.training.evaluate import evaluate_checkpoint, format_report
 
     r = run.recipe
     report = evaluate_checkpoint(run.path("checkpoint"), per_skill=r.eval_per_skill,
                                  temperatures=(0.0, r.eval_temperature), seed=r.seed + 1234, log=run.log)
     atomic_write_text(run.path("eval.json"), json.dumps(report, indent=2) + "\n")
-    run.log(format_table(report))
-    if weak := format_weak_phrasings(report):
-        run.log(weak)
+    run.log(format_report(report))
     write_model_card(run.path("checkpoint"), r, report, run.timings())
 
 
