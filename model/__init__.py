@@ -1,6 +1,6 @@
 """The GPT, its checkpoints (safetensors + config.json), nanochat import and Hugging Face
-export, the streaming KV-cache engine with its calculator tool, training and evaluation.
-Knows nothing of Textual.
+export, the streaming KV-cache engine with its calculator tool. Knows nothing of Textual or of
+training (``training/`` builds on this package, never the other way round).
 
 ``import model`` stays light: the event types load at once (the TUI needs only them), the
 torch-backed names (``GPT``, ``load_model``, ``Engine`` …) on first use.

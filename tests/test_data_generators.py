@@ -6,12 +6,12 @@ import re
 
 import pytest
 
-from model.training import arithmetic, small_talk, word_skills
-from model.training.conversations import ConversationSource
-from model.training.eval_prompts import eval_items
-from model.training.phrasing import check_disjoint
-from model.training.pretrain_text import spelling_documents
-from model.training.words import all_words, is_heldout, split_words
+from training import arithmetic, small_talk, word_skills
+from training.conversations import ConversationSource
+from training.eval_prompts import eval_items
+from training.phrasing import check_disjoint
+from training.pretrain_text import spelling_documents
+from training.words import all_words, is_heldout, split_words
 
 TRAIN_WORDS, HELDOUT_WORDS = split_words()
 
@@ -190,7 +190,7 @@ def test_multi_turn_follow_ups_use_the_earlier_turn():
 
 
 def test_made_up_practice_words_avoid_heldout_words():
-    from model.training.recipe import pseudo_words
+    from training.recipe import pseudo_words
 
     pieces = ["ban", "ana", "or", "y", "house", "ho", "use", "st", "raw", "berry"]
     exclude = {"banana", "house", "strawberry"}

@@ -44,9 +44,9 @@ def test_answers_12_plus_30_with_the_calculator(engine):
 def test_held_out_word_skills_stay_above_a_floor(engine):
     """A guard against shipping a broken model: on 40 held-out prompts per skill (the eval's
     words and phrasings, greedy) each skill stays above 80% and replies stop. The full figures are in the card."""
-    from model.training.eval_prompts import eval_items
-    from model.training.evaluate import evaluate
-    from model.training.recipe import word_pools
+    from training.eval_prompts import eval_items
+    from training.evaluate import evaluate
+    from training.recipe import word_pools
 
     eng, tokenizer = engine
     _, heldout_words, _ = word_pools(tokenizer)

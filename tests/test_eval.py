@@ -3,10 +3,10 @@
 import pytest
 
 from model.events import GenerationStats, Stop, TokenEvent
-from model.training import small_talk
-from model.training.eval_prompts import SKILLS, EvalItem, eval_items, score
-from model.training.evaluate import evaluate, format_table, format_weak_phrasings
-from model.training.words import split_words
+from training import small_talk
+from training.eval_prompts import SKILLS, EvalItem, eval_items, score
+from training.evaluate import evaluate, format_table, format_weak_phrasings
+from training.words import split_words
 
 HELDOUT = split_words()[1]
 

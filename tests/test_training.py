@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from model.gpt import GPT, GPTConfig
-from model.training.batches import Batches, pack_conversations, pack_text
-from model.training.conversations import ConversationSource
-from model.training.loop import STATE_FILE, LoopConfig, load_state, make_optimizers, train
-from model.training.words import split_words
+from training.batches import Batches, pack_conversations, pack_text
+from training.conversations import ConversationSource
+from training.loop import STATE_FILE, LoopConfig, load_state, make_optimizers, train
+from training.words import split_words
 
 SEQ = 96
 

@@ -5,10 +5,10 @@ import json
 import pytest
 
 from glasschat.cli import build_parser, main
-from model.training.card import train_command
-from model.training.cli import recipe_from_args
-from model.training.evaluate import weak_phrasings
-from model.training.recipe import RECIPES, STAGES
+from training.card import train_command
+from training.cli import recipe_from_args
+from training.evaluate import weak_phrasings
+from training.recipe import RECIPES, STAGES
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The word list behind the word skills (spelling, letter counting, reversal) and its split.
 
 ``data/words.txt`` is committed, so training does not depend on what a machine happens to
-have installed. ``python -m model.training.words`` rebuilds it from two offline sources:
+have installed. ``python -m training.words`` rebuilds it from two offline sources:
 
 - ``data/common_words.txt``, everyday words written by hand (fruit, animals, household
   things, common verbs and adjectives — what people try in a chat);
@@ -94,11 +94,11 @@ def build_word_list(documents) -> list[str]:
 
 def main() -> None:
     from glasschat.atomic import atomic_write_text
-    from model.training.sources import english_documents
+    from training.sources import english_documents
 
     words = build_word_list(english_documents())
     header = ("# glasschat word list: data/common_words.txt plus words mined from Python's help topics\n"
-              "# and standard-library docstrings. Rebuild with: python -m model.training.words\n")
+              "# and standard-library docstrings. Rebuild with: python -m training.words\n")
     atomic_write_text(WORDS_FILE, header + "\n".join(words) + "\n")
     print(f"{WORDS_FILE}: {len(words)} words, {sum(map(is_heldout, words))} held out")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Sequence
 
-from model.training.word_skills import spelled
+from training.word_skills import spelled
 
 _LINES = (
     "{w} is spelled {s}.",

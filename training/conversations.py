@@ -11,9 +11,9 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from model.training import arithmetic, small_talk, word_skills
-from model.training.phrasing import Split
-from model.training.word_skills import WORD_SKILLS
+from training import arithmetic, small_talk, word_skills
+from training.phrasing import Split
+from training.word_skills import WORD_SKILLS
 
 # single-turn kinds and their share of conversations (multi-turn has its own share)
 MIXTURE: dict[str, float] = {

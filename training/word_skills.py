@@ -18,7 +18,7 @@ import random
 import string
 from typing import NamedTuple
 
-from model.training.phrasing import Split, check_disjoint, compose, pick, typed
+from training.phrasing import Split, check_disjoint, compose, pick, typed
 
 # Requests are composed (see ``phrasing.compose``) from a core — a command ("spell {w}") or a
 # question ("how do you spell {w}?") — with {w} the word as typed and, for counting, {c} the

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from glasschat.errors import UserError
-from model.training.recipe import RECIPES, STAGES
+from training.recipe import RECIPES, STAGES
 
 
 def _positive_int(text: str) -> int:
@@ -80,7 +80,7 @@ def recipe_from_args(args):
 def _train(args) -> int:
     import torch
 
-    from model.training.recipe import Run, run_stages
+    from training.recipe import Run, run_stages
 
     recipe = recipe_from_args(args)
     device = args.device
@@ -101,7 +101,7 @@ def _eval(args) -> int:
     import torch
 
     from model import resolve_checkpoint_dir
-    from model.training.evaluate import evaluate_checkpoint, format_report
+    from training.evaluate import evaluate_checkpoint, format_report
 
     if any(t < 0 for t in args.temperature or ()):
         raise UserError("--temperature: must be >= 0")

@@ -24,7 +24,7 @@ import torch
 
 from glasschat.atomic import atomic_path
 from glasschat.errors import UserError
-from model.training.batches import Batches
+from training.batches import Batches
 
 STATE_FILE = "train_state.pt"
 

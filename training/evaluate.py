@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from model.training.eval_prompts import SKILLS, EvalItem, eval_items, score
+from training.eval_prompts import SKILLS, EvalItem, eval_items, score
 
 MAX_REPLY_TOKENS = 200  # the longest correct reply (reversing a 12-letter word) is about 60 tokens
 FAILURES_KEPT = 5  # per skill and temperature, to show in the report
@@ -81,7 +81,7 @@ def evaluate_checkpoint(checkpoint: str | Path, per_skill: int, temperatures: Se
                         seed: int = 1234, threads: int = 1, log: Callable[[str], None] = print) -> dict:
     """Load a checkpoint and evaluate it at each temperature on the same held-out prompts."""
     from model import Engine, load_model
-    from model.training.recipe import word_pools
+    from training.recipe import word_pools
 
     gpt, tokenizer = load_model(checkpoint)
     engine = Engine(gpt, tokenizer, threads=threads)

@@ -181,9 +181,9 @@ def conversation_text(conversation: dict) -> str:
 
 
 def stage_data(run: Run) -> None:
-    from model.training.conversations import ConversationSource
-    from model.training.sources import english_documents
-    from model.training.words import split_words
+    from training.conversations import ConversationSource
+    from training.sources import english_documents
+    from training.words import split_words
 
     r = run.recipe
     data = run.path("data")
@@ -235,7 +235,7 @@ def alphabetic_tokens(tokenizer) -> list[str]:
 def word_pools(tokenizer) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
     """``(train words, held-out words, alphabetic tokens)`` for this tokenizer; alphabetic tokens
     that spell a held-out word are left out (none do: such a word is a single token, so trains)."""
-    from model.training.words import single_token_rule, split_words
+    from training.words import single_token_rule, split_words
 
     train, heldout = split_words(single_token_rule(tokenizer))
     held = set(heldout)
@@ -285,7 +285,7 @@ def new_model(run: Run, vocab_size: int):
 
 
 def _loop_config(run: Run, steps: int):
-    from model.training.loop import LoopConfig
+    from training.loop import LoopConfig
 
     r = run.recipe
     every = max(1, steps // 10)
@@ -295,9 +295,9 @@ def _loop_config(run: Run, steps: int):
 
 
 def stage_pretrain(run: Run) -> float:
-    from model.training.batches import Batches, Rows, pack_text
-    from model.training.loop import train
-    from model.training.pretrain_text import spelling_documents
+    from training.batches import Batches, Rows, pack_text
+    from training.loop import train
+    from training.pretrain_text import spelling_documents
 
     r = run.recipe
     tok = load_tokenizer(run)
@@ -323,7 +323,7 @@ def stage_pretrain(run: Run) -> float:
 def _weights_from(run: Run, stage: str, model) -> None:
     import torch
 
-    from model.training.loop import STATE_FILE
+    from training.loop import STATE_FILE
 
     path = run.path(stage, STATE_FILE)
     if not path.is_file():
@@ -335,7 +335,7 @@ def sft_conversations(run: Run, tok) -> list[dict]:
     """The fine-tuning set: the data stage's conversations plus word questions about every
     alphabetic token of the tokenizer (so no token's letters are left unlearned) and about
     made-up words, shuffled."""
-    from model.training.conversations import ConversationSource
+    from training.conversations import ConversationSource
 
     r = run.recipe
     conversations = read_jsonl(run.path("data", "sft_train.jsonl"))
@@ -349,8 +349,8 @@ def sft_conversations(run: Run, tok) -> list[dict]:
 
 
 def stage_sft(run: Run) -> float:
-    from model.training.batches import Batches, pack_conversations
-    from model.training.loop import train
+    from training.batches import Batches, pack_conversations
+    from training.loop import train
 
     r = run.recipe
     tok = load_tokenizer(run)
@@ -387,8 +387,8 @@ def stage_checkpoint(run: Run) -> None:
 
 
 def stage_eval(run: Run) -> None:
-    from model.training.card import write_model_card
-    from model.training.evaluate import evaluate_checkpoint, format_report
+    from training.card import write_model_card
+    from training.evaluate import evaluate_checkpoint, format_report
 
     r = run.recipe
     report = evaluate_checkpoint(run.path("checkpoint"), per_skill=r.eval_per_skill,

@@ -16,7 +16,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 
-from model.training.phrasing import Split, check_disjoint, compose, pick, typed
+from training.phrasing import Split, check_disjoint, compose, pick, typed
 
 HELDOUT_EVERY = 10  # one expression in this many is held out
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from model.training import arithmetic, small_talk, word_skills
+from training import arithmetic, small_talk, word_skills
 
 # rows of the eval table, in order
 SKILLS = ("arithmetic", "spelling", "counting", "reversal", "multi_turn", "small_talk")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from model.training.phrasing import Split, check_disjoint, compose, pick, typed
+from training.phrasing import Split, check_disjoint, compose, pick, typed
 
 SKILLS_SENTENCE = "I can do arithmetic with a calculator, spell words, count letters in a word and reverse words."
 
