@@ -190,7 +190,7 @@ def test_multi_turn_follow_ups_use_the_earlier_turn():
 
 
 def test_made_up_practice_words_avoid_heldout_words():
-    from training.recipe import pseudo_words
+    from training.word_pools import pseudo_words
 
     pieces = ["ban", "ana", "or", "y", "house", "ho", "use", "st", "raw", "berry"]
     exclude = {"banana", "house", "strawberry"}

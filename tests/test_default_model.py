@@ -46,7 +46,7 @@ def test_held_out_word_skills_stay_above_a_floor(engine):
     words and phrasings, greedy) each skill stays above 80% and replies stop. The full figures are in the card."""
     from training.eval_prompts import eval_items
     from training.evaluate import evaluate
-    from training.recipe import word_pools
+    from training.word_pools import word_pools
 
     eng, tokenizer = engine
     _, heldout_words, _ = word_pools(tokenizer)

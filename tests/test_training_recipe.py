@@ -8,7 +8,8 @@ from glasschat.cli import build_parser, main
 from training.card import train_command
 from training.cli import recipe_from_args
 from training.evaluate import weak_phrasings
-from training.recipe import RECIPES, STAGES
+from training.recipe import RECIPES
+from training.stages import STAGES
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from glasschat.errors import UserError
-from training.recipe import RECIPES, STAGES
+from training.recipe import RECIPES
+from training.stages import STAGES
 
 
 def _positive_int(text: str) -> int:
@@ -80,7 +81,8 @@ def recipe_from_args(args):
 def _train(args) -> int:
     import torch
 
-    from training.recipe import Run, run_stages
+    from training.run import Run
+    from training.stages import run_stages
 
     recipe = recipe_from_args(args)
     device = args.device

@@ -81,7 +81,7 @@ def evaluate_checkpoint(checkpoint: str | Path, per_skill: int, temperatures: Se
                         seed: int = 1234, threads: int = 1, log: Callable[[str], None] = print) -> dict:
     """Load a checkpoint and evaluate it at each temperature on the same held-out prompts."""
     from model import Engine, load_model
-    from training.recipe import word_pools
+    from training.word_pools import word_pools
 
     gpt, tokenizer = load_model(checkpoint)
     engine = Engine(gpt, tokenizer, threads=threads)
