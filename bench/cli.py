@@ -6,7 +6,7 @@ Each module ``bench/<name>.py`` defines ``HELP`` (one line), ``add_arguments(par
 
 import importlib
 
-from glasschat.cli import add_group
+from glasschat.command_group import add_group
 
 BENCHMARKS = ("tokenizer", "engine", "tui")
 

@@ -1,7 +1,9 @@
 """The ``glasschat`` command line: one parser, subcommands contributed by each package.
 
 Each package has a ``cli`` module with ``register(subparsers)``; it adds its subcommands and
-sets ``func`` (a handler taking the parsed args and returning an exit code). Handlers import
+sets ``func`` (a handler taking the parsed args and returning an exit code); a command group
+comes from ``glasschat.command_group``. Handlers turn the args into plain arguments for the
+library functions they call (the server and the tests call those directly). They import
 torch or textual inside themselves, so ``glasschat --help`` and the tokenizer commands start
 fast. A ``UserError`` becomes one line on stderr and exit code 2.
 """
@@ -60,9 +62,3 @@ def _command_names(parser: argparse.ArgumentParser) -> set[str]:
     actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     return set(actions[0].choices) if actions else set()
 
-
-def add_group(subparsers, name: str, help: str) -> argparse._SubParsersAction:
-    """Add a command group (``glasschat NAME SUBCOMMAND``) and return its subparsers."""
-    group = subparsers.add_parser(name, help=help, description=help)
-    group.set_defaults(func=None, parser=group)
-    return group.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from model.events import Stop, TokenEvent
+from model.events import SamplingParams, Stop, TokenEvent
 
 # how the special tokens inside a reply show in the terminal
 TOOL_MARKERS = {
@@ -31,28 +31,28 @@ def readable(tokenizer, event: TokenEvent) -> str:
     return event.text + TOOL_MARKERS.get(name, "")
 
 
-def run_ask(args) -> int:
+def ask(prompt: str, params: SamplingParams, checkpoint: str | None = None, as_json: bool = False) -> int:
+    """Answer ``prompt`` with the model in ``checkpoint`` (default: the bundled one), streaming
+    the reply to stdout, or printing one JSON object when ``as_json``."""
     from model.checkpoint import load_model, resolve_checkpoint_dir
-    from model.cli import sampling_params
     from model.engine import Engine
 
-    params = sampling_params(args)
-    gpt, tokenizer = load_model(resolve_checkpoint_dir(args.checkpoint))
+    gpt, tokenizer = load_model(resolve_checkpoint_dir(checkpoint))
     engine = Engine(gpt, tokenizer)
-    prompt = tokenizer.render_for_completion({"messages": [{"role": "user", "content": args.prompt}]})
+    prompt_ids = tokenizer.render_for_completion({"messages": [{"role": "user", "content": prompt}]})
 
     ids: list[int] = []
     stop: Stop | None = None
-    for event in engine.stream(prompt, params):
+    for event in engine.stream(prompt_ids, params):
         if isinstance(event, Stop):
             stop = event
             continue
         ids.append(event.id)
-        if not args.json:
+        if not as_json:
             sys.stdout.write(readable(tokenizer, event))
             sys.stdout.flush()
 
-    if args.json:
+    if as_json:
         reply = ids[:-1] if stop.reason in ("assistant_end", "bos") else ids
         result = {
             "text": tokenizer.decode(reply),

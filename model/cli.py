@@ -1,30 +1,7 @@
 """The ``glasschat`` subcommands of the ``model`` package: ``ask``, ``import-nanochat``,
 ``export-hf``."""
 
-from model.events import SamplingParams
-
-_DEFAULTS = SamplingParams()
-
-
-def add_sampling_arguments(parser, seed_default: int | None = None, seed_help: str = "seed for reproducible output") -> None:
-    """``--checkpoint`` and the sampling options every generating command takes."""
-    parser.add_argument("--checkpoint", metavar="DIR", default=None,
-                        help="model checkpoint directory (default: the bundled model in checkpoints/default)")
-    parser.add_argument("--temperature", type=float, default=_DEFAULTS.temperature, metavar="T",
-                        help=f"sampling temperature, 0 = greedy (default {_DEFAULTS.temperature})")
-    parser.add_argument("--top-k", type=int, default=_DEFAULTS.top_k, metavar="K",
-                        help=f"sample among the K most likely tokens, 0 = off (default {_DEFAULTS.top_k})")
-    parser.add_argument("--top-p", type=float, default=_DEFAULTS.top_p, metavar="P",
-                        help=f"nucleus sampling, 1 = off (default {_DEFAULTS.top_p})")
-    parser.add_argument("--seed", type=int, default=seed_default, metavar="S", help=seed_help)
-    parser.add_argument("--max-tokens", type=int, default=_DEFAULTS.max_tokens, metavar="N",
-                        help=f"the most tokens in one reply (default {_DEFAULTS.max_tokens})")
-
-
-def sampling_params(args) -> SamplingParams:
-    """The ``SamplingParams`` of options added by ``add_sampling_arguments`` (checked)."""
-    return SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                          seed=args.seed, max_tokens=args.max_tokens)
+from model.sampling_options import add_sampling_arguments, sampling_params
 
 
 def register(subparsers) -> None:
@@ -62,9 +39,10 @@ def register(subparsers) -> None:
 
 
 def _run_ask(args) -> int:
-    from model.ask import run_ask
+    from model.ask import ask
 
-    return run_ask(args)
+    params = sampling_params(args)
+    return ask(args.prompt, params, checkpoint=args.checkpoint, as_json=args.json)
 
 
 def _run_import(args) -> int:

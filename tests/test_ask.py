@@ -45,6 +45,14 @@ def test_json_output(scripted_checkpoint, capsys, tiny_tokenizer):
     assert result["ttft_ms"] > 0 and result["tokens_per_s"] > 0
 
 
+def test_ask_is_callable_without_the_command_line(scripted_checkpoint, capsys):
+    from model.ask import ask
+    from model.events import SamplingParams
+
+    assert ask("What is 12 + 30?", SamplingParams(temperature=0), checkpoint=str(scripted_checkpoint)) == 0
+    assert capsys.readouterr().out == "[calculator: 12+30][result: 42] It's 42.\n"
+
+
 def test_cut_short_reply_says_why(scripted_checkpoint, capsys):
     assert main(["ask", "hi", "--checkpoint", str(scripted_checkpoint), "--max-tokens", "1", "--temperature", "0"]) == 0
     out, err = capsys.readouterr()

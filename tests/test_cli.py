@@ -57,3 +57,12 @@ def test_user_error_is_one_line_exit_2(capsys, monkeypatch):
 def test_version(args):
     result = run_cli(*args)
     assert result.returncode == 0 and result.stdout.startswith("glasschat ")
+
+
+def test_library_modules_do_not_import_the_command_line():
+    """The command line sits on top: a package's library (and its ``cli``) never imports
+    ``glasschat.cli``, and ``model.ask`` never imports ``model.cli``."""
+    code = ("import sys, tokenizer.cli, bench.cli, model.ask, tokenizer.trainer; "
+            "print(sorted(m for m in ('glasschat.cli', 'model.cli') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -4,7 +4,7 @@ import json
 import sys
 from pathlib import Path
 
-from glasschat.cli import add_group
+from glasschat.command_group import add_group
 from glasschat.errors import UserError
 from glasschat.paths import default_tokenizer_dir
 
@@ -111,9 +111,34 @@ def _register_train(group) -> None:
     p.add_argument("--split-lines", action="store_true",
                    help="treat each line of a plain text file (or of stdin) as a document")
 
-    def run(args):
-        from tokenizer.trainer import train_command
+    p.set_defaults(func=_train)
 
-        return train_command(args)
 
-    p.set_defaults(func=run)
+def _train(args) -> int:
+    """``glasschat tokenizer train``: train, showing the trainer's warnings as one line each, then
+    print a one-line summary."""
+    import warnings
+
+    from tokenizer.specials import NUM_SPECIAL_TOKENS
+    from tokenizer.trainer import TrainingWarning, train_tokenizer
+
+    with warnings.catch_warnings():  # restores the filters and showwarning afterwards
+        warnings.simplefilter("always", TrainingWarning)
+        previous = warnings.showwarning
+
+        def show(message, category, *rest, **kwargs):
+            if issubclass(category, TrainingWarning):
+                print(f"glasschat: warning: {message}", file=sys.stderr)
+            else:
+                previous(message, category, *rest, **kwargs)
+
+        warnings.showwarning = show
+        result = train_tokenizer(args.inputs, args.vocab_size, args.out, workers=args.workers, pattern=args.pattern,
+                                 max_chars=args.max_chars, doc_cap=args.doc_cap, split_lines=args.split_lines)
+    print(
+        f"trained {result.vocab_size} tokens ({result.num_bpe_tokens} BPE + {NUM_SPECIAL_TOKENS} special) "
+        f"on {result.documents:,} documents, {result.chars:,} characters, {result.unique_chunks:,} unique chunks "
+        f"in {result.seconds_counting + result.seconds_merging:.1f}s "
+        f"(counting {result.seconds_counting:.1f}s, merging {result.seconds_merging:.1f}s) -> {result.out_dir}"
+    )
+    return 0

@@ -9,7 +9,6 @@ first, training stops early with a warning and the specials follow the last lear
 from __future__ import annotations
 
 import os
-import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -150,36 +149,4 @@ def train_tokenizer(
         seconds_merging=merging_done - counting_done,
         warnings=result_warnings,
     )
-
-
-def train_command(args) -> int:
-    """``glasschat tokenizer train``: train, then print a one-line summary."""
-    with warnings.catch_warnings():  # restores the filters and showwarning afterwards
-        warnings.simplefilter("always", TrainingWarning)
-        previous = warnings.showwarning
-
-        def show(message, category, *rest, **kwargs):
-            if issubclass(category, TrainingWarning):
-                print(f"glasschat: warning: {message}", file=sys.stderr)
-            else:
-                previous(message, category, *rest, **kwargs)
-
-        warnings.showwarning = show
-        result = train_tokenizer(
-            args.inputs,
-            args.vocab_size,
-            args.out,
-            workers=args.workers,
-            pattern=args.pattern,
-            max_chars=args.max_chars,
-            doc_cap=args.doc_cap,
-            split_lines=args.split_lines,
-        )
-    print(
-        f"trained {result.vocab_size} tokens ({result.num_bpe_tokens} BPE + {NUM_SPECIAL_TOKENS} special) "
-        f"on {result.documents:,} documents, {result.chars:,} characters, {result.unique_chunks:,} unique chunks "
-        f"in {result.seconds_counting + result.seconds_merging:.1f}s "
-        f"(counting {result.seconds_counting:.1f}s, merging {result.seconds_merging:.1f}s) -> {result.out_dir}"
-    )
-    return 0
 

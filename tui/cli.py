@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from model.cli import add_sampling_arguments, sampling_params
+from model.sampling_options import add_sampling_arguments, sampling_params
 
 
 def register(subparsers) -> None:

@@ -1,0 +1,28 @@
+"""The command-line options every generating command takes (``ask``, ``chat``, ``replay``):
+``--checkpoint`` and the sampling settings, turned into ``SamplingParams``. For CLI modules only;
+library functions take ``SamplingParams``."""
+
+from model.events import SamplingParams
+
+_DEFAULTS = SamplingParams()
+
+
+def add_sampling_arguments(parser, seed_default: int | None = None, seed_help: str = "seed for reproducible output") -> None:
+    """``--checkpoint`` and the sampling options every generating command takes."""
+    parser.add_argument("--checkpoint", metavar="DIR", default=None,
+                        help="model checkpoint directory (default: the bundled model in checkpoints/default)")
+    parser.add_argument("--temperature", type=float, default=_DEFAULTS.temperature, metavar="T",
+                        help=f"sampling temperature, 0 = greedy (default {_DEFAULTS.temperature})")
+    parser.add_argument("--top-k", type=int, default=_DEFAULTS.top_k, metavar="K",
+                        help=f"sample among the K most likely tokens, 0 = off (default {_DEFAULTS.top_k})")
+    parser.add_argument("--top-p", type=float, default=_DEFAULTS.top_p, metavar="P",
+                        help=f"nucleus sampling, 1 = off (default {_DEFAULTS.top_p})")
+    parser.add_argument("--seed", type=int, default=seed_default, metavar="S", help=seed_help)
+    parser.add_argument("--max-tokens", type=int, default=_DEFAULTS.max_tokens, metavar="N",
+                        help=f"the most tokens in one reply (default {_DEFAULTS.max_tokens})")
+
+
+def sampling_params(args) -> SamplingParams:
+    """The ``SamplingParams`` of options added by ``add_sampling_arguments`` (checked)."""
+    return SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                          seed=args.seed, max_tokens=args.max_tokens)
