@@ -10,7 +10,7 @@ import torch
 from glasschat import paths
 from glasschat.cli import main
 from model import save_checkpoint
-from model.scripted import scripted_gpt
+from scripted import scripted_gpt
 
 torch.set_num_threads(1)
 

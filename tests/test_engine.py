@@ -10,7 +10,7 @@ from glasschat.errors import UserError
 from model.engine import Engine
 from model.events import SamplingParams, Stop, TokenEvent
 from model.gpt import GPT, GPTConfig
-from model.scripted import scripted_gpt
+from scripted import scripted_gpt
 
 torch.set_num_threads(1)
 

@@ -6,7 +6,7 @@ own direction, and the lm_head maps it to the token that follows it in the scrip
 decoding (and sampling at usual temperatures: the scripted token gets a logit of 15 after the
 softcap, every other token 0) then walks the script token by token, through the real engine.
 
-It lets tests and demos drive everything downstream of the model — stop tokens, tool calls,
+It lets the tests drive everything downstream of the model — stop tokens, tool calls,
 streaming text, the TUI — deterministically, without a trained checkpoint.
 """
 
