@@ -40,8 +40,10 @@ def register(subparsers) -> None:
 
 def _run_ask(args) -> int:
     from model.ask import ask
+    from model.threads import set_threads
 
     params = sampling_params(args)
+    set_threads()
     return ask(args.prompt, params, checkpoint=args.checkpoint, as_json=args.json)
 
 

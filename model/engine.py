@@ -28,8 +28,8 @@ are produced and one ``Stop`` per row (see ``model.events``). The model's math i
   the only host transfer per step is the chosen ids and their probabilities.
 
 The re-laid-out weights are copies: make a new ``Engine`` after changing the model's weights.
-``torch.set_num_threads`` is process-wide; the engine sets it (to 1 unless told otherwise)
-when it is made, because two threads on a shared two-core machine run slower than one.
+The engine leaves torch's thread count (process-wide) to the program's entry point
+(``model.threads``).
 """
 
 from __future__ import annotations
@@ -98,16 +98,13 @@ class _Row:
 class Engine:
     """Generates from ``gpt`` with ``tokenizer``'s special tokens and streaming decoder.
 
-    ``threads`` sets torch's (process-wide) thread count; None leaves it alone. One engine may
-    serve several ``stream`` calls, one after another or from different threads: each call has
-    its own cache and generator, and the weights are only read.
+    One engine may serve several ``stream`` calls, one after another or from different threads:
+    each call has its own cache and generator, and the weights are only read.
     """
 
-    def __init__(self, gpt: GPT, tokenizer, threads: int | None = 1):
+    def __init__(self, gpt: GPT, tokenizer):
         if tokenizer.vocab_size != gpt.config.vocab_size:
             raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is {gpt.config.vocab_size}")
-        if threads is not None:
-            torch.set_num_threads(threads)
         self.gpt, self.tokenizer, self.config = gpt, tokenizer, gpt.config
         self.device, self.dtype = gpt.lm_head.weight.device, gpt.lm_head.weight.dtype
         special = tokenizer.special_ids

@@ -13,7 +13,7 @@ CHECKPOINT = default_checkpoint_dir()
 @pytest.fixture(scope="module")
 def engine():
     gpt, tokenizer = load_model(CHECKPOINT)
-    return Engine(gpt, tokenizer, threads=1), tokenizer
+    return Engine(gpt, tokenizer), tokenizer
 
 
 def _ask(engine, messages):

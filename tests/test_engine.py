@@ -251,3 +251,14 @@ def test_sixteen_bit_weights_take_the_same_path_as_on_cuda(tiny_tokenizer, promp
         expected = torch.softmax(gpt(torch.tensor([prompt]))[0, -1], dim=-1)
     assert events[0].id == int(expected.argmax())
     assert events[0].prob == pytest.approx(expected.max().item(), abs=0.02)
+
+
+def test_making_an_engine_leaves_torchs_thread_count_alone(tiny_tokenizer):
+    """The thread count is process-wide: the program's entry point sets it, not the engine."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        Engine(random_gpt(tiny_tokenizer), tiny_tokenizer)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

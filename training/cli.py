@@ -81,6 +81,7 @@ def recipe_from_args(args):
 def _train(args) -> int:
     import torch
 
+    from model.threads import set_threads
     from training.run import Run
     from training.stages import run_stages
 
@@ -93,24 +94,23 @@ def _train(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     run = Run(recipe, out, device=device, threads=args.threads, log=lambda line: print(line, flush=True))
     run_stages(run, args.stage or list(STAGES), force=args.force)
     return 0
 
 
 def _eval(args) -> int:
-    import torch
-
     from model import resolve_checkpoint_dir
+    from model.threads import set_threads
     from training.evaluate import evaluate_checkpoint, format_report
 
     if any(t < 0 for t in args.temperature or ()):
         raise UserError("--temperature: must be >= 0")
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     checkpoint = resolve_checkpoint_dir(args.checkpoint)
     log = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
     report = evaluate_checkpoint(checkpoint, args.per_skill, tuple(args.temperature or (0.0, 0.7)),
-                                 seed=args.seed, threads=args.threads, log=log)
+                                 seed=args.seed, log=log)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

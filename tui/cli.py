@@ -56,7 +56,9 @@ def run_chat(args) -> int:
 
 
 def run_replay(args) -> int:
+    from model.threads import set_threads
     from tui.replay import replay_command
 
+    set_threads()
     args.params = sampling_params(args)
     return replay_command(args)

@@ -169,7 +169,9 @@ def serve(conn: Connection, checkpoint: str | None) -> None:
         from model import load_model, resolve_checkpoint_dir
         from model.checkpoint import TOKENIZER_DIR
         from model.engine import Engine
+        from model.threads import set_threads
 
+        set_threads()
         directory = resolve_checkpoint_dir(checkpoint)
         gpt, tokenizer = load_model(directory)
         engine = Engine(gpt, tokenizer)
