@@ -18,7 +18,7 @@ _LAZY = {
     "resolve_checkpoint_dir": "model.checkpoint",
     "CheckpointError": "model.checkpoint",
     "Engine": "model.engine",
-    "Generation": "model.engine",
+    "Completion": "model.engine",
     "calculate": "model.calculator",
 }
 

@@ -53,8 +53,9 @@ from model.gpt import GPT, SOFTCAP
 MAX_TOOL_EXPRESSION_TOKENS = 256  # a python block longer than this is not evaluated
 
 
-class Generation(NamedTuple):
-    """One finished row of ``Engine.generate``."""
+class Completion(NamedTuple):
+    """One finished row of ``Engine.generate``: its tokens (and which the tool forced), their
+    text, and why it stopped."""
 
     ids: list[int]
     forced: list[bool]
@@ -199,7 +200,7 @@ class Engine:
 
     def generate(
         self, prompt_ids: list[int], params: SamplingParams = SamplingParams(), cancel: threading.Event | None = None
-    ) -> list[Generation]:
+    ) -> list[Completion]:
         """Run ``stream`` to the end and return each row's tokens, text and stop."""
         ids = [[] for _ in range(params.num_samples)]
         forced = [[] for _ in range(params.num_samples)]
@@ -212,7 +213,7 @@ class Engine:
                 ids[event.row].append(event.id)
                 forced[event.row].append(event.forced)
                 texts[event.row].append(event.text)
-        return [Generation(ids[r], forced[r], "".join(texts[r]), stops[r]) for r in range(params.num_samples)]
+        return [Completion(ids[r], forced[r], "".join(texts[r]), stops[r]) for r in range(params.num_samples)]
 
     # ---- the model, with a KV cache
 
