@@ -12,7 +12,7 @@ pattern as explicit sets:
 
 - Documents within the Basic Multilingual Plane (nearly all text) are split by that explicit
   pattern restricted to the BMP and compiled with the standard ``re`` module, whose lookup
-  tables make large BMP sets cheap — about 2.4x faster here than ``regex`` with ``\\p{..}``.
+  tables make large BMP sets cheap — faster than ``regex`` with ``\\p{..}``.
 - Documents with characters beyond the BMP (emoji, rare CJK) are split by ``regex``; the few
   code points on which ``regex`` and tiktoken disagree are *disputed*, and a document holding
   one is split by the explicit pattern over all planes instead.

@@ -33,8 +33,8 @@ from model.events import SamplingParams, Stop, TokenEvent
 
 # The engine process sends its events in batches, the first token at once and then at most
 # every BATCH_S: twice the screen's 30 Hz, so text never waits a frame, while each send (pickling
-# and a system call) stays rare. Sending every 4 ms cost the engine about 5% of its speed with a
-# fast model (`glasschat bench tui`: engine in the app 977 vs 1059 tok/s headless).
+# and a system call) stays rare: sending much more often costs a fast model a visible share of its
+# speed (`glasschat bench tui` compares the engine in the app with the engine headless).
 BATCH_S = 1 / 60
 POLL_S = 0.01  # how often a waiting reader checks for a cancel request
 
@@ -44,8 +44,8 @@ def split_cpus() -> tuple[int, set[int]] | None:
 
     The engine gets a CPU of its own and the app the others. Left to itself, Linux wakes the
     app's reader on the CPU of the engine that woke it, and the two then take turns on one core
-    while the other idles: measured with a fast model (`glasschat bench tui`), the engine in the
-    app ran at 0.86-0.92 of its headless speed, and at 0.97 once placed apart.
+    while the other idles, and a fast model in the app falls well behind its headless speed;
+    placed apart, it comes close (`glasschat bench tui` measures both).
     """
     if not hasattr(os, "sched_getaffinity"):
         return None
