@@ -6,14 +6,19 @@ import shutil
 import site
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# what the build reads: the packages, the bundled model and the project files
-SOURCES = ("pyproject.toml", "README.md", "glasschat", "tokenizer", "model", "training", "tui", "bench",
-           "checkpoints")
+
+
+def _sources() -> list[str]:
+    """What the build reads: the project files and the top-level packages pyproject.toml names."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [name.rstrip("*") for name in project["tool"]["setuptools"]["packages"]["find"]["include"]]
+    return ["pyproject.toml", "README.md", *packages]
 
 
 def _run(*command, **options) -> subprocess.CompletedProcess:
@@ -25,7 +30,7 @@ def _run(*command, **options) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_a_wheel_installed_elsewhere_answers_on_the_bundled_model(tmp_path):
     setuptools = pytest.importorskip("setuptools", reason="building the wheel offline needs setuptools")
-    if int(setuptools.__version__.split(".")[0]) < 70:
+    if tuple(int(part) for part in setuptools.__version__.split(".")[:2]) < (70, 1):
         pytest.skip(f"setuptools {setuptools.__version__}: building a wheel without the wheel package needs >= 70.1")
     if not (ROOT / "checkpoints" / "default" / "config.json").is_file():
         pytest.skip("no bundled default model in this tree")
@@ -33,7 +38,7 @@ def test_a_wheel_installed_elsewhere_answers_on_the_bundled_model(tmp_path):
     # build from a copy, so the checkout gets no build/ or .egg-info
     source = tmp_path / "source"
     source.mkdir()
-    for name in SOURCES:
+    for name in _sources():
         if (ROOT / name).is_dir():
             shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
