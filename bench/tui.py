@@ -112,7 +112,7 @@ def _pick_params(backend, prompt_ids, tokens: int):
     best = None
     for seed in range(8):
         params = SamplingParams(temperature=1.0, top_k=0, seed=seed, max_tokens=tokens, top_alternatives=5)
-        produced = sum(1 for event in backend.engine.stream(prompt_ids, params) if hasattr(event, "forced"))
+        produced = sum(1 for event in backend.stream(prompt_ids, params) if hasattr(event, "forced"))
         if best is None or produced > best[0]:
             best = (produced, params)
         if produced >= tokens:
@@ -121,7 +121,7 @@ def _pick_params(backend, prompt_ids, tokens: int):
 
 
 def _headless_rate(backend, prompt_ids, params) -> float:
-    times = [time.perf_counter() for event in backend.engine.stream(prompt_ids, params) if hasattr(event, "forced")]
+    times = [time.perf_counter() for event in backend.stream(prompt_ids, params) if hasattr(event, "forced")]
     return (len(times) - 1) / (times[-1] - times[0])
 
 
@@ -243,7 +243,7 @@ def _child(config_path: str) -> int:
         def cpu_seconds(self) -> tuple[float, float]:
             """CPU time so far of this process (the UI) and of the engine process."""
             own = resource.getrusage(resource.RUSAGE_SELF)
-            fields = Path(f"/proc/{self.backend.engine.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{self.backend.pid}/stat").read_text().rsplit(")", 1)[1].split()
             engine = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
             return own.ru_utime + own.ru_stime, engine
 

@@ -12,7 +12,7 @@ import torch
 
 from model.events import SamplingParams
 from model.gpt import GPT, GPTConfig
-from tui.backend import Backend, ModelInfo
+from model.backend import LocalBackend, ModelInfo
 from tui.records import Line
 from tui.replay import replay_script
 
@@ -36,7 +36,7 @@ def backend(tiny_model, tiny_tokenizer):
     from model.engine import Engine
 
     info = ModelInfo("tiny-random", tiny_model.num_parameters(), tiny_model.config.sequence_len)
-    return Backend(Engine(tiny_model, tiny_tokenizer), tiny_tokenizer, info)
+    return LocalBackend(Engine(tiny_model, tiny_tokenizer), tiny_tokenizer, info)
 
 
 def without_timings(record: dict) -> dict:

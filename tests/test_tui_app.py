@@ -52,7 +52,7 @@ async def test_send_streams_the_reply_and_saves_it(tiny_tokenizer, tmp_path):
         assert turn.stop_reason == "assistant_end"
         assert turn.ids[-1] == tiny_tokenizer.encode_special("<|assistant_end|>")
         # the prompt sent was the rendered conversation, ready for the reply
-        prompt, params = app.backend.engine.calls[0]
+        prompt, params = app.backend.calls[0]
         assert prompt == tiny_tokenizer.render_for_completion({"messages": app.messages[:1]})
         assert params.top_alternatives == 5 and params.seed is not None
         saved = app.store.load(app.conversation_id)
@@ -73,7 +73,7 @@ async def test_escape_stops_mid_stream_and_closes_the_turn(tiny_tokenizer, tmp_p
     app = make_app(tiny_tokenizer, ["one two three four five six seven"], tmp_path, hold_after=3)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "count")
-        await wait_until(pilot, app.backend.engine.holding.is_set)
+        await wait_until(pilot, app.backend.holding.is_set)
         # already on disk: killing the app now would lose only the reply being generated
         assert app.store.load(app.conversation_id).messages == [{"role": "user", "content": "count"}]
         await pilot.press("escape")
@@ -159,7 +159,7 @@ async def test_slash_commands_set_params_and_export(tiny_tokenizer, tmp_path):
         assert any("unknown command /bogus" in n for n in notes)
         await send(pilot, "how are you")
         await wait_until(pilot, idle(app, 2))
-        assert app.backend.engine.calls[0][1].seed == 11 and app.backend.engine.calls[0][1].max_tokens == 40
+        assert app.backend.calls[0][1].seed == 11 and app.backend.calls[0][1].max_tokens == 40
         await send(pilot, f"/save {tmp_path / 'chat.md'}")
         await send(pilot, f"/save {tmp_path / 'chat.jsonl'}")
         await send(pilot, f"/export {tmp_path / 'ids.json'}")
@@ -181,7 +181,7 @@ async def test_regenerate_and_edit_last(tiny_tokenizer, tmp_path):
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: app.generation is None and app.messages[-1]["content"] == "Second.")
         assert len(app.messages) == 2 and len(app.chat_log.message_widgets) == 2
-        first_seed, second_seed = (params.seed for _, params in app.backend.engine.calls)
+        first_seed, second_seed = (params.seed for _, params in app.backend.calls)
         assert first_seed == 3 and second_seed != 3  # a new seed
         await pilot.press("ctrl+e")
         assert app.messages == [] and app.chat_input.text == "question"
@@ -198,7 +198,7 @@ async def test_engine_error_is_a_notification_and_the_app_goes_on(tiny_tokenizer
         assert "scripted engine failure" in list(app._notifications)[-1].message
         assert app.messages == [{"role": "user", "content": "hello"}]
         assert len(app.chat_log.message_widgets) == 1
-        app.backend.engine.fail_after = None
+        app.backend.fail_after = None
         await pilot.press("ctrl+r")
         await wait_until(pilot, idle(app, 2))
         assert app.messages[1]["content"] == "never shown"
@@ -215,7 +215,7 @@ async def test_old_turns_are_dropped_with_a_notice_when_context_is_full(tiny_tok
         assert app.dropped > 0
         notice = app.chat_log.query(".notice").first().render().plain
         assert "oldest messages are no longer sent" in notice
-        prompt, _ = app.backend.engine.calls[-1]
+        prompt, _ = app.backend.calls[-1]
         assert len(prompt) + 16 <= 96
         assert prompt == tiny_tokenizer.render_for_completion({"messages": app.messages[app.dropped:-1]})
         await send(pilot, "x " * 200)  # alone longer than the context: refused, kept in the box
@@ -273,16 +273,16 @@ async def test_replay_pause_and_step(tiny_tokenizer, tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f5")  # paused before or after the first turn
         await wait_until(pilot, lambda: app.generation is None)
-        played = len(app.backend.engine.calls)
+        played = len(app.backend.calls)
         await pilot.pause(0.8)
-        assert len(app.backend.engine.calls) == played  # paused: nothing more
+        assert len(app.backend.calls) == played  # paused: nothing more
         await pilot.press("f6")
-        await wait_until(pilot, lambda: len(app.backend.engine.calls) == played + 1 and app.generation is None)
+        await wait_until(pilot, lambda: len(app.backend.calls) == played + 1 and app.generation is None)
         await pilot.pause(0.8)
-        assert len(app.backend.engine.calls) == played + 1  # one step only
+        assert len(app.backend.calls) == played + 1  # one step only
         await pilot.press("f5")
         await wait_until(pilot, lambda: app.replay is None, timeout=10)
-        assert len(app.backend.engine.calls) == 3
+        assert len(app.backend.calls) == 3
 
 
 async def test_paste_keeps_newlines_and_end_follows_the_newest_message(tiny_tokenizer, tmp_path):

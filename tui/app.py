@@ -24,9 +24,9 @@ from textual.worker import get_current_worker
 
 from glasschat.atomic import atomic_write_text
 from glasschat.errors import UserError
+from model.backend import Backend
 from model.events import SamplingParams, Stop
 from tui import commands as slash
-from tui.backend import Backend
 from tui.context import Prompt, fit_prompt
 from tui.generate import finish_turn, with_seed
 from tui.records import ChatRecord, Line, TurnRecord, entry_error, to_markdown, write_records
@@ -190,7 +190,7 @@ class GlasschatApp(App):
         self.set_state("generating…")
         engine_params = replace(params, top_alternatives=max(params.top_alternatives, INSPECTOR_ALTERNATIVES))
         loop = asyncio.get_running_loop()
-        self.run_worker(lambda: generation.run(self.backend.engine, prompt.ids, engine_params, loop,
+        self.run_worker(lambda: generation.run(self.backend, prompt.ids, engine_params, loop,
                                                get_current_worker()),
                         thread=True, group="engine", exit_on_error=False)
         self.run_worker(self._pump(generation), group="pump", exit_on_error=False)

@@ -51,7 +51,7 @@ def run_chat(args) -> int:
     try:
         GlasschatApp(backend, store=store, params=params, resume=resume, replay=script).run()
     finally:
-        backend.engine.close()
+        backend.close()
     return 0
 
 

@@ -1,4 +1,4 @@
-"""One assistant turn, generated headless: run ``Engine.stream`` and keep what it produced.
+"""One assistant turn, generated headless: run the backend's ``stream`` and keep what it produced.
 
 Used by replay; the chat app runs the same stream from a thread worker and builds the same
 ``TurnRecord`` as events reach the screen.
@@ -10,6 +10,7 @@ import random
 import threading
 from dataclasses import replace
 
+from model.backend import Backend
 from model.events import SamplingParams, Stop, TokenEvent
 from tui.records import TurnRecord
 
@@ -28,11 +29,11 @@ def finish_turn(turn: TurnRecord, stop: Stop) -> None:
     turn.tokens_per_s = round(stop.stats.tokens_per_s, 3)
 
 
-def generate_turn(engine, prompt_ids: list[int], params: SamplingParams, message_index: int,
+def generate_turn(backend: Backend, prompt_ids: list[int], params: SamplingParams, message_index: int,
                   cancel: threading.Event | None = None) -> TurnRecord:
     """Generate one reply to ``prompt_ids`` (which end with ``<|assistant_start|>``)."""
     turn = TurnRecord(message=message_index, seed=params.seed)
-    for event in engine.stream(prompt_ids, params, cancel=cancel):
+    for event in backend.stream(prompt_ids, params, cancel=cancel):
         if isinstance(event, TokenEvent):
             turn.add(event)
         elif isinstance(event, Stop):

@@ -119,7 +119,7 @@ def replay_conversation(backend, conversation: dict, params: SamplingParams) -> 
         if index not in plan:
             continue
         prompt = fit_prompt(tokenizer, messages, backend.info.sequence_len, params.max_tokens, generated)
-        turn = generate_turn(backend.engine, prompt.ids, params, message_index=len(messages))
+        turn = generate_turn(backend, prompt.ids, params, message_index=len(messages))
         generated[turn.message] = turn
         messages.append({"role": "assistant", "content": tokenizer.parse_assistant(turn.ids)})
         record = {"message": turn.message, "ids": turn.ids, "stop_reason": turn.stop_reason,

@@ -14,6 +14,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
+from model.backend import Backend
 from model.events import SamplingParams, Stop, TokenEvent
 from tui.records import TurnRecord
 from tui.reply import Piece, ReplyTracker, merge_pieces
@@ -39,12 +40,12 @@ class Generation:
     # once instead of at its next tick
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def run(self, engine, prompt_ids: list[int], params: SamplingParams, loop: asyncio.AbstractEventLoop,
+    def run(self, backend: Backend, prompt_ids: list[int], params: SamplingParams, loop: asyncio.AbstractEventLoop,
             worker) -> None:
         """The engine side, in a thread worker: queue the engine's events, never touch the UI.
         Any engine failure is queued as an ``EngineFailure``, so it becomes a notification."""
         try:
-            for event in engine.stream(prompt_ids, params, cancel=self.cancel):
+            for event in backend.stream(prompt_ids, params, cancel=self.cancel):
                 self.events.append(event)
                 if isinstance(event, Stop):
                     return
