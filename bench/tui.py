@@ -248,14 +248,14 @@ def _child(config_path: str) -> int:
             return own.ru_utime + own.ru_stime, engine
 
         def on_text_area_changed(self) -> None:
-            self.keys.append((time.monotonic(), self.generation is not None))
+            self.keys.append((time.monotonic(), self.live_reply is not None))
 
         def _watch(self) -> None:
-            streaming = self.generation is not None and self.generation.shown
-            if (streaming or (self.started and self.generation is None)) and not (workdir / "ready").exists():
+            streaming = self.live_reply is not None and self.live_reply.shown
+            if (streaming or (self.started and self.live_reply is None)) and not (workdir / "ready").exists():
                 (workdir / "ready").touch()
                 self.cpu_start = (time.monotonic(), *self.cpu_seconds())
-            if self.started and self.generation is None:
+            if self.started and self.live_reply is None:
                 turn = self.turns.get(1)
                 end = (time.monotonic(), *self.cpu_seconds())
                 wall = max(end[0] - self.cpu_start[0], 1e-9)

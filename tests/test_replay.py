@@ -10,7 +10,7 @@ import pytest
 from tui_fakes import scripted_backend
 
 from model.events import SamplingParams
-from tui.records import Line, RecordFileError, read_lines
+from tui.chat_file import Line, RecordFileError, read_lines
 from tui.replay import compare, replay_script
 
 

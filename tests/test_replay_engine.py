@@ -13,7 +13,7 @@ import torch
 from model.events import SamplingParams
 from model.gpt import GPT, GPTConfig
 from model.backend import LocalBackend, ModelInfo
-from tui.records import Line
+from tui.chat_file import Line
 from tui.replay import replay_script
 
 SCRIPT = [
@@ -93,7 +93,7 @@ async def test_chat_app_streams_the_engine(backend, tmp_path):
         app.chat_input.load_text("Hello there!")
         await pilot.press("enter")
         for _ in range(500):
-            if app.generation is None and len(app.messages) == 2:
+            if app.live_reply is None and len(app.messages) == 2:
                 break
             await pilot.pause(0.02)
         turn = app.turns[1]

@@ -23,7 +23,7 @@ async def wait_until(pilot, predicate, timeout: float = 5.0) -> None:
 
 
 def idle(app, messages: int):
-    return lambda: app.generation is None and len(app.messages) == messages
+    return lambda: app.live_reply is None and len(app.messages) == messages
 
 
 def make_app(tokenizer, replies, tmp_path, **options):
@@ -179,7 +179,7 @@ async def test_regenerate_and_edit_last(tiny_tokenizer, tmp_path):
         await send(pilot, "question")
         await wait_until(pilot, idle(app, 2))
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: app.generation is None and app.messages[-1]["content"] == "Second.")
+        await wait_until(pilot, lambda: app.live_reply is None and app.messages[-1]["content"] == "Second.")
         assert len(app.messages) == 2 and len(app.chat_log.message_widgets) == 2
         first_seed, second_seed = (params.seed for _, params in app.backend.calls)
         assert first_seed == 3 and second_seed != 3  # a new seed
@@ -194,7 +194,7 @@ async def test_engine_error_is_a_notification_and_the_app_goes_on(tiny_tokenizer
     app = make_app(tiny_tokenizer, ["never shown"], tmp_path, fail_after=0)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "hello")
-        await wait_until(pilot, lambda: app.generation is None and app._notifications)
+        await wait_until(pilot, lambda: app.live_reply is None and app._notifications)
         assert "scripted engine failure" in list(app._notifications)[-1].message
         assert app.messages == [{"role": "user", "content": "hello"}]
         assert len(app.chat_log.message_widgets) == 1
@@ -246,7 +246,7 @@ async def test_resume_and_conversation_list(tiny_tokenizer, tmp_path):
 
 @pytest.mark.parametrize("script_lines", [2])
 async def test_replay_in_app_plays_then_hands_over(tiny_tokenizer, tmp_path, script_lines):
-    from tui.records import Line
+    from tui.chat_file import Line
 
     script = [Line(1, {"messages": [{"role": "user", "content": "first"}, {"role": "assistant", "content": "A."},
                                     {"role": "user", "content": "second"}]}),
@@ -264,7 +264,7 @@ async def test_replay_in_app_plays_then_hands_over(tiny_tokenizer, tmp_path, scr
 
 
 async def test_replay_pause_and_step(tiny_tokenizer, tmp_path):
-    from tui.records import Line
+    from tui.chat_file import Line
 
     script = [Line(1, {"messages": [{"role": "user", "content": m} for m in ("a",)]}),
               Line(2, {"messages": [{"role": "user", "content": "b"}, {"role": "assistant", "content": "x"},
@@ -272,12 +272,12 @@ async def test_replay_pause_and_step(tiny_tokenizer, tmp_path):
     app = make_app(tiny_tokenizer, ["ok"], tmp_path, app={"replay": script})
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f5")  # paused before or after the first turn
-        await wait_until(pilot, lambda: app.generation is None)
+        await wait_until(pilot, lambda: app.live_reply is None)
         played = len(app.backend.calls)
         await pilot.pause(0.8)
         assert len(app.backend.calls) == played  # paused: nothing more
         await pilot.press("f6")
-        await wait_until(pilot, lambda: len(app.backend.calls) == played + 1 and app.generation is None)
+        await wait_until(pilot, lambda: len(app.backend.calls) == played + 1 and app.live_reply is None)
         await pilot.pause(0.8)
         assert len(app.backend.calls) == played + 1  # one step only
         await pilot.press("f5")

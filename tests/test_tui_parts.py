@@ -9,7 +9,7 @@ from model.events import SamplingParams, TokenEvent
 from tokenizer.display import byte_segments
 from tui import commands
 from tui.context import ContextFullError, fit_prompt
-from tui.reply import ReplyTracker, merge_pieces
+from tui.reply_blocks import ReplyBlocks, merge_pieces
 
 
 def test_slash_commands_parse_and_set_params():
@@ -69,15 +69,15 @@ def test_reply_tracker_splits_text_and_tool_blocks(tiny_tokenizer):
                TokenEvent(special("<|python_end|>"), "", False), TokenEvent(special("<|output_start|>"), "", True),
                TokenEvent(4, "2", True), TokenEvent(special("<|output_end|>"), "", True), TokenEvent(5, "Two.", False),
                TokenEvent(special("<|assistant_end|>"), "", False)]
-    tracker = ReplyTracker(tok.special_name)
+    tracker = ReplyBlocks(tok.special_name)
     pieces = merge_pieces([p for p in map(tracker.feed, events) if p is not None])
     assert [(p.block, p.kind, p.text) for p in pieces] == [
         (0, "text", "Let me. "), (1, "python", "1+1"), (2, "python_output", "2"), (3, "text", "Two.")]
 
 
 def test_replies_are_rendered_as_generated(tiny_tokenizer):
-    from tui.records import TurnRecord
-    from tui.rendering import prompt_ids, render_chat
+    from tui.chat_file import TurnRecord
+    from tui.chat_tokens import prompt_ids, render_chat
 
     tok = tiny_tokenizer
     spelled = [tok.encode(ch)[0] for ch in "Hello"]  # not how "Hello" encodes, but what was sampled
@@ -97,10 +97,10 @@ def test_replies_are_rendered_as_generated(tiny_tokenizer):
 
 
 def _generation(tok):
-    from tui.records import TurnRecord
-    from tui.streaming import Generation
+    from tui.chat_file import TurnRecord
+    from tui.live_reply import LiveReply
 
-    return Generation(TurnRecord(message=1, seed=0), widget=None, tracker=ReplyTracker(tok.special_name))
+    return LiveReply(TurnRecord(message=1, seed=0), widget=None, tracker=ReplyBlocks(tok.special_name))
 
 
 class _Worker:
@@ -111,7 +111,7 @@ def test_generation_hands_engine_events_to_the_ui_side(tiny_tokenizer):
     import asyncio
 
     from model.events import GenerationStats, Stop
-    from tui.streaming import EngineFailure
+    from tui.live_reply import EngineFailure
 
     tok = tiny_tokenizer
     end = Stop("assistant_end", GenerationStats(3, 3, 0.01, 0.02))
@@ -147,7 +147,7 @@ def test_generation_hands_engine_events_to_the_ui_side(tiny_tokenizer):
 
 
 def test_replay_state_plays_user_and_system_messages_and_keeps_the_script_reply():
-    from tui.records import Line
+    from tui.chat_file import Line
     from tui.replay import ReplayState
 
     script = [Line(1, {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"},

@@ -1,6 +1,6 @@
 """The glasschat app: a chat with a local model that shows its tokens.
 
-A thread worker reads the engine's stream into a ``Generation`` (``tui.streaming``); an async
+A thread worker reads the engine's stream into a ``LiveReply`` (``tui.live_reply``); an async
 pump drains it about 30 times a second into the reply's widgets, so the UI never waits on the
 engine and the engine never waits on the UI. Every action has a key and a command-palette entry;
 F1 lists them all.
@@ -29,16 +29,16 @@ from model.events import SamplingParams, Stop
 from tui import commands as slash
 from tui.context import Prompt, fit_prompt
 from tui.generate import finish_turn, with_seed
-from tui.records import ChatRecord, Line, TurnRecord, entry_error, to_markdown, write_records
+from tui.chat_file import ChatRecord, Line, TurnRecord, entry_error, to_markdown, write_records
 from tui.replay import ReplayState, compare, expected_ids
-from tui.rendering import prompt_ids, render_chat
-from tui.reply import ReplyTracker
+from tui.chat_tokens import prompt_ids, render_chat
+from tui.reply_blocks import ReplyBlocks
 from tui.screens.conversations import ConversationsScreen
 from tui.screens.help import HelpScreen, key_label
 from tui.screens.settings import SettingsScreen
 from tui.store import ConversationStore, title_of
-from tui.streaming import EngineFailure, Generation
-from tui.tokens import TokenCell, build_cells
+from tui.live_reply import EngineFailure, LiveReply
+from tui.token_cells import TokenCell, build_cells
 from tui.widgets.chat_input import ChatInput
 from tui.widgets.chat_log import ChatLog
 from tui.widgets.debug_pane import DebugPane
@@ -90,7 +90,7 @@ class GlasschatApp(App):
         self.turns: dict[int, TurnRecord] = {}
         self.conversation_id = self.store.new_id()
         self.created = time.time()
-        self.generation: Generation | None = None
+        self.live_reply: LiveReply | None = None
         self.replay: ReplayState | None = ReplayState(replay) if replay else None
         self.dropped = 0
         self.last_reply_shown: list[tuple[float, int]] = []  # for ``glasschat bench tui``
@@ -146,7 +146,7 @@ class GlasschatApp(App):
             self.chat_input.clear()
             await self.run_slash(*command)
             return
-        if self.generation is not None:
+        if self.live_reply is not None:
             self.notify("A reply is still streaming: wait for it or press Esc.", severity="warning")
             return
         if self.replay is not None:
@@ -184,59 +184,59 @@ class GlasschatApp(App):
         self.dropped = prompt.dropped
         params = with_seed(params)
         widget = await self.chat_log.start_reply()
-        generation = Generation(TurnRecord(message=len(self.messages), seed=params.seed), widget,
-                                ReplyTracker(self.tokenizer.special_name))
-        self.generation = generation
+        live = LiveReply(TurnRecord(message=len(self.messages), seed=params.seed), widget,
+                                ReplyBlocks(self.tokenizer.special_name))
+        self.live_reply = live
         self.set_state("generating…")
         engine_params = replace(params, top_alternatives=max(params.top_alternatives, INSPECTOR_ALTERNATIVES))
         loop = asyncio.get_running_loop()
-        self.run_worker(lambda: generation.run(self.backend, prompt.ids, engine_params, loop,
+        self.run_worker(lambda: live.run(self.backend, prompt.ids, engine_params, loop,
                                                get_current_worker()),
                         thread=True, group="engine", exit_on_error=False)
-        self.run_worker(self._pump(generation), group="pump", exit_on_error=False)
+        self.run_worker(self._pump(live), group="pump", exit_on_error=False)
 
-    async def _pump(self, generation: Generation) -> None:
+    async def _pump(self, live: LiveReply) -> None:
         """Move queued events to the screen at ``PUMP_INTERVAL_S`` until the reply ends."""
         try:
             while True:
-                end = await self._drain(generation)
+                end = await self._drain(live)
                 if end is not None:
-                    await self._finish(generation, end)
+                    await self._finish(live, end)
                     return
-                await generation.wait(PUMP_INTERVAL_S)
+                await live.wait(PUMP_INTERVAL_S)
         except Exception as error:  # a display bug must not leave the chat stuck mid-reply
-            generation.cancel.set()
-            self.generation = None
+            live.cancel.set()
+            self.live_reply = None
             self.set_state("ready")
             self.notify(f"Could not show the reply: {type(error).__name__}: {error}", severity="error", timeout=10)
 
-    async def _drain(self, generation: Generation) -> Stop | EngineFailure | None:
-        pieces, end = generation.drain()
+    async def _drain(self, live: LiveReply) -> Stop | EngineFailure | None:
+        pieces, end = live.drain()
         if pieces:
-            await generation.widget.write(pieces)
+            await live.widget.write(pieces)
         if pieces or end is not None:
-            generation.shown.append((time.perf_counter(), len(generation.turn.ids)))
+            live.shown.append((time.perf_counter(), len(live.turn.ids)))
         if end is None and self._tokens_visible() and time.monotonic() - self._live_tokens_at > LIVE_TOKENS_INTERVAL_S:
             self._live_tokens_at = time.monotonic()
             self.refresh_tokens()
         return end
 
-    async def _finish(self, generation: Generation, end: Stop | EngineFailure) -> None:
-        turn = generation.turn
+    async def _finish(self, live: LiveReply, end: Stop | EngineFailure) -> None:
+        turn = live.turn
         if isinstance(end, Stop):
             finish_turn(turn, end)
         else:
             turn.stop_reason = "error"
             self.notify(f"Engine error: {end.error}", severity="error", timeout=10)
-        await generation.widget.finish(None if turn.stop_reason == "assistant_end" else turn.stop_reason)
-        generation.shown.append((time.perf_counter(), len(turn.ids)))  # the streams are flushed now
+        await live.widget.finish(None if turn.stop_reason == "assistant_end" else turn.stop_reason)
+        live.shown.append((time.perf_counter(), len(turn.ids)))  # the streams are flushed now
         if turn.ids or turn.stop_reason != "error":
             self.messages.append({"role": "assistant", "content": self.tokenizer.parse_assistant(turn.ids)})
             self.turns[turn.message] = turn
         else:
             await self.chat_log.truncate(len(self.messages))
-        self.generation = None
-        self.last_reply_shown = generation.shown
+        self.live_reply = None
+        self.last_reply_shown = live.shown
         status = self.status
         status.ttft_ms, status.tokens_per_s = turn.ttft_ms, turn.tokens_per_s
         self.set_state("ready")
@@ -251,13 +251,13 @@ class GlasschatApp(App):
         if self.replay is not None and not self.replay.paused:
             self.replay.paused = True
             self.set_state("replay paused (F5 resumes, F6 steps)")
-        if self.generation is not None:
-            self.generation.cancel.set()
+        if self.live_reply is not None:
+            self.live_reply.cancel.set()
             self.set_state("stopping…")
 
     async def action_regenerate(self) -> None:
         """Generate the last reply again, with a new seed."""
-        if self.generation is not None:
+        if self.live_reply is not None:
             self.notify("A reply is still streaming: press Esc first.", severity="warning")
             return
         if not self.messages:
@@ -275,7 +275,7 @@ class GlasschatApp(App):
 
     async def action_edit_last(self) -> None:
         """Take back the last user message (and its reply) into the message box."""
-        if self.generation is not None:
+        if self.live_reply is not None:
             self.notify("A reply is still streaming: press Esc first.", severity="warning")
             return
         last_user = max((i for i, m in enumerate(self.messages) if m["role"] == "user"), default=None)
@@ -298,7 +298,7 @@ class GlasschatApp(App):
         self.refresh_tokens()
 
     async def action_new_conversation(self) -> None:
-        if self.generation is not None:
+        if self.live_reply is not None:
             self.notify("A reply is still streaming: press Esc first.", severity="warning")
             return
         await self.reset_conversation()
@@ -311,7 +311,7 @@ class GlasschatApp(App):
         self.refresh_tokens()
 
     def action_open_conversations(self) -> None:
-        if self.generation is not None:
+        if self.live_reply is not None:
             self.notify("A reply is still streaming: press Esc first.", severity="warning")
             return
 
@@ -492,10 +492,10 @@ class GlasschatApp(App):
     def conversation_cells(self) -> list[TokenCell]:
         """The conversation (with the reply being generated, if any) as display cells."""
         messages, turns = list(self.messages), dict(self.turns)
-        generation = self.generation
-        if generation is not None and generation.turn.ids:
-            messages.append({"role": "assistant", "content": self.tokenizer.parse_assistant(generation.turn.ids)})
-            turns[generation.turn.message] = generation.turn
+        live = self.live_reply
+        if live is not None and live.turn.ids:
+            messages.append({"role": "assistant", "content": self.tokenizer.parse_assistant(live.turn.ids)})
+            turns[live.turn.message] = live.turn
         if not messages:
             return []
         ids, mask = render_chat(self.tokenizer, messages, turns)
@@ -601,7 +601,7 @@ class GlasschatApp(App):
     async def replay_advance(self) -> None:
         """Play the script's next turn, unless paused or a reply is streaming."""
         replay = self.replay
-        if replay is None or self.generation is not None:
+        if replay is None or self.live_reply is not None:
             return
         if replay.paused and not replay.steps:
             self.set_state("replay paused (F5 resumes, F6 steps)")

@@ -31,7 +31,7 @@ def register(subparsers) -> None:
 def run_chat(args) -> int:
     from glasschat.errors import UserError
     from tui.backend import load_backend
-    from tui.records import read_lines
+    from tui.chat_file import read_lines
     from tui.store import ConversationStore
 
     params = sampling_params(args)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from glasschat.errors import UserError
-from tui.records import TurnRecord
-from tui.rendering import prompt_ids
+from tui.chat_file import TurnRecord
+from tui.chat_tokens import prompt_ids
 
 
 class ContextFullError(UserError):

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from model.backend import Backend
 from model.events import SamplingParams, Stop, TokenEvent
-from tui.records import TurnRecord
+from tui.chat_file import TurnRecord
 
 
 def with_seed(params: SamplingParams, rng: random.Random | None = None) -> SamplingParams:

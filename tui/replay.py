@@ -1,9 +1,9 @@
 """Scripted conversation replay.
 
-A script is a chat file (``tui.records``): one conversation per line. Replaying feeds each
+A script is a chat file (``tui.chat_file``): one conversation per line. Replaying feeds each
 user message to the model and generates the assistant reply; the generated replies, not the
 script's, form the context of later turns — as in a real chat, and as the exact tokens the model
-produced (``tui.rendering``). Where the script has an
+produced (``tui.chat_tokens``). Where the script has an
 assistant message, the transcript compares it with what was generated (exact match, index of
 the first differing token).
 
@@ -21,7 +21,7 @@ from glasschat.errors import UserError
 from model.events import SamplingParams
 from tui.context import fit_prompt
 from tui.generate import generate_turn
-from tui.records import Line, dumps_line, entry_error, read_lines, write_records
+from tui.chat_file import Line, dumps_line, entry_error, read_lines, write_records
 
 
 @dataclass(frozen=True)

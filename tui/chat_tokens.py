@@ -10,8 +10,8 @@ tokens (an edited file) is rendered from its text.
 
 from __future__ import annotations
 
-from tui.records import TurnRecord
-from tui.tokens import message_indices
+from tui.chat_file import TurnRecord
+from tui.token_cells import message_indices
 
 
 def reply_tokens(tokenizer, turn: TurnRecord) -> tuple[list[int], list[int]]:

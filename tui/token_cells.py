@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from model.events import TokenEvent
 from tokenizer.display import byte_segments
-from tui.records import TurnRecord
+from tui.chat_file import TurnRecord
 
 # How a token of an assistant turn relates to what the engine produced.
 GENERATED = "generated"  # exactly the token the engine produced (see ``event``)
