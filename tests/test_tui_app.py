@@ -327,3 +327,35 @@ async def test_settings_screen_and_command_palette(tiny_tokenizer, tmp_path):
                        "Toggle the raw view", "Sampling settings", "Set temperature", "Set max tokens",
                        'Export {"ids", "mask"} as JSON', "Save the conversation as Markdown or JSONL"):
             assert action in titles
+
+
+async def test_every_action_in_the_table_is_bound_listed_and_runs_from_the_palette(tiny_tokenizer, tmp_path):
+    from tui.actions import ACTIONS, key_label
+    from tui.screens.help import HelpScreen, key_sections
+    from tui.screens.settings import SettingsScreen
+    from tui.widgets.token_view import TokenView
+
+    app = make_app(tiny_tokenizer, ["ok"], tmp_path)
+    keyed = [action for action in ACTIONS if action.key]
+    assert [(b.key, b.action) for b in app.BINDINGS] == [(a.key, a.action) for a in keyed]
+    help_rows = dict(key_sections()[0][1])
+    assert all(help_rows[key_label(a.key)] == a.help for a in keyed)
+    for action in ACTIONS:  # every action string names a method of the app
+        assert callable(getattr(app, "action_" + action.action.split("(")[0])), action.action
+    async with app.run_test(size=SIZE) as pilot:
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        assert "Pause or resume the replay" not in commands  # no replay is playing
+        assert commands["New conversation"].help == "Ctrl+N or /clear: start a new conversation"
+        await commands["Set top-p"].callback()
+        await pilot.pause()
+        assert isinstance(app.screen, SettingsScreen) and app.screen.focused.id == "set-top_p"
+        app.screen.dismiss(None)
+        await pilot.pause()
+        await commands["Save the conversation as Markdown or JSONL"].callback()
+        assert app.chat_input.text == "/save "
+        await commands["Toggle token ids in the token pane"].callback()
+        await pilot.pause()
+        assert app.debug_pane.display and all(view.show_ids for view in app.debug_pane.query(TokenView))
+        await commands["Help: keys and commands"].callback()
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)

@@ -12,11 +12,11 @@ import asyncio
 import json
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.timer import Timer
@@ -26,6 +26,7 @@ from glasschat.atomic import atomic_write_text
 from glasschat.errors import UserError
 from model.backend import Backend
 from model.events import SamplingParams, Stop
+from tui import actions
 from tui import commands as slash
 from tui.context import Prompt, fit_prompt
 from tui.generate import finish_turn, with_seed
@@ -34,7 +35,7 @@ from tui.replay import ReplayState, compare, expected_ids
 from tui.chat_tokens import prompt_ids, render_chat
 from tui.reply_blocks import ReplyBlocks
 from tui.screens.conversations import ConversationsScreen
-from tui.screens.help import HelpScreen, key_label
+from tui.screens.help import HelpScreen, key_sections
 from tui.screens.settings import SettingsScreen
 from tui.store import ConversationStore, title_of
 from tui.live_reply import EngineFailure, LiveReply
@@ -58,25 +59,7 @@ class GlasschatApp(App):
     TITLE = "glasschat"
     AUTO_FOCUS = "#input"
 
-    BINDINGS = [
-        Binding("escape", "stop", "Stop", tooltip="stop the reply: it is kept and closed with <|assistant_end|>"),
-        Binding("ctrl+r", "regenerate", "Regenerate", priority=True,
-                tooltip="generate the last reply again, with a new seed"),
-        Binding("ctrl+e", "edit_last", "Edit last", priority=True,
-                tooltip="take back the last message (and its reply) to edit and resend"),
-        Binding("ctrl+n", "new_conversation", "New", priority=True, tooltip="start a new conversation"),
-        Binding("ctrl+o", "open_conversations", "Open", priority=True, tooltip="open a saved conversation"),
-        Binding("f1", "help", "Help", tooltip="this list of keys and commands"),
-        Binding("f2", "toggle_tokens", "Tokens",
-                tooltip="token pane: the conversation as tokens, the draft's tokens, the inspector"),
-        Binding("f3", "toggle_raw", "Raw", tooltip="raw view: the chat as the exact token stream"),
-        Binding("f4", "settings", "Settings", tooltip="sampling settings"),
-        Binding("f5", "replay_pause", "Pause replay", show=False, tooltip="pause or resume a replay"),
-        Binding("f6", "replay_step", "Step replay", show=False, priority=True,
-                tooltip="play the next turn of a paused replay"),
-        Binding("ctrl+end", "jump_to_newest", "Newest message", show=False, priority=True,
-                tooltip="jump to the newest message and follow the stream again"),
-    ]
+    BINDINGS = actions.bindings()  # every action is described once, in tui.actions
 
     def __init__(self, backend: Backend, *, store: ConversationStore | None = None,
                  params: SamplingParams | None = None, resume: str | None = None,
@@ -344,19 +327,7 @@ class GlasschatApp(App):
         self.refresh_tokens()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.key_sections()))
-
-    def key_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
-        app_keys = [(key_label(b.key), b.tooltip or b.description) for b in self.BINDINGS]
-        return [
-            ("Chat", [("Enter", "send the message"), ("Shift+Enter / Ctrl+J", "new line in the message"),
-                      *app_keys, ("End (at line end)", "jump to the newest message"),
-                      ("Ctrl+P", "command palette: every action by name"), ("Ctrl+Q", "quit")]),
-            ("Token pane (F2, then Tab to focus it)", [
-                (key_label(b.key), b.tooltip or b.description) for b in TokenView.BINDINGS]
-             + [("mouse", "hover or click a token to inspect it")]),
-            ("Conversations (Ctrl+O)", [("Enter", "open"), ("Del / Ctrl+D", "delete"), ("Esc", "close")]),
-        ]
+        self.push_screen(HelpScreen(key_sections()))
 
     def action_toggle_tokens(self) -> None:
         pane = self.debug_pane
@@ -444,45 +415,21 @@ class GlasschatApp(App):
 
     def get_system_commands(self, screen: Screen):
         yield from super().get_system_commands(screen)
-        entries = [
-            ("Stop the reply", "Esc: stop generating; the partial reply is kept", self.action_stop),
-            ("Regenerate", "Ctrl+R: generate the last reply again with a new seed", self.action_regenerate),
-            ("Edit last message", "Ctrl+E: take back the last message to edit and resend", self.action_edit_last),
-            ("New conversation", "Ctrl+N or /clear", self.action_new_conversation),
-            ("Open a saved conversation", "Ctrl+O", self.action_open_conversations),
-            ("Help: keys and commands", "F1 or /help", self.action_help),
-            ("Toggle the token pane", "F2: the conversation as tokens, live draft preview, inspector",
-             self.action_toggle_tokens),
-            ("Toggle the raw view", "F3: the chat as the exact token stream", self.action_toggle_raw),
-            ("Sampling settings", "F4", self.action_settings),
-            ("Set temperature", "/temperature T", lambda: self.action_settings("temperature")),
-            ("Set top-k", "/topk K", lambda: self.action_settings("top_k")),
-            ("Set top-p", "/topp P", lambda: self.action_settings("top_p")),
-            ("Set seed", "/seed S or /seed random", lambda: self.action_settings("seed")),
-            ("Set max tokens", "/max N", lambda: self.action_settings("max_tokens")),
-            ("Save the conversation as Markdown or JSONL", "/save FILE", lambda: self.prefill("/save ")),
-            ('Export {"ids", "mask"} as JSON', "/export FILE", lambda: self.prefill("/export ")),
-            ("Toggle visible whitespace in the token pane", "W in the token pane",
-             lambda: self._token_views("action_toggle_whitespace")),
-            ("Toggle token ids in the token pane", "I in the token pane", lambda: self._token_views("action_toggle_ids")),
-            ("Jump to the newest message", "End at the end of the input, or Ctrl+End", self.action_jump_to_newest),
-        ]
-        if self.replay is not None:
-            entries += [("Pause or resume the replay", "F5", self.action_replay_pause),
-                        ("Play the next replay turn", "F6", self.action_replay_step)]
-        for title, help_text, callback in entries:
-            yield SystemCommand(title, help_text, callback)
+        for action in actions.palette_actions(replaying=self.replay is not None):
+            yield SystemCommand(action.title, action.palette_help, partial(self.run_action, action.action))
 
-    def prefill(self, text: str) -> None:
+    def action_prefill(self, text: str) -> None:
+        """Put ``text`` in the message box, to be completed (``/save `` and its file name)."""
         self.chat_input.load_text(text)
         self.chat_input.move_cursor(self.chat_input.document.end)
         self.chat_input.focus()
 
-    def _token_views(self, action: str) -> None:
+    def action_token_view(self, action: str) -> None:
+        """Run a token view's action (``toggle_ids``) on the token pane's views, opening it first."""
         if not self.debug_pane.display:
             self.action_toggle_tokens()
         for view in self.debug_pane.query(TokenView):
-            getattr(view, action)()
+            getattr(view, f"action_{action}")()
 
     # ---- token pane, raw view, draft preview
 
