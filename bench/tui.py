@@ -256,7 +256,7 @@ def _child(config_path: str) -> int:
                 (workdir / "ready").touch()
                 self.cpu_start = (time.monotonic(), *self.cpu_seconds())
             if self.started and self.live_reply is None:
-                turn = self.turns.get(1)
+                turn = self.session.turn(1)
                 end = (time.monotonic(), *self.cpu_seconds())
                 wall = max(end[0] - self.cpu_start[0], 1e-9)
                 results = {"keys": self.keys, "shown": self.last_reply_shown,

@@ -93,10 +93,10 @@ async def test_chat_app_streams_the_engine(backend, tmp_path):
         app.chat_input.load_text("Hello there!")
         await pilot.press("enter")
         for _ in range(500):
-            if app.live_reply is None and len(app.messages) == 2:
+            if app.live_reply is None and len(app.session.messages) == 2:
                 break
             await pilot.pause(0.02)
-        turn = app.turns[1]
+        turn = app.session.turn(1)
         assert 1 <= len(turn.ids) <= 10 and turn.stop_reason
         assert all(len(top) == 5 for top, forced in zip(turn.top, turn.forced) if not forced)
         await pilot.press("f2")

@@ -56,7 +56,35 @@ def run_chat(args) -> int:
 
 
 def run_replay(args) -> int:
-    from tui.replay import replay_command
+    """``glasschat replay SCRIPT``: write the transcript to ``--out`` (or stdout)."""
+    import sys
+    from dataclasses import asdict
 
-    args.params = sampling_params(args)
-    return replay_command(args)
+    from glasschat.errors import UserError
+    from tui.backend import load_backend
+    from tui.chat_file import dumps_line, read_lines, write_records
+    from tui.replay import replay_script
+
+    params = sampling_params(args)
+    entries = read_lines(args.script)
+    if not entries:
+        raise UserError(f"{args.script}: no conversations in the script")
+    backend = load_backend(args.checkpoint, in_process=True)
+    meta = {"model": backend.info.name, "params": asdict(params)}
+    records, failed = [], 0
+    for record in replay_script(backend, entries, params):
+        record["meta"] = meta
+        if "error" in record:
+            failed += 1
+            print(f"glasschat: {args.script}: line {record['line']}: {record['error']}", file=sys.stderr)
+        if args.out is None:
+            sys.stdout.write(dumps_line(record))
+            sys.stdout.flush()
+        elif "error" not in record:
+            count = len(record["turns"])
+            print(f"line {record['line']}: {count} {'reply' if count == 1 else 'replies'}", file=sys.stderr)
+        records.append(record)
+    if args.out is not None:
+        write_records(args.out, records)
+        print(f"transcript: {args.out} ({len(records) - failed} conversations, {failed} failed)", file=sys.stderr)
+    return 2 if failed else 0
