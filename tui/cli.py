@@ -72,18 +72,21 @@ def run_replay(args) -> int:
     backend = load_backend(args.checkpoint, in_process=True)
     meta = {"model": backend.info.name, "params": asdict(params)}
     records, failed = [], 0
-    for record in replay_script(backend, entries, params):
-        record["meta"] = meta
-        if "error" in record:
-            failed += 1
-            print(f"glasschat: {args.script}: line {record['line']}: {record['error']}", file=sys.stderr)
-        if args.out is None:
-            sys.stdout.write(dumps_line(record))
-            sys.stdout.flush()
-        elif "error" not in record:
-            count = len(record["turns"])
-            print(f"line {record['line']}: {count} {'reply' if count == 1 else 'replies'}", file=sys.stderr)
-        records.append(record)
+    try:
+        for record in replay_script(backend, entries, params):
+            record["meta"] = meta
+            if "error" in record:
+                failed += 1
+                print(f"glasschat: {args.script}: line {record['line']}: {record['error']}", file=sys.stderr)
+            if args.out is None:
+                sys.stdout.write(dumps_line(record))
+                sys.stdout.flush()
+            elif "error" not in record:
+                count = len(record["turns"])
+                print(f"line {record['line']}: {count} {'reply' if count == 1 else 'replies'}", file=sys.stderr)
+            records.append(record)
+    finally:
+        backend.close()
     if args.out is not None:
         write_records(args.out, records)
         print(f"transcript: {args.out} ({len(records) - failed} conversations, {failed} failed)", file=sys.stderr)
