@@ -163,8 +163,7 @@ class GlasschatApp(App):
         self.set_state("generating…")
         engine_params = replace(params, top_alternatives=max(params.top_alternatives, INSPECTOR_ALTERNATIVES))
         loop = asyncio.get_running_loop()
-        self.run_worker(lambda: live.run(self.backend, prompt.ids, engine_params, loop,
-                                               get_current_worker()),
+        self.run_worker(lambda: live.run(self.backend, prompt.ids, engine_params, loop, get_current_worker()),
                         thread=True, group="engine", exit_on_error=False)
         self.run_worker(self._pump(live), group="pump", exit_on_error=False)
 
