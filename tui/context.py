@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from glasschat.errors import UserError
-from tui.records import TurnRecord
-from tui.rendering import prompt_ids
+from tui.chat_file import Entry
+from tui.chat_tokens import prompt_ids
 
 
 class ContextFullError(UserError):
@@ -24,35 +24,26 @@ class Prompt:
     ids: list[int]
     dropped: int  # how many of the oldest non-system messages were left out
 
-    def sent_messages(self, messages: list[dict]) -> list[dict]:
-        return _without_oldest(messages, self.dropped)
 
-
-def _without_oldest(messages: list[dict], count: int) -> list[dict]:
-    head = messages[:1] if messages and messages[0]["role"] == "system" else []
-    return head + messages[len(head) + count:]
-
-
-def _shift(turns: dict[int, TurnRecord], messages: list[dict], count: int) -> dict[int, TurnRecord]:
-    """``turns`` re-indexed for the messages left after dropping the ``count`` oldest."""
-    first = (1 if messages and messages[0]["role"] == "system" else 0) + count
-    return {index - count: turn for index, turn in turns.items() if index >= first}
+def without_oldest(entries: list[Entry], count: int) -> list[Entry]:
+    """``entries`` less the ``count`` oldest after a leading system message."""
+    head = entries[:1] if entries and entries[0].role == "system" else []
+    return head + entries[len(head) + count:]
 
 
 def reply_room(sequence_len: int, max_tokens: int) -> int:
     return max(1, min(max_tokens, sequence_len // 2))
 
 
-def fit_prompt(tokenizer, messages: list[dict], sequence_len: int, max_tokens: int,
-               turns: dict[int, TurnRecord] | None = None) -> Prompt:
-    """The prompt for a reply to ``messages`` (which end with a user message), with the replies
-    in ``turns`` as generated, oldest turns dropped until it leaves ``reply_room`` tokens;
+def fit_prompt(tokenizer, entries: list[Entry], sequence_len: int, max_tokens: int) -> Prompt:
+    """The prompt for a reply to ``entries`` (which end with a user message), with generated
+    replies as generated, oldest turns dropped until it leaves ``reply_room`` tokens;
     ``ContextFullError`` if the last user message alone leaves no room at all."""
     budget = sequence_len - reply_room(sequence_len, max_tokens)
-    body = len(messages) - (1 if messages and messages[0]["role"] == "system" else 0)
+    body = len(entries) - (1 if entries and entries[0].role == "system" else 0)
     dropped = 0
     while True:
-        ids = prompt_ids(tokenizer, _without_oldest(messages, dropped), _shift(turns or {}, messages, dropped))
+        ids = prompt_ids(tokenizer, without_oldest(entries, dropped))
         if len(ids) <= budget or dropped + 1 >= body:
             break
         dropped += 2  # one user message and the assistant reply that followed it

@@ -10,8 +10,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
 from tokenizer.display import token_label
-from tui import tokens as tk
-from tui.tokens import Counts, TokenCell
+from tui import token_cells as tk
+from tui.token_cells import Counts, TokenCell
 from tui.widgets.token_view import TokenView
 
 ORIGIN_LABELS = {

@@ -10,8 +10,8 @@ tokens (an edited file) is rendered from its text.
 
 from __future__ import annotations
 
-from tui.records import TurnRecord
-from tui.tokens import message_indices
+from tui.chat_file import Entry, TurnRecord
+from tui.token_cells import message_indices
 
 
 def reply_tokens(tokenizer, turn: TurnRecord) -> tuple[list[int], list[int]]:
@@ -26,12 +26,13 @@ def reply_tokens(tokenizer, turn: TurnRecord) -> tuple[list[int], list[int]]:
     return ids, mask
 
 
-def render_chat(tokenizer, messages: list[dict], turns: dict[int, TurnRecord]) -> tuple[list[int], list[int]]:
+def render_chat(tokenizer, entries: list[Entry]) -> tuple[list[int], list[int]]:
     """``render_conversation``'s ``(ids, mask)`` with generated replies as generated."""
+    messages = [entry.message for entry in entries]
     ids, mask = tokenizer.render_conversation({"messages": messages})
-    usable = {index: turn for index, turn in turns.items()
-              if index < len(messages) and messages[index]["role"] == "assistant"
-              and tokenizer.parse_assistant(turn.ids) == messages[index]["content"]}
+    usable = {index: entry.turn for index, entry in enumerate(entries)
+              if entry.turn is not None and entry.role == "assistant"
+              and tokenizer.parse_assistant(entry.turn.ids) == entry.message["content"]}
     if not usable:
         return ids, mask
     owners = message_indices(tokenizer, ids, messages)
@@ -56,6 +57,6 @@ def render_chat(tokenizer, messages: list[dict], turns: dict[int, TurnRecord]) -
     return out_ids, out_mask
 
 
-def prompt_ids(tokenizer, messages: list[dict], turns: dict[int, TurnRecord]) -> list[int]:
-    """The prompt for the reply to ``messages`` (which end with a user message)."""
-    return render_chat(tokenizer, messages, turns)[0] + [tokenizer.encode_special("<|assistant_start|>")]
+def prompt_ids(tokenizer, entries: list[Entry]) -> list[int]:
+    """The prompt for the reply to ``entries`` (which end with a user message)."""
+    return render_chat(tokenizer, entries)[0] + [tokenizer.encode_special("<|assistant_start|>")]
