@@ -7,9 +7,11 @@ are produced and one ``Stop`` per row (see ``model.events``). The model's math i
 - The KV cache is allocated once per call, sized to the prompt plus ``max_tokens`` (at most
   ``sequence_len``), and written in place. A sliding-window layer keeps only its window (plus
   the current position) as a ring: the keys are rotated before they are cached and attention
-  does not depend on their order, so a ring needs no mask once it is full. Prefill runs the
-  prompt once and computes the lm_head for its last position only. ``num_samples`` rows share
-  one prefill and then decode as a batch.
+  does not depend on their order, so a ring needs no mask once it is full. The keys are kept
+  transposed: a decode step attends with two batched matrix products (scores, then values),
+  which read the cache about twice as fast as ``scaled_dot_product_attention`` does for one
+  query. Prefill runs the prompt once and computes the lm_head for its last position only.
+  ``num_samples`` rows share one prefill and then decode as a batch.
 - Few torch calls per layer: at batch 1 a small model's decode step costs its weights'
   bandwidth plus a few microseconds per call, more than the arithmetic. The weights are re-laid
   out once, when the engine is made: q, k and v fused into one matrix, and every matrix with at
@@ -20,7 +22,7 @@ are produced and one ``Stop`` per row (see ``model.events``). The model's math i
   projection, rotated and normalised in place, and the MLP's hidden layer) and into the residual
   stream, which the output projections update in place.
 - RMSNorm runs as ``x/|x|``, its ``sqrt(n)`` folded into the weights that read the result (and
-  into the attention scale for q and k); the softcap's ``1/15`` is folded into the lm_head. The
+  into the attention scale for q and k); the softcap's ``1/cap`` is folded into the lm_head. The
   residual stream runs at ``1/sqrt(C)`` of nanochat's scale (the output projections add into it
   with that factor), which every reader normalises away, and it carries one extra channel
   holding ``sqrt(eps)``: its norm is then RMSNorm's ``sqrt(|x|² + eps)``, never zero, so its
@@ -81,15 +83,18 @@ class _Layer(NamedTuple):
 
 
 class _Cache(NamedTuple):
-    """One call's cache: per layer ``(2, B, Hkv, L, D)`` keys and values, where a layer whose
-    window is shorter than the call keeps ``L = window + 1`` positions, position p at p mod L;
-    and for the smear, the previous position's embedding per row (else None)."""
+    """One call's cache. Per layer the keys, transposed, ``(B, Hkv, D, L)``, and the values
+    ``(B, Hkv, L, D)``, where a layer whose window is shorter than the call keeps ``L = window
+    + 1`` positions, position p at p mod L; and for the smear, the previous position's
+    embedding per row (else None)."""
 
-    layers: list[torch.Tensor]
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
     prev: torch.Tensor | None
 
     def row0(self) -> _Cache:
-        return _Cache([kv.narrow(1, 0, 1) for kv in self.layers], None if self.prev is None else self.prev.narrow(0, 0, 1))
+        return _Cache([k.narrow(0, 0, 1) for k in self.keys], [v.narrow(0, 0, 1) for v in self.values],
+                      None if self.prev is None else self.prev.narrow(0, 0, 1))
 
 
 class _Scratch(NamedTuple):
@@ -102,6 +107,7 @@ class _Scratch(NamedTuple):
     qk: torch.Tensor  # (B, T, H + Hkv, D) view: queries and keys, for the QK norm
     pairs: torch.Tensor  # view of qk's rotary pairs: complex (B, T, H + Hkv, D/2) in fp32, else real (..., D/2, 2)
     q: torch.Tensor  # (B, H, T, D) view: attention's queries
+    q_groups: torch.Tensor | None  # for T = 1, (B, Hkv, H/Hkv, D) view: the queries grouped by their kv head
     kv: torch.Tensor  # (2, B, Hkv, T, D) view: keys and values, laid out as the cache holds them
     v: torch.Tensor  # (B·T, Hkv, D) view: the values, for a value embedding
     hidden: torch.Tensor  # (B·T, 4C): the MLP's hidden layer
@@ -163,7 +169,7 @@ class Engine:
             # (C, V), holding the final norm's sqrt(C) and the softcap's 1/cap; padded rows dropped
             self._softcap = c.softcap
             self._lm_head = (gpt.lm_head.weight[: c.vocab_size].t() * (sqrt_c / c.softcap)).contiguous()
-            # e^{-iθ}: nanochat rotates by -θ, with its bf16-rounded tables; (T, 1, D/2) for a
+            # e^{-iθ}: nanochat rotates by -θ, with the model's (maybe bf16-rounded) tables; (T, 1, D/2) for a
             # prefill, and one tensor per position for decode steps (indexing a list is free)
             self._rotation = torch.complex(gpt.cos.float(), -gpt.sin.float()).unsqueeze(1).to(self.device)
             self._rotations = list(self._rotation.unsqueeze(1).unbind(0))
@@ -252,14 +258,16 @@ class Engine:
     # ---- the model, with a KV cache
 
     def _allocate_cache(self, batch: int, length: int) -> _Cache:
-        """Keys and values per layer, ``(2, batch, n_kv_head, L, head_dim)``: ``L`` is ``length``,
-        or ``window + 1`` for a layer whose window is shorter."""
+        """Keys and values per layer for ``L`` positions: ``length``, or ``window + 1`` for a
+        layer whose window is shorter."""
         c = self.config
+        Hkv, D = c.n_kv_head, c.head_dim
         with torch.inference_mode():
-            layers = [torch.empty((2, batch, c.n_kv_head, min(length, layer.window + 1), c.head_dim),
-                                  dtype=self.dtype, device=self.device) for layer in self._layers]
+            lengths = [min(length, layer.window + 1) for layer in self._layers]
+            keys = [torch.empty((batch, Hkv, D, L), dtype=self.dtype, device=self.device) for L in lengths]
+            values = [torch.empty((batch, Hkv, L, D), dtype=self.dtype, device=self.device) for L in lengths]
             prev = torch.empty((batch, c.n_embd), dtype=self.dtype, device=self.device) if c.smear_channels else None
-            return _Cache(layers, prev)
+            return _Cache(keys, values, prev)
 
     def _scratch(self, batch: int, T: int) -> _Scratch:
         c = self.config
@@ -275,6 +283,7 @@ class Engine:
                 qk,
                 torch.view_as_complex(pairs) if self._fp32 else pairs,
                 qk.narrow(2, 0, H).transpose(1, 2),
+                qk.narrow(2, 0, H).view(batch, Hkv, H // Hkv, D) if T == 1 else None,
                 qkv.narrow(1, H * D, 2 * Hkv * D).view(batch, T, 2, Hkv, D).permute(2, 0, 3, 1, 4),
                 qkv.narrow(1, (H + Hkv) * D, Hkv * D).view(batch * T, Hkv, D),
                 torch.empty((batch * T, 4 * c.n_embd), dtype=self.dtype, device=self.device),
@@ -286,9 +295,10 @@ class Engine:
         T = ids.shape[0]
         logits = self._forward(ids, 0, cache.row0() if batch > 1 else cache, self._scratch(1, T))
         if batch > 1:
-            for kv in cache.layers:
-                n = min(T, kv.shape[3])
-                kv[:, 1:, :, :n] = kv[:, :1, :, :n]
+            for k, v in zip(cache.keys, cache.values):
+                n = min(T, v.shape[2])
+                k[1:, :, :, :n] = k[:1, :, :, :n]
+                v[1:, :, :n] = v[:1, :, :n]
             if cache.prev is not None:
                 cache.prev[1:] = cache.prev[:1]
             logits = logits.expand(batch, -1)
@@ -308,7 +318,7 @@ class Engine:
         x0 = x.clone() if self._lambdas is not None else None
         h = x if self._first_input_normed else None
         x_backout = None
-        for i, (layer, kv) in enumerate(zip(self._layers, cache.layers)):
+        for i, (layer, k_cache, v_cache) in enumerate(zip(self._layers, cache.keys, cache.values)):
             if x0 is not None:
                 resid, mix = self._lambdas[i]
                 x.mul_(resid).add_(x0, alpha=mix)
@@ -322,7 +332,7 @@ class Engine:
                              value=c.ve_gate_scale)
             _rotate_(s.pairs, rotation)
             s.qk.div_(torch.linalg.vector_norm(s.qk, dim=-1, keepdim=True).clamp_min_(1e-30))  # a zero head stays zero
-            y = self._attend(layer, kv, pos, end, s)
+            y = self._attend(layer, k_cache, v_cache, pos, end, s)
             x.addmm_(y.transpose(1, 2).reshape(B * T, -1), layer.wo, alpha=self._residual_scale)
             h = x / torch.linalg.vector_norm(x_eps, dim=-1, keepdim=True)
             torch.mm(h, layer.wfc, out=s.hidden)
@@ -338,20 +348,29 @@ class Engine:
         logits = torch.mm(h, self._lm_head)  # already divided by the softcap
         return torch.tanh_(logits if self._fp32 else logits.float()).mul_(self._softcap)
 
-    def _attend(self, layer: _Layer, kv: torch.Tensor, pos: int, end: int, s: _Scratch) -> torch.Tensor:
-        """Write the new keys and values into the layer's cache ``kv`` and attend: (B, H, T, D)."""
+    def _attend(self, layer: _Layer, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: int, end: int,
+                s: _Scratch) -> torch.Tensor:
+        """Write the new keys and values into the layer's cache and attend: (B, H, T, D)."""
         c = self.config
-        L, T = kv.shape[3], s.T
-        gqa = c.n_head != c.n_kv_head
-        if T > L:  # a prefill longer than the layer's ring: attend within the window, keep its tail
-            k, v = s.kv.unbind(0)
-            y = F.scaled_dot_product_attention(s.q, k, v, attn_mask=window_mask(T, layer.window, self.device),
-                                               scale=self._attention_scale, enable_gqa=gqa)
-            kv.index_copy_(3, torch.arange(T - L, T, device=self.device) % L, s.kv.narrow(3, T - L, L))
+        L, T = v_cache.shape[2], s.T
+        k, v = s.kv.unbind(0)  # (B, Hkv, T, D)
+        if T > 1:  # a prefill from position 0: its own keys are all there are
+            mask = window_mask(T, layer.window, self.device)
+            y = F.scaled_dot_product_attention(s.q, k, v, attn_mask=mask, is_causal=mask is None,
+                                               scale=self._attention_scale, enable_gqa=c.n_head != c.n_kv_head)
+            n = min(T, L)  # a ring keeps the prompt's last L positions, each at its position mod L
+            slots = torch.arange(T - n, T, device=self.device) % L
+            k_cache.index_copy_(3, slots, k.narrow(2, T - n, n).transpose(2, 3))
+            v_cache.index_copy_(2, slots, v.narrow(2, T - n, n))
             return y
-        kv.narrow(3, pos % L, T).copy_(s.kv)  # a chunk of T > 1 starts at 0, so it never wraps
-        k, v = kv.narrow(3, 0, min(end, L)).unbind(0)
-        return F.scaled_dot_product_attention(s.q, k, v, is_causal=T > 1, scale=self._attention_scale, enable_gqa=gqa)
+        # one position: attention as two batched matrix products, which stream the cache faster
+        # on a CPU than scaled_dot_product_attention does for a single query; the keys are kept
+        # transposed so that the scores read them in the layout a matrix-vector product favours
+        k_cache.narrow(3, pos % L, 1).copy_(k.transpose(2, 3))
+        v_cache.narrow(2, pos % L, 1).copy_(v)
+        n = min(end, L)
+        scores = torch.matmul(s.q_groups, k_cache.narrow(3, 0, n)).mul_(self._attention_scale)
+        return torch.matmul(torch.softmax(scores, dim=-1), v_cache.narrow(2, 0, n)).view(s.batch, c.n_head, 1, c.head_dim)
 
     def _smear(self, x: torch.Tensor, T: int, prev: torch.Tensor) -> None:
         """Add to each position its gated share of the previous position's embedding, in place;
