@@ -7,10 +7,9 @@ are produced and one ``Stop`` per row (see ``model.events``). The model's math i
 - The KV cache is allocated once per call, sized to the prompt plus ``max_tokens`` (at most
   ``sequence_len``), and written in place. A sliding-window layer keeps only its window (plus
   the current position) as a ring: the keys are rotated before they are cached and attention
-  does not depend on their order, so a ring needs no mask once it is full. The keys are kept
-  transposed: a decode step attends with two batched matrix products (scores, then values),
-  which read the cache about twice as fast as ``scaled_dot_product_attention`` does for one
-  query. Prefill runs the prompt once and computes the lm_head for its last position only.
+  does not depend on their order, so a ring needs no mask once it is full. A decode step
+  attends with two batched matrix products (scores as keys times queries, then values), which
+  read the cache about twice as fast as ``scaled_dot_product_attention`` does for one query. Prefill runs the prompt once and computes the lm_head for its last position only.
   ``num_samples`` rows share one prefill and then decode as a batch.
 - Few torch calls per layer: at batch 1 a small model's decode step costs its weights'
   bandwidth plus a few microseconds per call, more than the arithmetic. The weights are re-laid
@@ -83,8 +82,7 @@ class _Layer(NamedTuple):
 
 
 class _Cache(NamedTuple):
-    """One call's cache. Per layer the keys, transposed, ``(B, Hkv, D, L)``, and the values
-    ``(B, Hkv, L, D)``, where a layer whose window is shorter than the call keeps ``L = window
+    """One call's cache. Per layer the keys and the values, ``(B, Hkv, L, D)`` each, where a layer whose window is shorter than the call keeps ``L = window
     + 1`` positions, position p at p mod L; and for the smear, the previous position's
     embedding per row (else None)."""
 
@@ -264,7 +262,7 @@ class Engine:
         Hkv, D = c.n_kv_head, c.head_dim
         with torch.inference_mode():
             lengths = [min(length, layer.window + 1) for layer in self._layers]
-            keys = [torch.empty((batch, Hkv, D, L), dtype=self.dtype, device=self.device) for L in lengths]
+            keys = [torch.empty((batch, Hkv, L, D), dtype=self.dtype, device=self.device) for L in lengths]
             values = [torch.empty((batch, Hkv, L, D), dtype=self.dtype, device=self.device) for L in lengths]
             prev = torch.empty((batch, c.n_embd), dtype=self.dtype, device=self.device) if c.smear_channels else None
             return _Cache(keys, values, prev)
@@ -296,8 +294,8 @@ class Engine:
         logits = self._forward(ids, 0, cache.row0() if batch > 1 else cache, self._scratch(1, T))
         if batch > 1:
             for k, v in zip(cache.keys, cache.values):
-                n = min(T, v.shape[2])
-                k[1:, :, :, :n] = k[:1, :, :, :n]
+                n = min(T, k.shape[2])
+                k[1:, :, :n] = k[:1, :, :n]
                 v[1:, :, :n] = v[:1, :, :n]
             if cache.prev is not None:
                 cache.prev[1:] = cache.prev[:1]
@@ -352,7 +350,7 @@ class Engine:
                 s: _Scratch) -> torch.Tensor:
         """Write the new keys and values into the layer's cache and attend: (B, H, T, D)."""
         c = self.config
-        L, T = v_cache.shape[2], s.T
+        L, T = k_cache.shape[2], s.T
         k, v = s.kv.unbind(0)  # (B, Hkv, T, D)
         if T > 1:  # a prefill from position 0: its own keys are all there are
             mask = window_mask(T, layer.window, self.device)
@@ -360,17 +358,19 @@ class Engine:
                                                scale=self._attention_scale, enable_gqa=c.n_head != c.n_kv_head)
             n = min(T, L)  # a ring keeps the prompt's last L positions, each at its position mod L
             slots = torch.arange(T - n, T, device=self.device) % L
-            k_cache.index_copy_(3, slots, k.narrow(2, T - n, n).transpose(2, 3))
+            k_cache.index_copy_(2, slots, k.narrow(2, T - n, n))
             v_cache.index_copy_(2, slots, v.narrow(2, T - n, n))
             return y
         # one position: attention as two batched matrix products, which stream the cache faster
-        # on a CPU than scaled_dot_product_attention does for a single query; the keys are kept
-        # transposed so that the scores read them in the layout a matrix-vector product favours
-        k_cache.narrow(3, pos % L, 1).copy_(k.transpose(2, 3))
+        # on a CPU than scaled_dot_product_attention does for a single query: the scores as keys
+        # (n, D) @ queries (D, G), dot products along the cache's rows, the fastest way to read
+        # it; then weights (G, n) @ values (n, D)
+        k_cache.narrow(2, pos % L, 1).copy_(k)
         v_cache.narrow(2, pos % L, 1).copy_(v)
         n = min(end, L)
-        scores = torch.matmul(s.q_groups, k_cache.narrow(3, 0, n)).mul_(self._attention_scale)
-        return torch.matmul(torch.softmax(scores, dim=-1), v_cache.narrow(2, 0, n)).view(s.batch, c.n_head, 1, c.head_dim)
+        scores = torch.matmul(k_cache.narrow(2, 0, n), s.q_groups.transpose(2, 3)).mul_(self._attention_scale)
+        weights = torch.softmax(scores.transpose(2, 3), dim=-1)  # (B, Hkv, G, n)
+        return torch.matmul(weights, v_cache.narrow(2, 0, n)).view(s.batch, c.n_head, 1, c.head_dim)
 
     def _smear(self, x: torch.Tensor, T: int, prev: torch.Tensor) -> None:
         """Add to each position its gated share of the previous position's embedding, in place;

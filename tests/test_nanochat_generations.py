@@ -64,7 +64,7 @@ def test_a_sliding_window_layer_keeps_only_its_window(tmp_path, capsys):
     out, _ = imported("92d63d4", tmp_path, capsys)
     gpt, tokenizer = load_model(out)
     cache = Engine(gpt, tokenizer)._allocate_cache(1, 256)
-    assert [v.shape[2] for v in cache.values] == [129, 129, 256]  # S, S, L: a window of 128 plus the position itself
+    assert [k.shape[2] for k in cache.keys] == [129, 129, 256]  # S, S, L: a window of 128 plus the position itself
 
 
 def test_the_softcap_rule_is_stated_and_can_be_overridden(tmp_path, capsys):
