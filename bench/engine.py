@@ -64,8 +64,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--reference", metavar="DIR", default=None,
                         help="nanochat reference folders (default: ../shared/reference/nanochat beside the source tree)")
     parser.add_argument("--quick", action="store_true",
-                        help="only the rows the targets are read from (d4/V8192/P32, d4/V65536/P1024, d12/V65536/P32), "
-                        "ours and the nanochat-style loop, 48 tokens: a few minutes")
+                        help="only the rows the targets are read from (d4/V8192/P32, d4/V65536/P1024, d12/V65536/P32, "
+                        "and the nanochat row), ours and the baseline, 48 tokens: a few minutes")
 
 
 def run(args) -> int:
