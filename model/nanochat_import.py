@@ -275,7 +275,11 @@ def detect(state: dict[str, torch.Tensor], model_config: dict, meta_path: Path, 
         raise NanochatImportError(f"{model_path}: transformer.wte.weight has {rows} rows but {meta_path.name} says vocab_size "
                                   f"{sizes.vocab_size} (padded: {padded})")
 
-    if window_pattern is None:
+    if softcap is not None:
+        notes.append(f"softcap {softcap:g} as given by --softcap")
+    if window_pattern is not None:
+        notes.append(f"window pattern {window_pattern} as given by --window-pattern")
+    else:
         window_pattern = model_config.get("window_pattern")
         if window_pattern is None and generation.window_divisor:
             window_pattern = generation.default_pattern

@@ -90,7 +90,8 @@ def test_a_meta_without_window_pattern_takes_the_generation_default(tmp_path, ca
     report = capsys.readouterr().out
     assert "has no window_pattern" in report and "window pattern: SSSL" in report
     assert main(["import-nanochat", str(source), "--out", str(tmp_path / "b"), "--window-pattern", "L"]) == 0
-    assert "window pattern: L (full attention" in capsys.readouterr().out
+    report = capsys.readouterr().out
+    assert "window pattern: L (full attention" in report and "note: window pattern L as given by --window-pattern" in report
     gpt, _ = load_model(tmp_path / "b")
     assert gpt.config.windows == ()
 
