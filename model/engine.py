@@ -82,7 +82,8 @@ class _Layer(NamedTuple):
 
 
 class _Cache(NamedTuple):
-    """One call's cache. Per layer the keys and the values, ``(B, Hkv, L, D)`` each, where a layer whose window is shorter than the call keeps ``L = window
+    """One call's cache. Per layer the keys (times the attention scale, which a decode step
+    then need not apply) and the values, ``(B, Hkv, L, D)`` each, where a layer whose window is shorter than the call keeps ``L = window
     + 1`` positions, position p at p mod L; and for the smear, the previous position's
     embedding per row (else None)."""
 
@@ -358,17 +359,17 @@ class Engine:
                                                scale=self._attention_scale, enable_gqa=c.n_head != c.n_kv_head)
             n = min(T, L)  # a ring keeps the prompt's last L positions, each at its position mod L
             slots = torch.arange(T - n, T, device=self.device) % L
-            k_cache.index_copy_(2, slots, k.narrow(2, T - n, n))
+            k_cache.index_copy_(2, slots, k.narrow(2, T - n, n) * self._attention_scale)
             v_cache.index_copy_(2, slots, v.narrow(2, T - n, n))
             return y
         # one position: attention as two batched matrix products, which stream the cache faster
         # on a CPU than scaled_dot_product_attention does for a single query: the scores as keys
         # (n, D) @ queries (D, G), dot products along the cache's rows, the fastest way to read
         # it; then weights (G, n) @ values (n, D)
-        k_cache.narrow(2, pos % L, 1).copy_(k)
+        torch.mul(k, self._attention_scale, out=k_cache.narrow(2, pos % L, 1))
         v_cache.narrow(2, pos % L, 1).copy_(v)
         n = min(end, L)
-        scores = torch.matmul(k_cache.narrow(2, 0, n), s.q_groups.transpose(2, 3)).mul_(self._attention_scale)
+        scores = torch.matmul(k_cache.narrow(2, 0, n), s.q_groups.transpose(2, 3))
         weights = torch.softmax(scores.transpose(2, 3), dim=-1)  # (B, Hkv, G, n)
         return torch.matmul(weights, v_cache.narrow(2, 0, n)).view(s.batch, c.n_head, 1, c.head_dim)
 
