@@ -9,6 +9,11 @@ vocabulary and prompt length, the same random fp32 weights run greedily through
 - ``recompute``: full recompute of the sequence for every token (fewer tokens: it is slow);
 - ``hf``: transformers' ``NanoChatForCausalLM.generate``, when transformers is installed.
 
+One more row races today's nanochat (92d63d4: value embeddings, lambdas, sliding windows, smear,
+backout) at d12 / V32768 / SSSL / sequence 2048, where ``nanochat`` is nanochat's own ``Engine``
+imported from the reference folder (``bench.engine_nanochat``), with a prompt longer than the
+short window.
+
 Printed per engine: decode tokens/s (from the median time between tokens, which shrugs off
 bursts from other processes), time to first token (the prompt's prefill plus the first token:
 every engine here emits its first token straight after its prefill, so this is the prefill time
@@ -31,6 +36,7 @@ from pathlib import Path
 
 HELP = "Decode tok/s, prefill/TTFT and bandwidth fraction of the engine vs nanochat-style, recompute, transformers."
 CONFIGS = {"d4": 4, "d8": 8, "d12": 12}
+NANOCHAT_ROW = "92d63d4-d12"
 ENGINES = ("ours", "nanochat", "recompute", "hf")
 # the figures the engine is held to: (label, config, vocab, prompt or None for the shortest run, field, goal)
 TARGETS = (
@@ -38,6 +44,7 @@ TARGETS = (
     ("decode >= 1.35x the nanochat-style loop at d12/V65536", "d12", 65536, None, "x_decode", 1.35),
     (">= 80% of the bandwidth ceiling at d12/V65536", "d12", 65536, None, "ceiling", 0.80),
     ("P1024 time to first token >= 4x faster at d4/V65536", "d4", 65536, 1024, "x_ttft", 4.0),
+    ("decode >= 1.5x nanochat's own Engine at 92d63d4 d12/V32768/SSSL", NANOCHAT_ROW, 32768, None, "x_decode", 1.5),
 )
 
 def add_arguments(parser) -> None:
@@ -50,9 +57,15 @@ def add_arguments(parser) -> None:
                         help="tokens for the full-recompute loop, which is slow (default 8; 0 skips it)")
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES), help="engines to run (default: all available)")
     parser.add_argument("--repeat", type=int, default=3, metavar="N", help="runs per engine; medians are shown (default 3)")
+    parser.add_argument("--rows", nargs="+", choices=("sizes", "nanochat"), default=["sizes", "nanochat"],
+                        help="the d4/d8/d12 rows, and the row against nanochat's own Engine at 92d63d4 (default: both)")
+    parser.add_argument("--nanochat-prompts", nargs="+", type=int, default=[640], metavar="P",
+                        help="prompt lengths for the nanochat row; its short window is 512 (default: 640)")
+    parser.add_argument("--reference", metavar="DIR", default=None,
+                        help="nanochat reference folders (default: ../shared/reference/nanochat beside the source tree)")
     parser.add_argument("--quick", action="store_true",
-                        help="only the rows the targets are read from (d4/V8192/P32, d4/V65536/P1024, d12/V65536/P32), "
-                        "ours and the nanochat-style loop, 48 tokens: a few minutes")
+                        help="only the rows the targets are read from (d4/V8192/P32, d4/V65536/P1024, d12/V65536/P32, "
+                        "and the nanochat row), ours and the baseline, 48 tokens: a few minutes")
 
 
 def run(args) -> int:
@@ -64,6 +77,8 @@ def run(args) -> int:
         args.engines, args.tokens, args.recompute_tokens = ["ours", "nanochat"], 48, 0
     else:
         groups = [(name, vocab, args.prompts) for name in args.configs for vocab in args.vocabs]
+    if "sizes" not in args.rows:
+        groups = []
     engines = [e for e in args.engines if (e != "hf" or _has_transformers()) and (e != "recompute" or args.recompute_tokens)]
     bandwidth, linear_bandwidth = measure_bandwidth(), measure_bandwidth(layout="linear")
     print(f"fp32, 1 torch thread; medians of {args.repeat}; {args.tokens} tokens per run "
@@ -83,8 +98,32 @@ def run(args) -> int:
             print_cell(name, vocab, prompt_len, cell, bandwidth / step_bytes, bandwidth)
             results[(name, vocab, prompt_len)] = (cell, bandwidth / step_bytes, step_bytes)
         del models
+    if "nanochat" in args.rows:
+        run_nanochat_row(args, results, header)
     print_targets(results)
     return 0
+
+
+def run_nanochat_row(args, results: dict, header: str) -> None:
+    from bench import engine_nanochat
+
+    folder = engine_nanochat.reference_folder(args.reference)
+    if folder is None:
+        print(f"\n{NANOCHAT_ROW}: not run: no nanochat reference at {args.reference or engine_nanochat.DEFAULT_REFERENCE}")
+        return
+    try:
+        models = engine_nanochat.build_models(folder)
+    except ImportError as error:  # nanochat's own imports: rustbpe, tiktoken, filelock
+        print(f"\n{NANOCHAT_ROW}: not run: nanochat's package needs {error.name} (pip install -e '.[reference]')")
+        return
+    print(f"\n{NANOCHAT_ROW}: nanochat {models['generation']} from {folder}, d12 / V32768 / SSSL / sequence 2048; "
+          "'nanochat' is its own Engine here")
+    print(header)
+    for prompt_len in args.nanochat_prompts:
+        cell, bandwidth = run_cell(models, ["ours", "nanochat"], prompt_len, args)
+        step_bytes = decode_bytes(models["gpt"], prompt_len + args.tokens // 2)
+        print_cell(NANOCHAT_ROW, 32768, prompt_len, cell, bandwidth / step_bytes, bandwidth)
+        results[(NANOCHAT_ROW, 32768, prompt_len)] = (cell, bandwidth / step_bytes, step_bytes)
 
 
 # ---- models
@@ -172,6 +211,10 @@ def token_stream(engine: str, models: dict, prompt: list[int], tokens: int):
     if engine == "ours":
         events = models["engine"].stream(prompt, SamplingParams(temperature=0, top_k=0, max_tokens=tokens))
         return (event.id for event in events if isinstance(event, TokenEvent))
+    if engine == "nanochat" and "nanochat_engine" in models:
+        from bench.engine_nanochat import token_stream as nanochat_stream
+
+        return nanochat_stream(models, prompt, tokens)
     loop = {"nanochat": dynamic_cache_greedy, "recompute": recompute_greedy}[engine]
     return loop(models["gpt"], prompt, tokens)
 
@@ -251,11 +294,15 @@ def measure_bandwidth(repeat: int = 7, layout: str = "transposed") -> float:
 
 
 def decode_bytes(gpt, kv_len: int) -> int:
-    """Bytes one decode step reads: every weight matrix (one embedding row aside) and the KV cache."""
+    """Bytes one decode step reads: every weight matrix (a row of each embedding aside, the
+    lm_head's padding rows never read) and the KV cache (a window layer's window only)."""
     c = gpt.config
-    weights = sum(p.numel() for name, p in gpt.named_parameters() if name != "transformer.wte.weight")
-    kv = 2 * c.n_layer * c.n_kv_head * c.head_dim * kv_len
-    return 4 * (weights + c.n_embd + kv)
+    embeddings = [name for name in gpt.state_dict() if name == "transformer.wte.weight" or name.startswith("value_embeds.")]
+    weights = sum(p.numel() for name, p in gpt.named_parameters() if name not in embeddings)
+    weights -= (c.padded_vocab_size - c.vocab_size) * c.n_embd
+    rows = c.n_embd + len(c.value_embed_layers) * c.n_kv_head * c.head_dim
+    kv = sum(2 * c.n_kv_head * c.head_dim * min(kv_len, c.window(i) + 1) for i in range(c.n_layer))
+    return 4 * (weights + rows + kv)
 
 
 def last_level_cache_bytes() -> int | None:
@@ -324,12 +371,12 @@ def print_targets(results: dict) -> None:
                     "the bandwidth ceiling bounds no engine here)"
         elif field == "x_decode" and cache is not None and rows["nanochat"]["ceiling"] < 1:
             # streamed from memory, no engine decodes faster than the ceiling: the most any could gain
-            bound = f" (the nanochat-style loop runs at {rows['nanochat']['ceiling']:.0%} of the ceiling: " \
+            bound = f" (the baseline runs at {rows['nanochat']['ceiling']:.0%} of the ceiling: " \
                     f"at most {1 / rows['nanochat']['ceiling']:.2f}x is possible here)"
         print(f"  {label} (prompt {prompt_len}): {shown} {'met' if value >= goal else 'MISSED'}{bound}")
     same = [summarise(cell, ceiling)["ours"].get("same") for cell, ceiling, _ in results.values()]
     if any(s is not None for s in same):
-        print(f"  identical greedy tokens to the nanochat-style loop in every run: {'yes' if all(same) else 'NO'}")
+        print(f"  identical greedy tokens to the baseline (the nanochat-style loop; nanochat's Engine in the {NANOCHAT_ROW} row) in every run: {'yes' if all(same) else 'NO'}")
 
 
 def _has_transformers() -> bool:

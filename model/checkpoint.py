@@ -44,9 +44,12 @@ class CheckpointError(UserError):
 
 def resolve_checkpoint_dir(checkpoint: str | os.PathLike | None) -> Path:
     """The checkpoint a command should use: the one given, else the bundled default model
-    (``glasschat.paths.default_checkpoint_dir()``) when it has been trained."""
+    (``glasschat.paths.default_checkpoint_dir()``) when it has been trained. A nanochat folder
+    given here is converted once, into a cache (``model.nanochat_import.cached_import``)."""
     if checkpoint is not None:
-        return Path(checkpoint)
+        from model.nanochat_import import cached_import, is_nanochat_dir
+
+        return cached_import(checkpoint) if is_nanochat_dir(Path(checkpoint)) else Path(checkpoint)
     default = paths.default_checkpoint_dir()
     if not (default / CONFIG_FILE).is_file():
         raise CheckpointError(f"no default model in {default}: pass --checkpoint DIR")

@@ -17,14 +17,26 @@ def register(subparsers) -> None:
     ask.set_defaults(func=_run_ask)
 
     importer = subparsers.add_parser(
-        "import-nanochat", help="Convert a nanochat checkpoint directory to a glasschat checkpoint.",
-        description="Read model_NNNNNN.pt, meta_NNNNNN.json and tokenizer.pkl from SRC (weights with "
-        "torch.load(weights_only=True), the tokenizer through a restricted unpickler) and write a checkpoint to DIR.")
-    importer.add_argument("source", metavar="SRC", help="nanochat checkpoint directory")
+        "import-nanochat", help="Convert a nanochat checkpoint (any generation) to a glasschat checkpoint.",
+        description="Find a nanochat checkpoint in SRC: nanochat's base directory ($NANOCHAT_BASE_DIR), one checkpoints "
+        "folder (tokenizer at ../../tokenizer/tokenizer.pkl) or a hub-style folder (model_*.pt, meta_*.json, "
+        "tokenizer.pkl). Read the weights with torch.load(weights_only=True) and the tokenizer through a restricted "
+        "unpickler, recognise the nanochat generation, print what was found and write a checkpoint to DIR.")
+    importer.add_argument("source", metavar="SRC", help="nanochat base directory or checkpoint folder")
     importer.add_argument("--out", metavar="DIR", required=True, help="glasschat checkpoint directory to write")
-    importer.add_argument("--step", type=int, default=None, metavar="N", help="training step to import (default: the highest)")
+    importer.add_argument("--source", dest="kind", choices=("base", "mid", "sft", "rl"), default=None,
+                          help="in a base directory: which training stage (default: the most finished one present)")
+    importer.add_argument("--tag", default=None, metavar="TAG",
+                          help="in a base directory: the model tag, e.g. d20 (default: the deepest, as nanochat picks)")
+    importer.add_argument("--step", type=int, default=None, metavar="N", help="training step to import (default: the last)")
     importer.add_argument("--tokenizer", metavar="PKL", default=None,
-                          help="nanochat tokenizer.pkl (default: SRC/tokenizer.pkl)")
+                          help="nanochat tokenizer.pkl (default: found beside the checkpoint, as nanochat lays it out)")
+    importer.add_argument("--softcap", type=float, default=None, metavar="S",
+                          help="logit softcap, where the keys cannot tell (a 32-wide value-embedding gate: 15 "
+                          "from 2026-01-17, 20 by 2026-03-02; default 15)")
+    importer.add_argument("--window-pattern", default=None, metavar="PATTERN",
+                          help="sliding-window pattern such as SSSL, where the meta has none (default: the "
+                          "generation's own default)")
     importer.set_defaults(func=_run_import)
 
     exporter = subparsers.add_parser(
@@ -50,7 +62,8 @@ def _run_ask(args) -> int:
 def _run_import(args) -> int:
     from model.nanochat_import import import_nanochat
 
-    out = import_nanochat(args.source, args.out, step=args.step, tokenizer_path=args.tokenizer)
+    out = import_nanochat(args.source, args.out, step=args.step, tokenizer_path=args.tokenizer, kind=args.kind, tag=args.tag,
+                          softcap=args.softcap, window_pattern=args.window_pattern, report=print)
     print(f"wrote {out}")
     return 0
 

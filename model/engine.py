@@ -5,8 +5,12 @@ are produced and one ``Stop`` per row (see ``model.events``). The model's math i
 ``model.gpt``'s; this module runs it in the shape that decodes fast on a CPU:
 
 - The KV cache is allocated once per call, sized to the prompt plus ``max_tokens`` (at most
-  ``sequence_len``), and written in place. Prefill runs the prompt once and computes the lm_head
-  for its last position only. ``num_samples`` rows share one prefill and then decode as a batch.
+  ``sequence_len``), and written in place. A sliding-window layer keeps only its window (plus
+  the current position) as a ring: the keys are rotated before they are cached and attention
+  does not depend on their order, so a ring needs no mask once it is full. A decode step
+  attends with two batched matrix products (scores as keys times queries, then values), which
+  read the cache about twice as fast as ``scaled_dot_product_attention`` does for one query. Prefill runs the prompt once and computes the lm_head for its last position only.
+  ``num_samples`` rows share one prefill and then decode as a batch.
 - Few torch calls per layer: at batch 1 a small model's decode step costs its weights'
   bandwidth plus a few microseconds per call, more than the arithmetic. The weights are re-laid
   out once, when the engine is made: q, k and v fused into one matrix, and every matrix with at
@@ -17,13 +21,18 @@ are produced and one ``Stop`` per row (see ``model.events``). The model's math i
   projection, rotated and normalised in place, and the MLP's hidden layer) and into the residual
   stream, which the output projections update in place.
 - RMSNorm runs as ``x/|x|``, its ``sqrt(n)`` folded into the weights that read the result (and
-  into the attention scale for q and k); the softcap's ``1/15`` is folded into the lm_head. The
+  into the attention scale for q and k); the softcap's ``1/cap`` is folded into the lm_head. The
   residual stream runs at ``1/sqrt(C)`` of nanochat's scale (the output projections add into it
   with that factor), which every reader normalises away, and it carries one extra channel
   holding ``sqrt(eps)``: its norm is then RMSNorm's ``sqrt(|x|² + eps)``, never zero, so its
-  norms need no clamp. The embedding table is normalised once, when the engine is made. The
-  logits are those of ``GPT.forward`` to fp32 rounding; the tests hold greedy decoding to it
-  token for token.
+  norms need no clamp. The embedding table is normalised once, when the engine is made.
+- The 2026 generations' features run on the same stream. The per-layer lambdas are linear, so
+  they apply to the scaled stream as they are (the sqrt(eps) channel left alone); the value
+  embedding's gate and the smear gate read the normalised input, so their weights hold
+  sqrt(C); q/k scaling goes into the attention scale; backout subtracts a copy of the stream.
+  The smear needs the previous position's embedding: the cache keeps it per row.
+- The logits are those of ``GPT.forward`` to fp32 rounding; the tests hold greedy decoding to
+  it token for token.
 - Sampling (temperature, top-k, top-p) runs on the device with a per-call ``torch.Generator``;
   the only host transfer per step is the chosen ids and their probabilities.
 
@@ -46,7 +55,7 @@ import torch.nn.functional as F
 
 from glasschat.errors import UserError
 from model.events import GenerationStats, SamplingParams, Stop, TokenEvent
-from model.gpt import GPT, SOFTCAP
+from model.gpt import GPT, window_mask
 from model.tool import ToolState
 
 
@@ -65,6 +74,24 @@ class _Layer(NamedTuple):
     wo: torch.Tensor  # (C, C): attention output, transposed
     wfc: torch.Tensor  # (C, 4C): MLP up, transposed
     wproj: torch.Tensor  # (4C, C) view of nn.Linear's (C, 4C) layout: more inputs than outputs
+    window: int  # how many earlier positions the layer attends to
+    ve: torch.Tensor | None  # (rows, Hkv·D): the value embedding (the model's own table), or None
+    wgate: torch.Tensor | None  # (gate channels, Hkv): its gate, transposed, times sqrt(C)
+
+
+class _Cache(NamedTuple):
+    """One call's cache. Per layer the keys (times the attention scale, which a decode step
+    then need not apply) and the values, ``(B, Hkv, L, D)`` each, where a layer whose window is shorter than the call keeps ``L = window
+    + 1`` positions, position p at p mod L; and for the smear, the previous position's
+    embedding per row (else None)."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    prev: torch.Tensor | None
+
+    def row0(self) -> _Cache:
+        return _Cache([k.narrow(0, 0, 1) for k in self.keys], [v.narrow(0, 0, 1) for v in self.values],
+                      None if self.prev is None else self.prev.narrow(0, 0, 1))
 
 
 class _Scratch(NamedTuple):
@@ -77,7 +104,9 @@ class _Scratch(NamedTuple):
     qk: torch.Tensor  # (B, T, H + Hkv, D) view: queries and keys, for the QK norm
     pairs: torch.Tensor  # view of qk's rotary pairs: complex (B, T, H + Hkv, D/2) in fp32, else real (..., D/2, 2)
     q: torch.Tensor  # (B, H, T, D) view: attention's queries
+    q_groups: torch.Tensor | None  # for T = 1, (B, Hkv, H/Hkv, D) view: the queries grouped by their kv head
     kv: torch.Tensor  # (2, B, Hkv, T, D) view: keys and values, laid out as the cache holds them
+    v: torch.Tensor  # (B·T, Hkv, D) view: the values, for a value embedding
     hidden: torch.Tensor  # (B·T, 4C): the MLP's hidden layer
 
 
@@ -110,20 +139,28 @@ class Engine:
         # RMSNorm runs as x/|x| (one reduction instead of five ops); its sqrt(n) goes into the
         # weights that read the normalised vector, or into the attention scale for q and k
         sqrt_c = c.n_embd**0.5
-        self._attention_scale = c.head_dim**0.5  # (sqrt(D) q) . (sqrt(D) k) / sqrt(D)
+        self._attention_scale = c.head_dim**0.5 * c.qk_scale**2  # (s·sqrt(D) q) . (s·sqrt(D) k) / sqrt(D)
         self._residual_scale = 1 / sqrt_c  # the residual stream's scale relative to nanochat's
         self._fp32 = self.dtype == torch.float32  # complex64 exists for fp32 only
         eps = torch.finfo(self.dtype).eps  # RMSNorm's default
         with torch.no_grad():
-            self._layers = [_pack_layer(block, c) for block in gpt.transformer.h]
+            self._layers = [_pack_layer(gpt, i) for i in range(c.n_layer)]
+            # per layer (resid, x0) lambdas as floats; None where the model has none
+            self._lambdas = list(zip(gpt.resid_lambdas.tolist(), gpt.x0_lambdas.tolist())) if c.lambdas else None
+            self._smear_gate = (gpt.smear_gate.weight.t() * sqrt_c).to(self.dtype) if c.smear_channels else None
+            self._smear_lambda = float(gpt.smear_lambda) if c.smear_channels else 0.0
+            self._backout_lambda = float(gpt.backout_lambda) if c.backout_layer >= 0 else 0.0
+            # the embedding rows are the first layer's normalised input unless lambdas or the smear change it
+            self._first_input_normed = not c.lambdas and not c.smear_channels
             # a row is a token's first residual: its embedding RMS-normalised (at the residual's
             # scale), then the sqrt(eps) channel
             wte = gpt.transformer.wte.weight.detach().float()
             wte = wte / (wte.square().sum(dim=1, keepdim=True) + c.n_embd * eps).sqrt()
             self._wte = torch.cat([wte, torch.full_like(wte[:, :1], eps**0.5)], dim=1).to(self.dtype)
-            # (C, V), holding the final norm's sqrt(C) and the softcap's 1/15
-            self._lm_head = (gpt.lm_head.weight.t() * (sqrt_c / SOFTCAP)).contiguous()
-            # e^{-iθ}: nanochat rotates by -θ, with its bf16-rounded tables; (T, 1, D/2) for a
+            # (C, V), holding the final norm's sqrt(C) and the softcap's 1/cap; padded rows dropped
+            self._softcap = c.softcap
+            self._lm_head = (gpt.lm_head.weight[: c.vocab_size].t() * (sqrt_c / c.softcap)).contiguous()
+            # e^{-iθ}: nanochat rotates by -θ, with the model's (maybe bf16-rounded) tables; (T, 1, D/2) for a
             # prefill, and one tensor per position for decode steps (indexing a list is free)
             self._rotation = torch.complex(gpt.cos.float(), -gpt.sin.float()).unsqueeze(1).to(self.device)
             self._rotations = list(self._rotation.unsqueeze(1).unbind(0))
@@ -211,11 +248,17 @@ class Engine:
 
     # ---- the model, with a KV cache
 
-    def _allocate_cache(self, batch: int, length: int) -> torch.Tensor:
-        """Keys and values of every layer: ``(n_layer, 2, batch, n_kv_head, length, head_dim)``."""
+    def _allocate_cache(self, batch: int, length: int) -> _Cache:
+        """Keys and values per layer for ``L`` positions: ``length``, or ``window + 1`` for a
+        layer whose window is shorter."""
         c = self.config
+        Hkv, D = c.n_kv_head, c.head_dim
         with torch.inference_mode():
-            return torch.empty((c.n_layer, 2, batch, c.n_kv_head, length, c.head_dim), dtype=self.dtype, device=self.device)
+            lengths = [min(length, layer.window + 1) for layer in self._layers]
+            keys = [torch.empty((batch, Hkv, L, D), dtype=self.dtype, device=self.device) for L in lengths]
+            values = [torch.empty((batch, Hkv, L, D), dtype=self.dtype, device=self.device) for L in lengths]
+            prev = torch.empty((batch, c.n_embd), dtype=self.dtype, device=self.device) if c.smear_channels else None
+            return _Cache(keys, values, prev)
 
     def _scratch(self, batch: int, T: int) -> _Scratch:
         c = self.config
@@ -231,47 +274,112 @@ class Engine:
                 qk,
                 torch.view_as_complex(pairs) if self._fp32 else pairs,
                 qk.narrow(2, 0, H).transpose(1, 2),
+                qk.narrow(2, 0, H).view(batch, Hkv, H // Hkv, D) if T == 1 else None,
                 qkv.narrow(1, H * D, 2 * Hkv * D).view(batch, T, 2, Hkv, D).permute(2, 0, 3, 1, 4),
+                qkv.narrow(1, (H + Hkv) * D, Hkv * D).view(batch * T, Hkv, D),
                 torch.empty((batch * T, 4 * c.n_embd), dtype=self.dtype, device=self.device),
             )
 
-    def _prefill(self, ids: torch.Tensor, cache: torch.Tensor, batch: int) -> torch.Tensor:
+    def _prefill(self, ids: torch.Tensor, cache: _Cache, batch: int) -> torch.Tensor:
         """Run the prompt (T,) through row 0 of the cache, copy it to the other rows, return
         the last position's logits repeated per row."""
         T = ids.shape[0]
-        logits = self._forward(ids, 0, cache.narrow(2, 0, 1), self._scratch(1, T))
+        logits = self._forward(ids, 0, cache.row0() if batch > 1 else cache, self._scratch(1, T))
         if batch > 1:
-            cache[:, :, 1:, :, :T] = cache[:, :, :1, :, :T]
+            for k, v in zip(cache.keys, cache.values):
+                n = min(T, k.shape[2])
+                k[1:, :, :n] = k[:1, :, :n]
+                v[1:, :, :n] = v[:1, :, :n]
+            if cache.prev is not None:
+                cache.prev[1:] = cache.prev[:1]
             logits = logits.expand(batch, -1)
         return logits
 
-    def _forward(self, ids: torch.Tensor, pos: int, cache: torch.Tensor, s: _Scratch) -> torch.Tensor:
+    def _forward(self, ids: torch.Tensor, pos: int, cache: _Cache, s: _Scratch) -> torch.Tensor:
         """Logits (B, V) of the last of the ``s.T`` positions per row, for ``ids`` (B·T,) placed
         at ``pos``; writes the cache at ``pos:pos+T``. A chunk of more than one token must start
         at position 0."""
         c = self.config
         B, T, end = s.batch, s.T, pos + s.T
         rotation = self._rotations[pos] if T == 1 else self._rotation[:T]
-        slots = cache.narrow(4, pos, T).unbind(0)  # per layer (2, B, Hkv, T, D): where the new keys and values go
-        window = cache.narrow(4, 0, end).flatten(0, 1).unbind(0)  # keys, values, keys, ... of positions 0..end
         x_eps = torch.embedding(self._wte, ids)  # (B·T, C + 1): the residual stream and its sqrt(eps) channel
-        x = h = x_eps.narrow(1, 0, c.n_embd)  # the first layer's input: the rows are normalised already
-        for layer, slot, k, v in zip(self._layers, slots, window[0::2], window[1::2]):
+        x = x_eps.narrow(1, 0, c.n_embd)  # the rows are normalised already
+        if self._smear_gate is not None:
+            self._smear(x, T, cache.prev)
+        x0 = x.clone() if self._lambdas is not None else None
+        h = x if self._first_input_normed else None
+        x_backout = None
+        for i, (layer, k_cache, v_cache) in enumerate(zip(self._layers, cache.keys, cache.values)):
+            if x0 is not None:
+                resid, mix = self._lambdas[i]
+                x.mul_(resid).add_(x0, alpha=mix)
+                h = None
+            if h is None:
+                h = x / torch.linalg.vector_norm(x_eps, dim=-1, keepdim=True)
             torch.mm(h, layer.wqkv, out=s.qkv)
+            if layer.ve is not None:  # v += scale·sigmoid(gate(h))·ve[ids], per kv head
+                gate = torch.mm(h.narrow(1, 0, layer.wgate.shape[0]), layer.wgate).sigmoid_()
+                s.v.addcmul_(gate.unsqueeze(-1), torch.embedding(layer.ve, ids).view(B * T, c.n_kv_head, c.head_dim),
+                             value=c.ve_gate_scale)
             _rotate_(s.pairs, rotation)
             s.qk.div_(torch.linalg.vector_norm(s.qk, dim=-1, keepdim=True).clamp_min_(1e-30))  # a zero head stays zero
-            slot.copy_(s.kv)
-            y = F.scaled_dot_product_attention(s.q, k, v, is_causal=T > 1, scale=self._attention_scale,
-                                               enable_gqa=c.n_head != c.n_kv_head)
+            y = self._attend(layer, k_cache, v_cache, pos, end, s)
             x.addmm_(y.transpose(1, 2).reshape(B * T, -1), layer.wo, alpha=self._residual_scale)
             h = x / torch.linalg.vector_norm(x_eps, dim=-1, keepdim=True)
             torch.mm(h, layer.wfc, out=s.hidden)
             x.addmm_(s.hidden.relu_().square_(), layer.wproj, alpha=self._residual_scale)
-            h = x / torch.linalg.vector_norm(x_eps, dim=-1, keepdim=True)
+            if i == c.backout_layer:
+                x_backout = x.clone()
+            h = None
+        if x_backout is not None:
+            x.add_(x_backout, alpha=-self._backout_lambda)
+        h = x / torch.linalg.vector_norm(x_eps, dim=-1, keepdim=True)
         if T > 1:
             h = h.view(B, T, -1).select(1, T - 1)
-        logits = torch.mm(h, self._lm_head)  # already divided by the softcap's 15
-        return torch.tanh_(logits if self._fp32 else logits.float()).mul_(SOFTCAP)
+        logits = torch.mm(h, self._lm_head)  # already divided by the softcap
+        return torch.tanh_(logits if self._fp32 else logits.float()).mul_(self._softcap)
+
+    def _attend(self, layer: _Layer, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: int, end: int,
+                s: _Scratch) -> torch.Tensor:
+        """Write the new keys and values into the layer's cache and attend: (B, H, T, D)."""
+        c = self.config
+        L, T = k_cache.shape[2], s.T
+        k, v = s.kv.unbind(0)  # (B, Hkv, T, D)
+        if T > 1:  # a prefill from position 0: its own keys are all there are
+            mask = window_mask(T, layer.window, self.device)
+            y = F.scaled_dot_product_attention(s.q, k, v, attn_mask=mask, is_causal=mask is None,
+                                               scale=self._attention_scale, enable_gqa=c.n_head != c.n_kv_head)
+            n = min(T, L)  # a ring keeps the prompt's last L positions, each at its position mod L
+            slots = torch.arange(T - n, T, device=self.device) % L
+            k_cache.index_copy_(2, slots, k.narrow(2, T - n, n) * self._attention_scale)
+            v_cache.index_copy_(2, slots, v.narrow(2, T - n, n))
+            return y
+        # one position: attention as two batched matrix products, which stream the cache faster
+        # on a CPU than scaled_dot_product_attention does for a single query: the scores as keys
+        # (n, D) @ queries (D, G), dot products along the cache's rows, the fastest way to read
+        # it; then weights (G, n) @ values (n, D)
+        torch.mul(k, self._attention_scale, out=k_cache.narrow(2, pos % L, 1))
+        v_cache.narrow(2, pos % L, 1).copy_(v)
+        n = min(end, L)
+        scores = torch.matmul(k_cache.narrow(2, 0, n), s.q_groups.transpose(2, 3))
+        weights = torch.softmax(scores.transpose(2, 3), dim=-1)  # (B, Hkv, G, n)
+        return torch.matmul(weights, v_cache.narrow(2, 0, n)).view(s.batch, c.n_head, 1, c.head_dim)
+
+    def _smear(self, x: torch.Tensor, T: int, prev: torch.Tensor) -> None:
+        """Add to each position its gated share of the previous position's embedding, in place;
+        ``prev`` (B, C) holds the embedding before this chunk and gets the chunk's last one."""
+        if T == 1:
+            gate = torch.mm(x.narrow(1, 0, self._smear_gate.shape[0]), self._smear_gate).sigmoid_().mul_(self._smear_lambda)
+            last = x.clone()
+            x.addcmul_(gate, prev)
+            prev.copy_(last)
+            return
+        # a prefill (one row): position 0 has no previous position
+        prev.copy_(x.narrow(0, T - 1, 1))
+        before = x.narrow(0, 0, T - 1).clone()
+        rest = x.narrow(0, 1, T - 1)
+        gate = torch.mm(rest.narrow(1, 0, self._smear_gate.shape[0]), self._smear_gate).sigmoid_().mul_(self._smear_lambda)
+        rest.addcmul_(gate, before)
 
     # ---- sampling
 
@@ -320,10 +428,11 @@ class Engine:
         return prompt
 
 
-def _pack_layer(block, config) -> _Layer:
-    """The engine's layout of one block's weights (see the module docstring)."""
+def _pack_layer(gpt: GPT, i: int) -> _Layer:
+    """The engine's layout of block ``i``'s weights (see the module docstring)."""
+    config = gpt.config
     H, Hkv, D = config.n_head, config.n_kv_head, config.head_dim
-    attn, mlp = block.attn, block.mlp
+    attn, mlp = gpt.transformer.h[i].attn, gpt.transformer.h[i].mlp
     # within each head, put channel i and its rotary partner i + D/2 side by side
     interleave = torch.stack([torch.arange(D // 2), torch.arange(D // 2, D)], dim=1).flatten()
     q = attn.c_q.weight.view(H, D, -1)[:, interleave].flatten(0, 1)
@@ -331,7 +440,11 @@ def _pack_layer(block, config) -> _Layer:
     sqrt_c = config.n_embd**0.5
     wqkv = (torch.cat([q, k, attn.c_v.weight]).t() * sqrt_c).contiguous()
     wfc = (mlp.c_fc.weight.t() * sqrt_c).contiguous()
-    return _Layer(wqkv, attn.c_proj.weight.t().contiguous(), wfc, mlp.c_proj.weight.t())
+    ve = wgate = None
+    if i in config.value_embed_layers:
+        ve = gpt.value_embeds[str(i)].weight  # read by row: no copy
+        wgate = (attn.ve_gate.weight.t() * sqrt_c).contiguous()
+    return _Layer(wqkv, attn.c_proj.weight.t().contiguous(), wfc, mlp.c_proj.weight.t(), config.window(i), ve, wgate)
 
 
 def _rotate_(pairs: torch.Tensor, rotation: torch.Tensor) -> None:

@@ -1,15 +1,34 @@
-"""The nanochat GPT (late-2025 architecture): the model definition, its config and its init.
+"""The nanochat GPT, every generation of it: the model definition, its config and its init.
 
 Token embedding -> RMSNorm -> blocks of [RMSNorm -> attention -> residual, RMSNorm -> MLP ->
-residual] -> RMSNorm -> untied lm_head -> logit softcap ``15·tanh(x/15)`` in fp32. RMSNorm has no
-parameters, linears have no biases. Attention uses rotary embeddings (base 10000, rotate-half
-layout, rotation by -θ, cos/sin tables rounded to bf16) applied *before* the QK RMSNorm, and
-grouped-query attention (``n_kv_head`` divides ``n_head``). The MLP is ``relu(x)²`` with a 4×
-hidden layer.
+residual] -> RMSNorm -> untied lm_head -> logit softcap ``s·tanh(x/s)`` in fp32. RMSNorm has no
+parameters, linears have no biases. Attention uses rotary embeddings (rotate-half layout,
+rotation by -θ) applied *before* the QK RMSNorm, and grouped-query attention (``n_kv_head``
+divides ``n_head``). The MLP is ``relu(x)²`` with a 4× hidden layer.
+
+That is the late-2025 architecture, and a config with only the six size fields describes it.
+nanochat's 2026 generations add features that the config carries as plain fields (the importer
+fills them from a checkpoint's keys and meta; this module never asks which generation it is):
+
+- ``vocab_pad_to``: embedding and lm_head rows padded to a multiple; the logits are sliced back
+  to ``vocab_size``.
+- ``windows``: per layer, how many earlier positions a position may attend to (sliding-window
+  attention; a value of at least ``sequence_len - 1`` is full attention). Empty: all full.
+- ``lambdas``: before block i, ``x = resid_lambdas[i]·x + x0_lambdas[i]·x0`` (x0: the normed,
+  smeared embedding).
+- ``value_embed_layers``: layers whose values get ``ve_gate_scale·sigmoid(ve_gate(x[:, :c]))·ve``
+  added, ``ve`` a per-layer embedding of the token (``c = ve_gate_channels``).
+- ``qk_scale``: q and k multiplied after the QK norm; ``rotary_base``; ``rotary_bf16`` (tables
+  rounded to bf16, as nanochat keeps them until it computes in fp32 on a CPU); ``softcap``.
+- ``smear_channels``: each position adds ``smear_lambda·sigmoid(smear_gate(x[:, :c]))`` times the
+  previous position's normed embedding.
+- ``backout_layer``: the residual after that block, times ``backout_lambda``, is subtracted
+  before the final norm (-1: none).
 
 Parameter names are nanochat's (``transformer.wte``, ``transformer.h.{i}.attn.c_q`` …,
-``lm_head``) so its checkpoints map one to one. This forward is the reference and the training
-path; ``model.engine`` runs the same math with a KV cache for generation.
+``lm_head``, ``value_embeds.{i}``, ``resid_lambdas`` …) so its checkpoints map one to one. This
+forward is the reference and the training path; ``model.engine`` runs the same math with a KV
+cache for generation.
 """
 
 from __future__ import annotations
@@ -23,8 +42,9 @@ import torch.nn.functional as F
 
 from glasschat.errors import UserError
 
-ROTARY_BASE = 10000
+ROTARY_BASE = 10000  # the late-2025 defaults
 SOFTCAP = 15.0
+SIZE_FIELDS = ("sequence_len", "vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd")
 
 
 @dataclass(frozen=True)
@@ -35,37 +55,89 @@ class GPTConfig:
     n_head: int = 6
     n_kv_head: int = 6
     n_embd: int = 768
+    # the generation's features (see the module docstring); the defaults are the late-2025 model
+    vocab_pad_to: int = 1
+    windows: tuple[int, ...] = ()
+    lambdas: bool = False
+    value_embed_layers: tuple[int, ...] = ()
+    ve_gate_channels: int = 0
+    ve_gate_scale: float = 0.0
+    qk_scale: float = 1.0
+    rotary_base: float = float(ROTARY_BASE)
+    rotary_bf16: bool = True
+    softcap: float = SOFTCAP
+    smear_channels: int = 0
+    backout_layer: int = -1
 
     def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
+        for name in SIZE_FIELDS + ("vocab_pad_to",):
+            value = getattr(self, name)
             if type(value) is not int or value < 1:
-                raise UserError(f"model config field {field.name!r} must be a positive integer, got {value!r}")
+                raise UserError(f"model config field {name!r} must be a positive integer, got {value!r}")
         if self.n_embd % self.n_head:
             raise UserError(f"model config: n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
         if self.n_head % self.n_kv_head:
             raise UserError(f"model config: n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}")
         if self.head_dim % 2:
             raise UserError(f"model config: head dimension n_embd/n_head={self.head_dim} must be even (rotary)")
+        for name in ("windows", "value_embed_layers"):
+            value = getattr(self, name)
+            if isinstance(value, list):  # from JSON
+                object.__setattr__(self, name, value := tuple(value))
+            if not isinstance(value, tuple) or not all(type(v) is int for v in value):
+                raise UserError(f"model config field {name!r} must be a list of integers, got {value!r}")
+        if self.windows and (len(self.windows) != self.n_layer or min(self.windows) < 1):
+            raise UserError(f"model config field 'windows' must hold one positive window per layer ({self.n_layer}), "
+                            f"got {list(self.windows)}")
+        if any(not 0 <= i < self.n_layer for i in self.value_embed_layers):
+            raise UserError(f"model config field 'value_embed_layers' names layers outside 0..{self.n_layer - 1}")
+        for name in ("lambdas", "rotary_bf16"):
+            if type(getattr(self, name)) is not bool:
+                raise UserError(f"model config field {name!r} must be true or false, got {getattr(self, name)!r}")
+        for name in ("ve_gate_scale", "qk_scale", "rotary_base", "softcap"):
+            value = getattr(self, name)
+            if type(value) not in (int, float) or value < 0 or (name != "ve_gate_scale" and value == 0):
+                raise UserError(f"model config field {name!r} must be a positive number, got {value!r}")
+        for name, top in (("ve_gate_channels", self.n_embd), ("smear_channels", self.n_embd)):
+            value = getattr(self, name)
+            if type(value) is not int or not 0 <= value <= top:
+                raise UserError(f"model config field {name!r} must be an integer in 0..{top}, got {value!r}")
+        if self.value_embed_layers and not self.ve_gate_channels:
+            raise UserError("model config: value_embed_layers need ve_gate_channels")
+        if type(self.backout_layer) is not int or not -1 <= self.backout_layer < self.n_layer:
+            raise UserError(f"model config field 'backout_layer' must be -1 or a layer, got {self.backout_layer!r}")
 
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
 
+    @property
+    def padded_vocab_size(self) -> int:
+        """Rows of the embedding and the lm_head."""
+        return -(-self.vocab_size // self.vocab_pad_to) * self.vocab_pad_to
+
+    def window(self, layer: int) -> int:
+        """How many earlier positions ``layer`` attends to."""
+        return self.windows[layer] if self.windows else self.sequence_len
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        return {name: list(v) if isinstance(v, tuple) else v for name, v in data.items()}
 
     @classmethod
     def from_dict(cls, data: object, source: str = "model config") -> GPTConfig:
-        """Build from a dict such as ``config.json``'s ``model`` field; ``source`` names it in errors."""
+        """Build from a dict such as ``config.json``'s ``model`` field; ``source`` names it in
+        errors. The feature fields may be absent (a late-2025 checkpoint's config has none)."""
         if not isinstance(data, dict):
-            raise UserError(f"{source}: must be an object with fields {', '.join(f.name for f in fields(cls))}")
-        names = [f.name for f in fields(cls)]
-        missing = [name for name in names if name not in data]
+            raise UserError(f"{source}: must be an object with fields {', '.join(SIZE_FIELDS)}")
+        missing = [name for name in SIZE_FIELDS if name not in data]
         if missing:
             raise UserError(f"{source}: missing field(s) {', '.join(missing)}")
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise UserError(f"{source}: unknown field(s) {', '.join(unknown)}")
         try:
-            return cls(**{name: data[name] for name in names})
+            return cls(**data)
         except UserError as error:
             raise UserError(f"{source}: {error}") from None
 
@@ -75,18 +147,21 @@ def norm(x: torch.Tensor) -> torch.Tensor:
     return F.rms_norm(x, (x.size(-1),))
 
 
-def rotary_tables(seq_len: int, head_dim: int, base: float = ROTARY_BASE) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(cos, sin)`` of shape ``(seq_len, head_dim // 2)``, computed in fp32 and rounded to bf16.
+def rotary_tables(seq_len: int, head_dim: int, base: float = ROTARY_BASE, bf16: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(cos, sin)`` of shape ``(seq_len, head_dim // 2)``, computed in fp32, rounded to bf16
+    when ``bf16``.
 
-    The rounding is part of the model: nanochat keeps its tables in bf16, so a checkpoint only
-    decodes token for token like nanochat with the same rounded angles. Always on the CPU, so a
-    model built on the meta device still gets real tables.
+    The rounding is part of the model: nanochat keeps its tables in its compute dtype (bf16 up
+    to early 2026; fp32 on a CPU since), so a checkpoint only decodes token for token like
+    nanochat with the same rounded angles. Always on the CPU, so a model built on the meta
+    device still gets real tables.
     """
     channels = torch.arange(0, head_dim, 2, dtype=torch.float32, device="cpu")
     inv_freq = 1.0 / (base ** (channels / head_dim))
     t = torch.arange(seq_len, dtype=torch.float32, device="cpu")
     freqs = torch.outer(t, inv_freq)
-    return freqs.cos().bfloat16(), freqs.sin().bfloat16()
+    cos, sin = freqs.cos(), freqs.sin()
+    return (cos.bfloat16(), sin.bfloat16()) if bf16 else (cos, sin)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -98,29 +173,52 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return torch.cat([y1, y2], dim=-1).to(x.dtype)
 
 
-def softcap(logits: torch.Tensor) -> torch.Tensor:
-    """``15·tanh(x/15)`` in fp32: bounds the logits smoothly."""
+def softcap(logits: torch.Tensor, cap: float = SOFTCAP) -> torch.Tensor:
+    """``cap·tanh(x/cap)`` in fp32: bounds the logits smoothly."""
     logits = logits.float()
-    return SOFTCAP * torch.tanh(logits / SOFTCAP)
+    return cap * torch.tanh(logits / cap)
+
+
+def window_mask(T: int, window: int, device=None) -> torch.Tensor | None:
+    """The (T, T) attention mask of a causal window (position i sees j with i-window <= j <= i),
+    or None where the window does not bind and plain causal attention is the same."""
+    if window >= T - 1:
+        return None
+    i = torch.arange(T, device=device).unsqueeze(1)
+    j = torch.arange(T, device=device).unsqueeze(0)
+    return (j <= i) & (i - j <= window)
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, layer: int):
         super().__init__()
         self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
+        self.qk_scale = config.qk_scale
         self.c_q = nn.Linear(config.n_embd, config.n_head * self.head_dim, bias=False)
         self.c_k = nn.Linear(config.n_embd, config.n_kv_head * self.head_dim, bias=False)
         self.c_v = nn.Linear(config.n_embd, config.n_kv_head * self.head_dim, bias=False)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        if layer in config.value_embed_layers:
+            self.ve_gate_channels, self.ve_gate_scale = config.ve_gate_channels, config.ve_gate_scale
+            self.ve_gate = nn.Linear(config.ve_gate_channels, config.n_kv_head, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x, cos, sin, mask=None, ve=None) -> torch.Tensor:
         B, T, C = x.shape
         q = self.c_q(x).view(B, T, self.n_head, self.head_dim)
         k = self.c_k(x).view(B, T, self.n_kv_head, self.head_dim)
         v = self.c_v(x).view(B, T, self.n_kv_head, self.head_dim)
+        if ve is not None:  # value embedding, mixed in by a per-head gate that reads the input's first channels
+            gate = self.ve_gate_scale * torch.sigmoid(self.ve_gate(x[..., : self.ve_gate_channels]))
+            v = v + gate.unsqueeze(-1) * ve.view(B, T, self.n_kv_head, self.head_dim)
         q, k = norm(apply_rotary(q, cos, sin)), norm(apply_rotary(k, cos, sin))
+        if self.qk_scale != 1:
+            q, k = q * self.qk_scale, k * self.qk_scale
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_head != self.n_kv_head)
+        gqa = self.n_head != self.n_kv_head
+        if mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -135,13 +233,13 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, layer: int = 0):
         super().__init__()
-        self.attn = CausalSelfAttention(config)
+        self.attn = CausalSelfAttention(config, layer)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(norm(x), cos, sin)
+    def forward(self, x, cos, sin, mask=None, ve=None) -> torch.Tensor:
+        x = x + self.attn(norm(x), cos, sin, mask, ve)
         return x + self.mlp(norm(x))
 
 
@@ -153,15 +251,28 @@ class GPT(nn.Module):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.config = config
+        self.config = c = config
+        rows = c.padded_vocab_size
         self.transformer = nn.ModuleDict(
             {
-                "wte": nn.Embedding(config.vocab_size, config.n_embd),
-                "h": nn.ModuleList(Block(config) for _ in range(config.n_layer)),
+                "wte": nn.Embedding(rows, c.n_embd),
+                "h": nn.ModuleList(Block(c, i) for i in range(c.n_layer)),
             }
         )
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        cos, sin = rotary_tables(config.sequence_len, config.head_dim)
+        self.lm_head = nn.Linear(c.n_embd, rows, bias=False)
+        if c.lambdas:
+            self.resid_lambdas = nn.Parameter(torch.ones(c.n_layer))
+            self.x0_lambdas = nn.Parameter(torch.zeros(c.n_layer))
+        if c.smear_channels:
+            self.smear_gate = nn.Linear(c.smear_channels, 1, bias=False)
+            self.smear_lambda = nn.Parameter(torch.zeros(1))
+        if c.backout_layer >= 0:
+            self.backout_lambda = nn.Parameter(torch.full((1,), 0.2))
+        if c.value_embed_layers:
+            self.value_embeds = nn.ModuleDict(
+                {str(i): nn.Embedding(rows, c.n_kv_head * c.head_dim) for i in sorted(c.value_embed_layers)}
+            )
+        cos, sin = rotary_tables(c.sequence_len, c.head_dim, c.rotary_base, c.rotary_bf16)
         # derived from the config, so not saved; buffers so that .to(device) moves them
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
@@ -178,14 +289,27 @@ class GPT(nn.Module):
         and targets are not -1; the others contribute nothing, to the value or the gradient.
         With no counted position the loss is 0.
         """
+        c = self.config
         B, T = ids.shape
-        if T > self.config.sequence_len:
-            raise ValueError(f"sequence of {T} tokens is longer than the model's sequence_len {self.config.sequence_len}")
+        if T > c.sequence_len:
+            raise ValueError(f"sequence of {T} tokens is longer than the model's sequence_len {c.sequence_len}")
         cos, sin = self.cos[None, :T, None, :], self.sin[None, :T, None, :]
+        masks = {w: window_mask(T, w, ids.device) for w in {c.window(i) for i in range(c.n_layer)}}
         x = norm(self.transformer.wte(ids))
-        for block in self.transformer.h:
-            x = block(x, cos, sin)
-        logits = softcap(self.lm_head(norm(x)))
+        if c.smear_channels and T > 1:  # each position takes a gated share of the previous one's embedding
+            gate = self.smear_lambda * torch.sigmoid(self.smear_gate(x[:, 1:, : c.smear_channels]))
+            x = torch.cat([x[:, :1], x[:, 1:] + gate * x[:, :-1]], dim=1)
+        x0, x_backout = x, None
+        for i, block in enumerate(self.transformer.h):
+            if c.lambdas:
+                x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
+            ve = self.value_embeds[str(i)](ids).to(x.dtype) if i in c.value_embed_layers else None
+            x = block(x, cos, sin, masks[c.window(i)], ve)
+            if i == c.backout_layer:
+                x_backout = x
+        if x_backout is not None:
+            x = x - self.backout_lambda * x_backout
+        logits = softcap(self.lm_head(norm(x))[..., : c.vocab_size], c.softcap)
         if targets is None:
             return logits
         if loss_mask is not None:
@@ -196,7 +320,7 @@ class GPT(nn.Module):
     @torch.no_grad()
     def init_weights(self, seed: int | None = None, zero_outputs: bool = True) -> GPT:
         """nanochat's init: linears ``N(0, 1/sqrt(fan_in) · min(1, sqrt(fan_out/fan_in)))``,
-        embedding ``N(0, 1)``.
+        embeddings ``N(0, 1)``; lambdas at their neutral values (1, 0), backout 0.2.
 
         ``zero_outputs`` (nanochat's choice for training) zeroes ``lm_head`` and every ``c_proj``,
         so each block starts as the identity and the first logits are uniform. Tests and
@@ -212,6 +336,13 @@ class GPT(nn.Module):
                 _fill_normal(module.weight, std, generator)
             elif isinstance(module, nn.Embedding):
                 _fill_normal(module.weight, 1.0, generator)
+        if self.config.lambdas:
+            self.resid_lambdas.fill_(1.0)
+            self.x0_lambdas.zero_()
+        if self.config.smear_channels:
+            self.smear_lambda.zero_()
+        if self.config.backout_layer >= 0:
+            self.backout_lambda.fill_(0.2)
         if zero_outputs:
             self.lm_head.weight.zero_()
             for block in self.transformer.h:

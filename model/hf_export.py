@@ -9,6 +9,12 @@ files are copied into ``tokenizer/`` beside it.
 transformers computes the rotary tables in fp32 where this model rounds them to bf16; logits
 differ by about 1e-3, so generations can part ways at near-ties. transformers is not needed to
 export.
+
+transformers' model is nanochat's late-2025 architecture. The 2026 generations' features
+(per-layer lambdas, sliding windows, value embeddings, q/k scaling, smear, backout) are not in
+it, so a checkpoint that uses any of them is refused in one line naming them, before anything
+is written: an export would load and silently compute a different model. Padded vocabulary
+rows are dropped (the logits never read them); a rotary base and a softcap go into the config.
 """
 
 from __future__ import annotations
@@ -21,8 +27,8 @@ import torch
 from safetensors.torch import save_file
 
 from glasschat.atomic import atomic_path, atomic_write_text
-from model.checkpoint import TOKENIZER_DIR, load_model
-from model.gpt import ROTARY_BASE, SOFTCAP
+from glasschat.errors import UserError
+from model.checkpoint import TOKENIZER_DIR, load_model, read_config
 
 _LAYER_NAMES = {
     "attn.c_q": "self_attn.q_proj",
@@ -59,8 +65,8 @@ def hf_config(gpt, tokenizer, dtype: torch.dtype) -> dict:
         "max_position_embeddings": c.sequence_len,
         "hidden_act": "relu2",
         "rms_norm_eps": torch.finfo(torch.float32).eps,  # torch's default, which our RMSNorm uses
-        "rope_parameters": {"rope_type": "default", "rope_theta": float(ROTARY_BASE)},
-        "final_logit_softcapping": SOFTCAP,
+        "rope_parameters": {"rope_type": "default", "rope_theta": float(c.rotary_base)},
+        "final_logit_softcapping": c.softcap,
         "attention_bias": False,
         "attention_dropout": 0.0,
         "tie_word_embeddings": False,
@@ -71,11 +77,38 @@ def hf_config(gpt, tokenizer, dtype: torch.dtype) -> dict:
     }
 
 
+def missing_in_transformers(config) -> list[str]:
+    """The features of ``config`` that transformers' ``NanoChatForCausalLM`` does not have."""
+    missing = []
+    if config.lambdas:
+        missing.append("per-layer resid/x0 lambdas")
+    if any(w < config.sequence_len - 1 for w in config.windows):
+        missing.append("sliding-window attention")
+    if config.value_embed_layers:
+        missing.append("value embeddings")
+    if config.qk_scale != 1:
+        missing.append(f"q/k scaling ({config.qk_scale})")
+    if config.smear_channels:
+        missing.append("smear")
+    if config.backout_layer >= 0:
+        missing.append("backout")
+    return missing
+
+
 def export_hf(checkpoint: str | os.PathLike, out: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Path:
     """Write checkpoint ``checkpoint`` as a transformers model directory ``out``."""
+    config, data = read_config(checkpoint)
+    missing = missing_in_transformers(config)
+    if missing:
+        generation = data.get("metadata", {}).get("nanochat_generation")
+        what = f"a nanochat {generation} checkpoint" if generation else "this checkpoint"
+        raise UserError(f"{checkpoint}: {what} uses {', '.join(missing)}, which transformers' NanoChatForCausalLM "
+                        "does not have; refusing to export a model that would compute something else")
     gpt, tokenizer = load_model(checkpoint)
     out = Path(out)
-    tensors = {hf_name(name): t.detach().to(dtype).contiguous() for name, t in gpt.state_dict().items()}
+    vocab = config.vocab_size  # padded rows dropped
+    tensors = {hf_name(name): (t[:vocab] if name in ("transformer.wte.weight", "lm_head.weight") else t).detach().to(dtype).contiguous()
+               for name, t in gpt.state_dict().items()}
     config = hf_config(gpt, tokenizer, dtype)
     stops = [tokenizer.encode_special("<|assistant_end|>"), tokenizer.bos_id]
     generation = {"bos_token_id": tokenizer.bos_id, "eos_token_id": stops, "pad_token_id": tokenizer.bos_id}

@@ -10,7 +10,8 @@ _DEFAULTS = SamplingParams()
 def add_sampling_arguments(parser, seed_default: int | None = None, seed_help: str = "seed for reproducible output") -> None:
     """``--checkpoint`` and the sampling options every generating command takes."""
     parser.add_argument("--checkpoint", metavar="DIR", default=None,
-                        help="model checkpoint directory (default: the bundled model in checkpoints/default)")
+                        help="model checkpoint directory, or a nanochat folder (converted once into a cache) "
+                        "(default: the bundled model in checkpoints/default)")
     parser.add_argument("--temperature", type=float, default=_DEFAULTS.temperature, metavar="T",
                         help=f"sampling temperature, 0 = greedy (default {_DEFAULTS.temperature})")
     parser.add_argument("--top-k", type=int, default=_DEFAULTS.top_k, metavar="K",

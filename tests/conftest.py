@@ -1,5 +1,6 @@
-"""Shared test set-up: one torch thread (the machine is shared and small), a private data
-directory so no test touches the user's saved conversations, and deterministic hypothesis."""
+"""Shared test set-up: one torch thread (the machine is shared and small), private data and
+cache directories so no test touches the user's saved conversations or converted models, and
+deterministic hypothesis."""
 
 import atexit
 import os
@@ -9,6 +10,8 @@ import tempfile
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="glasschat-test-data-")
 atexit.register(shutil.rmtree, os.environ["XDG_DATA_HOME"], ignore_errors=True)
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="glasschat-test-cache-")  # converted nanochat folders
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 from hypothesis import settings  # noqa: E402
 

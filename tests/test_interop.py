@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from glasschat.cli import main
 from model import load_model, save_checkpoint
-from model.gpt import GPT, GPTConfig
+from model.gpt import GPT, SIZE_FIELDS, GPTConfig
 
 torch.set_num_threads(1)
 
@@ -26,7 +26,8 @@ def write_nanochat_step(directory, gpt, step, compiled=True):
     wte = ("_orig_mod." if compiled else "") + "transformer.wte.weight"
     state[wte] = state[wte].bfloat16()
     torch.save(state, directory / f"model_{step:06d}.pt")
-    meta = {"step": step, "val_bpb": 1.23, "model_config": gpt.config.to_dict(), "user_config": {"depth": 2}}
+    model_config = {name: getattr(gpt.config, name) for name in SIZE_FIELDS}  # what the late-2025 nanochat stored
+    meta = {"step": step, "val_bpb": 1.23, "model_config": model_config, "user_config": {"depth": 2}}
     (directory / f"meta_{step:06d}.json").write_text(json.dumps(meta))
 
 
@@ -86,9 +87,10 @@ class Exploit:
         return (print, ("code ran",))
 
 
-def break_newer_architecture(source):
+def add_bigram_embedding(source):
+    """The three-day engram generation of late January 2026."""
     state = torch.load(source / "model_002000.pt", weights_only=True)
-    state["_orig_mod.resid_lambdas"] = torch.ones(2)
+    state["_orig_mod.bigram_embed.weight"] = torch.ones(7, 64)
     torch.save(state, source / "model_002000.pt")
 
 
@@ -98,11 +100,13 @@ BAD_SOURCES = {
     "no meta": (lambda s: (s / "meta_002000.json").unlink(), [], "meta_002000.json: missing"),
     "no tokenizer": (lambda s: (s / "tokenizer.pkl").unlink(), [], "tokenizer.pkl: missing; pass the nanochat tokenizer.pkl"),
     "code in weights": (lambda s: torch.save({"x": Exploit()}, s / "model_002000.pt"), [], "not a loadable weights file"),
-    "newer architecture": (break_newer_architecture, [], "newer nanochat architecture"),
-    "newer config": (lambda s: (s / "meta_002000.json").write_text(json.dumps({"model_config": {
-        **json.loads((s / "meta_002000.json").read_text())["model_config"], "window_pattern": "SSSL"}})), [], "newer nanochat architecture"),
-    "vocab mismatch": (lambda s: (s / "meta_002000.json").write_text(json.dumps({"model_config": {
-        **json.loads((s / "meta_002000.json").read_text())["model_config"], "vocab_size": 512}})), [], "tokenizer has 384 tokens but"),
+    "unknown tensor": (add_bigram_embedding, [], "tensor(s) bigram_embed.weight belong to no nanochat generation"),
+    "unknown config": (lambda s: (s / "meta_002000.json").write_text(json.dumps({"model_config": {
+        **json.loads((s / "meta_002000.json").read_text())["model_config"], "engram_n": 3}})), [],
+        "model_config field(s) engram_n belong to no nanochat generation"),
+    "meta vocab disagrees with the weights": (lambda s: (s / "meta_002000.json").write_text(json.dumps({"model_config": {
+        **json.loads((s / "meta_002000.json").read_text())["model_config"], "vocab_size": 512}})), [],
+        "transformer.wte.weight has 384 rows but meta_002000.json says vocab_size 512"),
     "wrong shapes": (lambda s: (s / "meta_002000.json").write_text(json.dumps({"model_config": {
         **json.loads((s / "meta_002000.json").read_text())["model_config"], "n_layer": 3}})), [], "missing tensor(s) transformer.h.2"),
 }
