@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from glasschat.atomic import atomic_path, atomic_write_text
+from glasschat.atomic import atomic_path, atomic_write_text, check_dir_target, make_dir
 from model.checkpoint import TOKENIZER_DIR, load_model
 from model.gpt import ROTARY_BASE, SOFTCAP
 
@@ -73,13 +73,13 @@ def hf_config(gpt, tokenizer, dtype: torch.dtype) -> dict:
 
 def export_hf(checkpoint: str | os.PathLike, out: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Path:
     """Write checkpoint ``checkpoint`` as a transformers model directory ``out``."""
+    out = check_dir_target(out)
     gpt, tokenizer = load_model(checkpoint)
-    out = Path(out)
     tensors = {hf_name(name): t.detach().to(dtype).contiguous() for name, t in gpt.state_dict().items()}
     config = hf_config(gpt, tokenizer, dtype)
     stops = [tokenizer.encode_special("<|assistant_end|>"), tokenizer.bos_id]
     generation = {"bos_token_id": tokenizer.bos_id, "eos_token_id": stops, "pad_token_id": tokenizer.bos_id}
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     tokenizer.save(out / TOKENIZER_DIR)
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(tensors, tmp, metadata={"format": "pt"})

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from glasschat.atomic import check_dir_target
 from glasschat.errors import UserError
 from model.checkpoint import check_weights, gpt_from_weights, read_json_file, save_checkpoint
 from model.gpt import GPTConfig
@@ -57,6 +58,7 @@ def import_nanochat(
     source = Path(source)
     if not source.is_dir():
         raise NanochatImportError(f"{source}: no such directory")
+    check_dir_target(out)
     step = find_step(source, step)
     model_path, meta_path = source / f"model_{step:06d}.pt", source / f"meta_{step:06d}.json"
     config = _read_config(meta_path)

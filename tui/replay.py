@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
+from glasschat.atomic import check_file_target
 from glasschat.errors import UserError
 from model.events import SamplingParams
 from tui.context import fit_prompt
@@ -158,6 +159,8 @@ def replay_command(args) -> int:
     entries = read_lines(args.script)
     if not entries:
         raise UserError(f"{args.script}: no conversations in the script")
+    if args.out is not None:
+        check_file_target(args.out)  # before the generating, not after it
     params = args.params
     backend = load_backend(args.checkpoint, in_process=True)
     meta = {"model": backend.info.name, "params": asdict(params)}

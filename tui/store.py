@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glasschat.errors import UserError
+from tokenizer.conversation import normalize
 from tui.records import ChatRecord, RecordFileError, entry_error, read_lines, write_records
 
 SUFFIX = ".jsonl"
@@ -61,7 +62,13 @@ class ConversationStore:
         entries = read_lines(path)
         if len(entries) != 1 or entry_error(entries[0]):
             raise RecordFileError(f"{path}: expected one conversation object with a \"messages\" list")
-        return ChatRecord.from_json(entries[0].data)
+        record = ChatRecord.from_json(entries[0].data)
+        if record.messages:  # every message well-formed, so nothing that shows or resumes it can fail on one
+            try:
+                normalize(record.conversation)
+            except UserError as error:
+                raise RecordFileError(f"{path}: {error}") from None
+        return record
 
     def delete(self, conversation_id: str) -> None:
         self.path(conversation_id).unlink(missing_ok=True)
