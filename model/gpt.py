@@ -27,6 +27,14 @@ ROTARY_BASE = 10000
 SOFTCAP = 15.0
 
 
+# The largest model shapes glasschat accepts: well above any model that runs on one machine
+# (nanochat's d32 has 32 layers, a 2048 context and 65536 tokens; the largest open models have
+# ~128 layers and 128k contexts), well below what would exhaust memory before a check fires.
+CONFIG_LIMITS = {"sequence_len": 2**17, "vocab_size": 2**21, "n_layer": 256, "n_head": 1024, "n_kv_head": 1024,
+                 "n_embd": 2**15}
+MAX_PARAMETERS = 2 * 10**11  # ~800 GB in fp32: a bound on the product of the fields above
+
+
 @dataclass(frozen=True)
 class GPTConfig:
     sequence_len: int = 1024
@@ -37,16 +45,26 @@ class GPTConfig:
     n_embd: int = 768
 
     def __post_init__(self) -> None:
+        # bounded before anything is sized from them: a typo (n_layer 1000000, sequence_len
+        # 10**12) must be an error, not minutes of allocating
         for field in fields(self):
-            value = getattr(self, field.name)
-            if type(value) is not int or value < 1:
-                raise UserError(f"model config field {field.name!r} must be a positive integer, got {value!r}")
+            value, most = getattr(self, field.name), CONFIG_LIMITS[field.name]
+            if type(value) is not int or not 1 <= value <= most:
+                raise UserError(f"model config field {field.name!r} must be an integer from 1 to {most:,}, got {value!r}")
         if self.n_embd % self.n_head:
             raise UserError(f"model config: n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
         if self.n_head % self.n_kv_head:
             raise UserError(f"model config: n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}")
         if self.head_dim % 2:
             raise UserError(f"model config: head dimension n_embd/n_head={self.head_dim} must be even (rotary)")
+        if self.parameters > MAX_PARAMETERS:
+            raise UserError(f"model config: {self.parameters:,} parameters, more than the {MAX_PARAMETERS:,} glasschat runs")
+
+    @property
+    def parameters(self) -> int:
+        """How many weights a GPT of this config holds (embedding, blocks, lm_head)."""
+        c, kv = self.n_embd, self.n_kv_head * self.head_dim
+        return 2 * self.vocab_size * c + self.n_layer * (2 * c * c + 2 * c * kv + 8 * c * c)
 
     @property
     def head_dim(self) -> int:

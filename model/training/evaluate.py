@@ -83,6 +83,9 @@ def evaluate_checkpoint(checkpoint: str | Path, per_skill: int, temperatures: Se
     from model import Engine, load_model
     from model.training.recipe import word_pools
 
+    for temperature in temperatures:  # every item's sampling parameters, checked before the model loads
+        SamplingParams(temperature=temperature, seed=seed)
+    SamplingParams(seed=seed + per_skill * len(SKILLS))  # the item seeds run from seed upwards
     gpt, tokenizer = load_model(checkpoint)
     engine = Engine(gpt, tokenizer, threads=threads)
     _, heldout_words, _ = word_pools(tokenizer)
