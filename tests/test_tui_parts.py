@@ -24,7 +24,7 @@ def test_slash_commands_parse_and_set_params():
     with pytest.raises(UserError, match="unknown command /nope"):
         commands.parse("/nope")
     for bad, message in [("/topk many", "not an integer"), ("/topp 1.5", "top_p=1.5 must be in"),
-                         ("/max", "usage: /max N"), ("/max 0", "max_tokens=0 must be >= 1")]:
+                         ("/max", "usage: /max N"), ("/max 0", "max_tokens=0 must be an integer from 1")]:
         with pytest.raises(UserError, match=message):
             commands.set_param(params, *commands.parse(bad))
 
