@@ -46,13 +46,18 @@ def run_chat(args) -> int:
         raise UserError(f"{args.replay}: no conversations in the script")
     backend = load_backend(args.checkpoint)
 
+    from tui import terminal_input
     from tui.app import GlasschatApp
 
+    terminal_input.install()  # keys in a burst and pastes reach the draft as typed
+    app = GlasschatApp(backend, store=store, params=params, resume=resume, replay=script)
     try:
-        GlasschatApp(backend, store=store, params=params, resume=resume, replay=script).run()
+        app.run()
     finally:
         backend.engine.close()
-    return 0
+    # Textual ends the app on an unhandled exception and prints it, but returns normally:
+    # its return code is what tells the shell that it crashed
+    return app.return_code or 0
 
 
 def run_replay(args) -> int:
