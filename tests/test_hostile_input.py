@@ -329,3 +329,8 @@ def test_malformed_saved_conversations_are_skipped_in_the_list_and_by_resume(tmp
     assert set(saved) == {"20200101-000000-good", "29990101-000000-title"}
     assert saved["29990101-000000-title"].title == "titled"  # a title that is not text is ignored
     assert store.latest() in saved
+
+
+def test_eval_checks_its_seed_and_temperatures_before_loading(capsys):
+    one_line_error(capsys, ["eval", "--seed", "-5", "--per-skill", "1"], "seed=-5 must be an integer from 0")
+    one_line_error(capsys, ["eval", "--temperature", "inf", "--per-skill", "1"], "temperature=inf")

@@ -81,6 +81,7 @@ def evaluate_checkpoint(checkpoint: str | Path, per_skill: int, temperatures: Se
                         seed: int = 1234, threads: int = 1, log: Callable[[str], None] = print) -> dict:
     """Load a checkpoint and evaluate it at each temperature on the same held-out prompts."""
     from model import Engine, load_model
+    from model.events import SamplingParams
     from model.training.recipe import word_pools
 
     for temperature in temperatures:  # every item's sampling parameters, checked before the model loads
