@@ -165,3 +165,28 @@ def test_replay_state_plays_user_and_system_messages_and_keeps_the_script_reply(
     assert state.next_message()["content"] == "again"
     state.next_entry()
     assert state.current_entry() is None
+
+
+def test_fit_prompt_matches_rendering_the_kept_messages_whole(tiny_tokenizer):
+    """Fitting counts on per-message lengths; the result must be exactly the kept messages
+    rendered from scratch, and dropping two fewer messages must not have fitted."""
+    from tui.records import TurnRecord
+    from tui.rendering import RenderCache, prompt_ids
+
+    tok = tiny_tokenizer
+    reply = tok.encode("answer 1 about") + [tok.encode_special("<|assistant_end|>")]
+    for system in ([], [{"role": "system", "content": "Be brief."}]):
+        messages = [*system, *conversation(9)]
+        messages[len(system) + 3] = {"role": "assistant", "content": tok.parse_assistant(reply)}
+        turns = {len(system) + 3: TurnRecord(message=len(system) + 3, ids=reply, forced=[False] * len(reply))}
+        cache = RenderCache()
+        for sequence_len in (400, 200, 120, 90, 60):
+            prompt = fit_prompt(tok, messages, sequence_len, max_tokens=8, turns=turns, cache=cache)
+            first = len(system)
+            kept_turns = {i - prompt.dropped: t for i, t in turns.items() if i >= first + prompt.dropped}
+            assert prompt.ids == prompt_ids(tok, prompt.sent_messages(messages), kept_turns)
+            assert len(prompt.ids) <= sequence_len - 8 or prompt.dropped + 1 >= len(messages) - first
+            if prompt.dropped:
+                fewer = prompt_ids(tok, [*system, *messages[first + prompt.dropped - 2:]],
+                                   {i - prompt.dropped + 2: t for i, t in turns.items() if i >= first + prompt.dropped - 2})
+                assert len(fewer) > sequence_len - 8

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from glasschat.errors import UserError
 from tui.records import TurnRecord
-from tui.rendering import prompt_ids
+from tokenizer.conversation import normalize
+from tui.rendering import RenderCache, head_tokens
 
 
 class ContextFullError(UserError):
@@ -33,31 +34,46 @@ def _without_oldest(messages: list[dict], count: int) -> list[dict]:
     return head + messages[len(head) + count:]
 
 
-def _shift(turns: dict[int, TurnRecord], messages: list[dict], count: int) -> dict[int, TurnRecord]:
-    """``turns`` re-indexed for the messages left after dropping the ``count`` oldest."""
-    first = (1 if messages and messages[0]["role"] == "system" else 0) + count
-    return {index - count: turn for index, turn in turns.items() if index >= first}
-
-
 def reply_room(sequence_len: int, max_tokens: int) -> int:
     return max(1, min(max_tokens, sequence_len // 2))
 
 
 def fit_prompt(tokenizer, messages: list[dict], sequence_len: int, max_tokens: int,
-               turns: dict[int, TurnRecord] | None = None) -> Prompt:
+               turns: dict[int, TurnRecord] | None = None, cache: RenderCache | None = None) -> Prompt:
     """The prompt for a reply to ``messages`` (which end with a user message), with the replies
     in ``turns`` as generated, oldest turns dropped until it leaves ``reply_room`` tokens;
-    ``ContextFullError`` if the last user message alone leaves no room at all."""
+    ``ContextFullError`` if the last user message alone leaves no room at all.
+
+    Each message is rendered once (or taken from ``cache``) and the drops are counted on the
+    message lengths, so a long history costs one pass, not one rendering per dropped pair."""
+    normalize({"messages": messages})  # the one validation, naming the bad message
+    turns, cache = turns or {}, cache or RenderCache()
     budget = sequence_len - reply_room(sequence_len, max_tokens)
-    body = len(messages) - (1 if messages and messages[0]["role"] == "system" else 0)
+    first = 1 if messages[0]["role"] == "system" else 0
+    segments = [cache.segment(tokenizer, index, messages[index], turns.get(index))
+                for index in range(first, len(messages))]
+    after = [0] * (len(segments) + 1)  # after[k]: tokens of segments k.. to the end
+    for k in range(len(segments) - 1, -1, -1):
+        after[k] = after[k + 1] + len(segments[k][0])
+
+    def head(dropped: int) -> list[int]:
+        """The first kept message's tokens (merged with the system message, if there is one)."""
+        if not first:
+            return segments[dropped][0]
+        return head_tokens(tokenizer, messages[0], messages[first + dropped])[0]
+
     dropped = 0
     while True:
-        ids = prompt_ids(tokenizer, _without_oldest(messages, dropped), _shift(turns or {}, messages, dropped))
-        if len(ids) <= budget or dropped + 1 >= body:
+        length = 2 + len(head(dropped)) + after[dropped + 1]  # <|bos|> ... <|assistant_start|>
+        if length <= budget or dropped + 1 >= len(segments):
             break
         dropped += 2  # one user message and the assistant reply that followed it
-    if len(ids) >= sequence_len:
+    if length >= sequence_len:
         raise ContextFullError(
-            f"the message is too long for the model: the prompt needs {len(ids)} tokens "
+            f"the message is too long for the model: the prompt needs {length} tokens "
             f"and the context holds {sequence_len}")
+    ids = [tokenizer.bos_id, *head(dropped)]
+    for segment, _ in segments[dropped + 1:]:
+        ids += segment
+    ids.append(tokenizer.encode_special("<|assistant_start|>"))
     return Prompt(ids, dropped)

@@ -23,6 +23,7 @@ from model.events import SamplingParams
 from tui.context import fit_prompt
 from tui.generate import generate_turn
 from tui.records import Line, dumps_line, entry_error, read_lines, write_records
+from tui.rendering import RenderCache
 
 
 @dataclass(frozen=True)
@@ -113,13 +114,14 @@ def replay_conversation(backend, conversation: dict, params: SamplingParams) -> 
     generated: dict = {}  # message index -> TurnRecord, so the model is sent its own tokens back
     turns: list[dict] = []
     plan = {turn.user_index: turn for turn in plan_turns(script)}
+    cache = RenderCache()  # each turn renders only the messages it adds
     for index, message in enumerate(script):
         if message["role"] == "assistant":
             continue  # generated instead, below
         messages.append(message)
         if index not in plan:
             continue
-        prompt = fit_prompt(tokenizer, messages, backend.info.sequence_len, params.max_tokens, generated)
+        prompt = fit_prompt(tokenizer, messages, backend.info.sequence_len, params.max_tokens, generated, cache)
         turn = generate_turn(backend.engine, prompt.ids, params, message_index=len(messages))
         generated[turn.message] = turn
         messages.append({"role": "assistant", "content": tokenizer.parse_assistant(turn.ids)})
