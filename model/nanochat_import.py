@@ -90,6 +90,8 @@ def _read_config(meta_path: Path) -> GPTConfig:
 
 
 def _read_weights(model_path: Path) -> dict[str, torch.Tensor]:
+    if not model_path.is_file():  # a FIFO or device would block the reader
+        raise NanochatImportError(f"{model_path}: not a regular file")
     try:
         state = torch.load(model_path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError:
