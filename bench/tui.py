@@ -112,7 +112,7 @@ def _pick_params(backend, prompt_ids, tokens: int):
     best = None
     for seed in range(8):
         params = SamplingParams(temperature=1.0, top_k=0, seed=seed, max_tokens=tokens, top_alternatives=5)
-        produced = sum(1 for event in backend.engine.stream(prompt_ids, params) if hasattr(event, "forced"))
+        produced = sum(1 for event in backend.stream(prompt_ids, params) if hasattr(event, "forced"))
         if best is None or produced > best[0]:
             best = (produced, params)
         if produced >= tokens:
@@ -121,7 +121,7 @@ def _pick_params(backend, prompt_ids, tokens: int):
 
 
 def _headless_rate(backend, prompt_ids, params) -> float:
-    times = [time.perf_counter() for event in backend.engine.stream(prompt_ids, params) if hasattr(event, "forced")]
+    times = [time.perf_counter() for event in backend.stream(prompt_ids, params) if hasattr(event, "forced")]
     return (len(times) - 1) / (times[-1] - times[0])
 
 
@@ -243,20 +243,20 @@ def _child(config_path: str) -> int:
         def cpu_seconds(self) -> tuple[float, float]:
             """CPU time so far of this process (the UI) and of the engine process."""
             own = resource.getrusage(resource.RUSAGE_SELF)
-            fields = Path(f"/proc/{self.backend.engine.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{self.backend.pid}/stat").read_text().rsplit(")", 1)[1].split()
             engine = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
             return own.ru_utime + own.ru_stime, engine
 
         def on_text_area_changed(self) -> None:
-            self.keys.append((time.monotonic(), self.generation is not None))
+            self.keys.append((time.monotonic(), self.live_reply is not None))
 
         def _watch(self) -> None:
-            streaming = self.generation is not None and self.generation.shown
-            if (streaming or (self.started and self.generation is None)) and not (workdir / "ready").exists():
+            streaming = self.live_reply is not None and self.live_reply.shown
+            if (streaming or (self.started and self.live_reply is None)) and not (workdir / "ready").exists():
                 (workdir / "ready").touch()
                 self.cpu_start = (time.monotonic(), *self.cpu_seconds())
-            if self.started and self.generation is None:
-                turn = self.turns.get(1)
+            if self.started and self.live_reply is None:
+                turn = self.session.turn(1)
                 end = (time.monotonic(), *self.cpu_seconds())
                 wall = max(end[0] - self.cpu_start[0], 1e-9)
                 results = {"keys": self.keys, "shown": self.last_reply_shown,

@@ -37,7 +37,6 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -46,11 +45,9 @@ import torch
 import torch.nn.functional as F
 
 from glasschat.errors import UserError
-from model.calculator import calculate
 from model.events import GenerationStats, SamplingParams, Stop, TokenEvent
 from model.gpt import GPT, SOFTCAP
-
-MAX_TOOL_EXPRESSION_TOKENS = 256  # a python block longer than this is not evaluated
+from model.tool import ToolState
 
 
 class ModelOutputError(UserError):
@@ -92,8 +89,7 @@ class _Row:
     """Host-side state of one sample row."""
 
     decoder: object
-    forced: deque = field(default_factory=deque)  # tokens the tool queued for the next steps
-    python: list[int] | None = None  # tokens of an open <|python_start|> block
+    tool: ToolState  # the calculator call in progress and the tokens it queued for the next steps
     ids: list[int] = field(default_factory=list)
     ttft_s: float = 0.0
     done: bool = False
@@ -116,8 +112,6 @@ class Engine:
         self.device, self.dtype = gpt.lm_head.weight.device, gpt.lm_head.weight.dtype
         special = tokenizer.special_ids
         self._stop_ids = {special["<|assistant_end|>"]: "assistant_end", special["<|bos|>"]: "bos"}
-        self._python_start, self._python_end = special["<|python_start|>"], special["<|python_end|>"]
-        self._output_start, self._output_end = special["<|output_start|>"], special["<|output_end|>"]
         c = self.config
         # RMSNorm runs as x/|x| (one reduction instead of five ops); its sqrt(n) goes into the
         # weights that read the normalised vector, or into the attention scale for q and k
@@ -148,7 +142,7 @@ class Engine:
         """Generate a reply to ``prompt_ids``, yielding events as tokens are produced."""
         start = time.perf_counter()
         prompt = self._check_prompt(prompt_ids)
-        rows = [_Row(self.tokenizer.stream_decoder()) for _ in range(params.num_samples)]
+        rows = [_Row(self.tokenizer.stream_decoder(), ToolState(self.tokenizer)) for _ in range(params.num_samples)]
         room = self.config.sequence_len - len(prompt)  # tokens that fit after the prompt
         if room == 0 or _is_set(cancel):
             reason = "context_full" if room == 0 else "cancelled"
@@ -175,8 +169,8 @@ class Engine:
                 if row.done:
                     next_ids.append(row.ids[-1])  # a finished row keeps step with the batch; its output is ignored
                     continue
-                forced = bool(row.forced)
-                token = row.forced.popleft() if forced else chosen[r]
+                forced = bool(row.tool.forced)
+                token = row.tool.forced.popleft() if forced else chosen[r]
                 feed_sampled &= not forced
                 row.ids.append(token)
                 if len(row.ids) == 1:
@@ -190,7 +184,7 @@ class Engine:
                     row=r,
                 )
                 if not forced:
-                    self._run_tool(row, token)
+                    row.tool.feed(token)
                 reason = self._stop_reason(row, token, forced, len(prompt), params.max_tokens)
                 if reason is not None:
                     yield self._finish(row, r, reason, len(prompt), start)
@@ -308,24 +302,11 @@ class Engine:
             top = [tuple(zip(i, p)) for i, p in zip(ids.tolist(), values.tolist())]
         return chosen, chosen.tolist(), best_list, top
 
-    # ---- host-side rules: tool, stops
-
-    def _run_tool(self, row: _Row, token: int) -> None:
-        if token == self._python_start:
-            row.python = []
-        elif row.python is not None and token == self._python_end:
-            expression, row.python = self.tokenizer.decode(row.python), None
-            # the answer, or the calculator's error text: either way the model sees what became of its call
-            result = calculate(expression)
-            row.forced.extend([self._output_start, *self.tokenizer.encode(result), self._output_end])
-        elif row.python is not None:
-            if self.tokenizer.is_special(token) or len(row.python) >= MAX_TOOL_EXPRESSION_TOKENS:
-                row.python = None  # not a well-formed call: evaluate nothing
-            else:
-                row.python.append(token)
+    # ---- host-side rules: stops (the tool's rule is model.tool's)
 
     def _stop_reason(self, row: _Row, token: int, forced: bool, prompt_len: int, max_tokens: int) -> str | None:
-        if not forced and token in self._stop_ids:
+        if token in self._stop_ids and (not forced or self._stop_ids[token] == "assistant_end"):
+            # a forced <|assistant_end|> is the tool ending a reply that repeats a failing call
             return self._stop_ids[token]
         if len(row.ids) >= max_tokens:
             return "max_tokens"

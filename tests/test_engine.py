@@ -212,6 +212,17 @@ def test_a_failing_tool_call_forces_the_calculators_error(tiny_tokenizer):
     assert [e.forced for e in events] == [False] * len(call) + [True] * len(error) + [False]
 
 
+def test_a_model_repeating_a_failing_call_is_stopped_at_the_second(tiny_tokenizer):
+    s = lambda name: special(tiny_tokenizer, name)  # noqa: E731
+    call = tool_call(tiny_tokenizer, "1/0")
+    # after the tool's output the model calls again, forever
+    engine = scripted_engine(tiny_tokenizer, [s("<|assistant_start|>"), *call, s("<|output_end|>"), call[0]])
+    events = list(engine.stream([s("<|assistant_start|>")], GREEDY))
+    error = [s("<|output_start|>"), *tiny_tokenizer.encode("error: division by zero"), s("<|output_end|>")]
+    assert [e.id for e in events[:-1]] == [*call, *error, *call, *error, s("<|assistant_end|>")]
+    assert events[-1].reason == "assistant_end" and events[-2].forced
+
+
 def byte_token(tokenizer, value):
     return next(i for i in range(tokenizer.vocab_size - 9) if tokenizer.token_bytes(i) == bytes([value]))
 

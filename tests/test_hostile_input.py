@@ -309,7 +309,7 @@ def test_bare_glasschat_takes_the_chat_options(capsys, tmp_path, monkeypatch):
 
 
 def test_malformed_saved_conversations_are_skipped_in_the_list_and_by_resume(tmp_path):
-    from tui.records import ChatRecord
+    from tui.chat_file import ChatRecord
     from tui.store import ConversationStore
 
     store = ConversationStore(tmp_path / "conversations")

@@ -10,7 +10,7 @@ import pytest
 
 from glasschat.atomic import WriteError, atomic_write_text
 from glasschat.errors import UserError
-from tui.records import ChatRecord, TurnRecord, read_lines, to_markdown
+from tui.chat_file import ChatRecord, TurnRecord, read_lines, to_markdown
 from tui.store import ConversationStore, data_dir
 
 

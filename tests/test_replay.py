@@ -11,7 +11,7 @@ from tui_fakes import scripted_backend
 
 from model.events import SamplingParams
 from glasschat.loading import LoadError
-from tui.records import Line, read_lines
+from tui.chat_file import Line, read_lines
 from tui.replay import compare, replay_script
 
 
@@ -49,7 +49,7 @@ def test_replay_generates_every_reply_and_compares(tiny_tokenizer):
     assert all(t["stop_reason"] == "assistant_end" and t["seed"] == 5 and t["ttft_ms"] >= 0 for t in first["turns"])
     assert first["turns"][0]["ids"] == tiny_tokenizer.encode("Hello!") + [tiny_tokenizer.encode_special("<|assistant_end|>")]
     # the second reply was generated after the *generated* first one
-    prompt, _ = backend.engine.calls[1]
+    prompt, _ = backend.calls[1]
     assert prompt == tiny_tokenizer.render_for_completion({"messages": first["messages"][:4]})
     assert second == {"line": 2, "error": "message 1: expected role 'assistant' (roles must alternate user/assistant), got 'user'"}
     assert third["line"] == 3 and "messages" in third["error"]

@@ -12,8 +12,8 @@ import torch
 
 from model.events import SamplingParams
 from model.gpt import GPT, GPTConfig
-from tui.backend import Backend, ModelInfo
-from tui.records import Line
+from model.backend import LocalBackend, ModelInfo
+from tui.chat_file import Line
 from tui.replay import replay_script
 
 SCRIPT = [
@@ -36,7 +36,7 @@ def backend(tiny_model, tiny_tokenizer):
     from model.engine import Engine
 
     info = ModelInfo("tiny-random", tiny_model.num_parameters(), tiny_model.config.sequence_len)
-    return Backend(Engine(tiny_model, tiny_tokenizer), tiny_tokenizer, info)
+    return LocalBackend(Engine(tiny_model, tiny_tokenizer), tiny_tokenizer, info)
 
 
 def without_timings(record: dict) -> dict:
@@ -93,10 +93,10 @@ async def test_chat_app_streams_the_engine(backend, tmp_path):
         app.chat_input.load_text("Hello there!")
         await pilot.press("enter")
         for _ in range(500):
-            if app.generation is None and len(app.messages) == 2:
+            if app.live_reply is None and len(app.session.messages) == 2:
                 break
             await pilot.pause(0.02)
-        turn = app.turns[1]
+        turn = app.session.turn(1)
         assert 1 <= len(turn.ids) <= 10 and turn.stop_reason
         assert all(len(top) == 5 for top, forced in zip(turn.top, turn.forced) if not forced)
         await pilot.press("f2")

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from glasschat.errors import UserError
+from model.backend import Backend
 from model.events import SamplingParams, Stop, TokenEvent
 from model.gpt import GPT, GPTConfig
 
@@ -38,6 +39,8 @@ def test_engine_process_matches_the_engine_and_stops_on_request(checkpoint, tiny
     remote = EngineProcess(str(checkpoint), place_cpus=False)  # the test process keeps its CPUs
     try:
         assert remote.sequence_len == 64 and remote.parameters > 0
+        assert isinstance(remote, Backend) and remote.info.sequence_len == 64
+        assert remote.tokenizer.encode("Hello") == tiny_tokenizer.encode("Hello")
         events = list(remote.stream(prompt, params))
         strip = lambda es: [(e.id, e.text, e.forced, e.top) if isinstance(e, TokenEvent) else e.reason for e in es]  # noqa: E731
         assert strip(events) == strip(local)

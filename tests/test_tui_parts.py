@@ -8,8 +8,9 @@ from glasschat.errors import UserError
 from model.events import SamplingParams, TokenEvent
 from tokenizer.display import byte_segments
 from tui import commands
-from tui.context import ContextFullError, fit_prompt
-from tui.reply import ReplyTracker, merge_pieces
+from tui.chat_file import Entry
+from tui.context import ContextFullError, fit_prompt, without_oldest
+from tui.reply_blocks import ReplyBlocks, merge_pieces
 
 
 def test_slash_commands_parse_and_set_params():
@@ -40,18 +41,19 @@ def conversation(turns: int) -> list[dict]:
 def test_fit_prompt_drops_oldest_turns_and_keeps_the_system_message(tiny_tokenizer):
     tok = tiny_tokenizer
     messages = [{"role": "system", "content": "Be brief."}, *conversation(6)]
+    entries = [Entry(message) for message in messages]
     whole = tok.render_for_completion({"messages": messages})
-    assert fit_prompt(tok, messages, len(whole) + 8, max_tokens=8).dropped == 0
-    prompt = fit_prompt(tok, messages, len(whole) // 2 + 8, max_tokens=8)
+    assert fit_prompt(tok, entries, len(whole) + 8, max_tokens=8).dropped == 0
+    prompt = fit_prompt(tok, entries, len(whole) // 2 + 8, max_tokens=8)
     assert prompt.dropped > 0 and prompt.dropped % 2 == 0
-    kept = prompt.sent_messages(messages)
+    kept = [entry.message for entry in without_oldest(entries, prompt.dropped)]
     assert kept[0]["content"] == "Be brief." and kept[1] == messages[1 + prompt.dropped]
     assert prompt.ids == tok.render_for_completion({"messages": kept}) and len(prompt.ids) + 8 <= len(whole) // 2 + 8
 
 
 def test_fit_prompt_refuses_a_message_longer_than_the_context(tiny_tokenizer):
     with pytest.raises(ContextFullError, match="too long for the model"):
-        fit_prompt(tiny_tokenizer, [{"role": "user", "content": "word " * 100}], 32, max_tokens=8)
+        fit_prompt(tiny_tokenizer, [Entry({"role": "user", "content": "word " * 100})], 32, max_tokens=8)
 
 
 def test_partial_utf8_becomes_byte_badges():
@@ -69,15 +71,15 @@ def test_reply_tracker_splits_text_and_tool_blocks(tiny_tokenizer):
                TokenEvent(special("<|python_end|>"), "", False), TokenEvent(special("<|output_start|>"), "", True),
                TokenEvent(4, "2", True), TokenEvent(special("<|output_end|>"), "", True), TokenEvent(5, "Two.", False),
                TokenEvent(special("<|assistant_end|>"), "", False)]
-    tracker = ReplyTracker(tok.special_name)
+    tracker = ReplyBlocks(tok.special_name)
     pieces = merge_pieces([p for p in map(tracker.feed, events) if p is not None])
     assert [(p.block, p.kind, p.text) for p in pieces] == [
         (0, "text", "Let me. "), (1, "python", "1+1"), (2, "python_output", "2"), (3, "text", "Two.")]
 
 
 def test_replies_are_rendered_as_generated(tiny_tokenizer):
-    from tui.records import TurnRecord
-    from tui.rendering import prompt_ids, render_chat
+    from tui.chat_file import TurnRecord
+    from tui.chat_tokens import prompt_ids, render_chat
 
     tok = tiny_tokenizer
     spelled = [tok.encode(ch)[0] for ch in "Hello"]  # not how "Hello" encodes, but what was sampled
@@ -86,21 +88,22 @@ def test_replies_are_rendered_as_generated(tiny_tokenizer):
     turn = TurnRecord(1, ids=spelled + output, forced=[False] * 5 + [True] * len(output), stop_reason="cancelled")
     messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": tok.parse_assistant(turn.ids)},
                 {"role": "user", "content": "more"}]
-    ids, mask = render_chat(tok, messages, {1: turn})
+    entries = [Entry(messages[0]), Entry(messages[1], turn), Entry(messages[2])]
+    ids, mask = render_chat(tok, entries)
     start = ids.index(tok.encode_special("<|assistant_start|>"))
     end = tok.encode_special("<|assistant_end|>")
     assert ids[start + 1:ids.index(end) + 1] == turn.ids + [end]  # closed, since it was stopped
     assert mask[start + 1:ids.index(end) + 1] == [1] * 5 + [0] * len(output) + [1]
-    assert prompt_ids(tok, messages, {1: turn}) == ids + [tok.encode_special("<|assistant_start|>")]
+    assert prompt_ids(tok, entries) == ids + [tok.encode_special("<|assistant_start|>")]
     edited = [messages[0], {"role": "assistant", "content": "something else"}, messages[2]]
-    assert render_chat(tok, edited, {1: turn}) == tuple(tok.render_conversation({"messages": edited}))
+    assert render_chat(tok, [Entry(edited[0]), Entry(edited[1], turn), Entry(edited[2])]) == tuple(tok.render_conversation({"messages": edited}))
 
 
 def _generation(tok):
-    from tui.records import TurnRecord
-    from tui.streaming import Generation
+    from tui.chat_file import TurnRecord
+    from tui.live_reply import LiveReply
 
-    return Generation(TurnRecord(message=1, seed=0), widget=None, tracker=ReplyTracker(tok.special_name))
+    return LiveReply(TurnRecord(message=1, seed=0), widget=None, tracker=ReplyBlocks(tok.special_name))
 
 
 class _Worker:
@@ -111,7 +114,7 @@ def test_generation_hands_engine_events_to_the_ui_side(tiny_tokenizer):
     import asyncio
 
     from model.events import GenerationStats, Stop
-    from tui.streaming import EngineFailure
+    from tui.live_reply import EngineFailure
 
     tok = tiny_tokenizer
     end = Stop("assistant_end", GenerationStats(3, 3, 0.01, 0.02))
@@ -147,7 +150,7 @@ def test_generation_hands_engine_events_to_the_ui_side(tiny_tokenizer):
 
 
 def test_replay_state_plays_user_and_system_messages_and_keeps_the_script_reply():
-    from tui.records import Line
+    from tui.chat_file import Line
     from tui.replay import ReplayState
 
     script = [Line(1, {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"},
@@ -170,23 +173,20 @@ def test_replay_state_plays_user_and_system_messages_and_keeps_the_script_reply(
 def test_fit_prompt_matches_rendering_the_kept_messages_whole(tiny_tokenizer):
     """Fitting counts on per-message lengths; the result must be exactly the kept messages
     rendered from scratch, and dropping two fewer messages must not have fitted."""
-    from tui.records import TurnRecord
-    from tui.rendering import RenderCache, prompt_ids
+    from tui.chat_file import TurnRecord
+    from tui.chat_tokens import RenderCache, prompt_ids
 
     tok = tiny_tokenizer
     reply = tok.encode("answer 1 about") + [tok.encode_special("<|assistant_end|>")]
-    for system in ([], [{"role": "system", "content": "Be brief."}]):
-        messages = [*system, *conversation(9)]
-        messages[len(system) + 3] = {"role": "assistant", "content": tok.parse_assistant(reply)}
-        turns = {len(system) + 3: TurnRecord(message=len(system) + 3, ids=reply, forced=[False] * len(reply))}
+    for system in ([], [Entry({"role": "system", "content": "Be brief."})]):
+        entries = [*system, *map(Entry, conversation(9))]
+        at = len(system) + 3
+        entries[at] = Entry({"role": "assistant", "content": tok.parse_assistant(reply)},
+                            TurnRecord(message=at, ids=reply, forced=[False] * len(reply)))
         cache = RenderCache()
         for sequence_len in (400, 200, 120, 90, 60):
-            prompt = fit_prompt(tok, messages, sequence_len, max_tokens=8, turns=turns, cache=cache)
-            first = len(system)
-            kept_turns = {i - prompt.dropped: t for i, t in turns.items() if i >= first + prompt.dropped}
-            assert prompt.ids == prompt_ids(tok, prompt.sent_messages(messages), kept_turns)
-            assert len(prompt.ids) <= sequence_len - 8 or prompt.dropped + 1 >= len(messages) - first
+            prompt = fit_prompt(tok, entries, sequence_len, max_tokens=8, cache=cache)
+            assert prompt.ids == prompt_ids(tok, without_oldest(entries, prompt.dropped))  # no cache: from scratch
+            assert len(prompt.ids) <= sequence_len - 8 or prompt.dropped + 1 >= len(entries) - len(system)
             if prompt.dropped:
-                fewer = prompt_ids(tok, [*system, *messages[first + prompt.dropped - 2:]],
-                                   {i - prompt.dropped + 2: t for i, t in turns.items() if i >= first + prompt.dropped - 2})
-                assert len(fewer) > sequence_len - 8
+                assert len(prompt_ids(tok, without_oldest(entries, prompt.dropped - 2))) > sequence_len - 8

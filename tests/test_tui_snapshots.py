@@ -23,7 +23,7 @@ async def chat_once(pilot):
     app = pilot.app
     app.chat_input.load_text("What is 12 + 30?")
     await pilot.press("enter")
-    while app.generation is not None or len(app.messages) < 2:
+    while app.live_reply is not None or len(app.session.messages) < 2:
         await pilot.pause(0.02)
     await pilot.pause()
 

@@ -1,5 +1,5 @@
-"""A scripted engine for the app's tests: ``stream`` has the real engine's signature and yields
-the same events, replying with given texts (or parts, for tool calls) token by token."""
+"""A scripted backend for the app's tests: a ``model.backend.Backend`` whose ``stream`` yields the
+real engine's events, replying with given texts (or parts, for tool calls) token by token."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import threading
 import time
 
 from model.events import GenerationStats, Stop, TokenEvent
-from tui.backend import Backend, ModelInfo
+from model.backend import ModelInfo
 
 
-class ScriptedEngine:
+class ScriptedBackend:
     """Replies with ``replies`` in turn (the last one repeats).
 
     ``hold_after``: after that many tokens, wait until cancelled (a reply caught mid-stream).
@@ -19,8 +19,11 @@ class ScriptedEngine:
     """
 
     def __init__(self, tokenizer, replies, *, hold_after: int | None = None, fail_after: int | None = None,
-                 delay_s: float = 0.0, timings: tuple[float, float] | None = None) -> None:
+                 delay_s: float = 0.0, timings: tuple[float, float] | None = None,
+                 info: ModelInfo = ModelInfo("scripted", 1234, 512)) -> None:
         self.tokenizer = tokenizer
+        self.info = info
+        self.closed = False
         self.replies = list(replies)
         self.hold_after = hold_after
         self.fail_after = fail_after
@@ -81,7 +84,9 @@ class ScriptedEngine:
             yield TokenEvent(token, decoder.feed(token), forced, None if forced else 0.5, top)
         yield stop("assistant_end", len(self.tokens(reply)))
 
+    def close(self) -> None:
+        self.closed = True
 
-def scripted_backend(tokenizer, replies, sequence_len: int = 512, **engine_options) -> Backend:
-    engine = ScriptedEngine(tokenizer, replies, **engine_options)
-    return Backend(engine, tokenizer, ModelInfo("scripted", 1234, sequence_len))
+
+def scripted_backend(tokenizer, replies, sequence_len: int = 512, **options) -> ScriptedBackend:
+    return ScriptedBackend(tokenizer, replies, info=ModelInfo("scripted", 1234, sequence_len), **options)

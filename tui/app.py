@@ -1,6 +1,7 @@
 """The glasschat app: a chat with a local model that shows its tokens.
 
-A thread worker reads the engine's stream into a ``Generation`` (``tui.streaming``); an async
+The conversation and what is done to it live in a ``ChatSession`` (``tui.session``); the app
+wires it to the widgets. A thread worker reads the engine's stream into a ``LiveReply`` (``tui.live_reply``); an async
 pump drains it about 30 times a second into the reply's widgets, so the UI never waits on the
 engine and the engine never waits on the UI. Every action has a key and a command-palette entry;
 F1 lists them all.
@@ -9,36 +10,34 @@ F1 lists them all.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.worker import get_current_worker
 
-from glasschat.atomic import atomic_write_text
 from glasschat.errors import UserError
+from model.backend import Backend
 from model.events import SamplingParams, Stop
+from tui import actions
 from tui import commands as slash
-from tui.backend import Backend
-from tui.context import Prompt, fit_prompt
-from tui.generate import finish_turn, with_seed
-from tui.records import ChatRecord, Line, TurnRecord, entry_error, to_markdown, write_records
+from tui.chat_file import Line, TurnRecord, entry_error
+from tui.context import Prompt
 from tui.replay import ReplayState, compare, expected_ids
-from tui.rendering import prompt_ids, render_chat
-from tui.reply import ReplyTracker
+from tui.reply_blocks import ReplyBlocks
 from tui.screens.conversations import ConversationsScreen
-from tui.screens.help import HelpScreen, key_label
+from tui.screens.help import HelpScreen, key_sections
 from tui.screens.settings import SettingsScreen
-from tui.store import ConversationStore, title_of
-from tui.streaming import EngineFailure, Generation
-from tui.tokens import TokenCell, build_cells
+from tui.session import ChatSession, with_seed
+from tui.store import ConversationStore
+from tui.live_reply import EngineFailure, LiveReply
+from tui.token_cells import TokenCell
 from tui.widgets.chat_input import ChatInput
 from tui.widgets.chat_log import ChatLog
 from tui.widgets.debug_pane import DebugPane
@@ -49,6 +48,7 @@ from tui.widgets.token_view import TokenView
 PUMP_INTERVAL_S = 1 / 30  # how often streamed text reaches the screen
 LIVE_TOKENS_INTERVAL_S = 0.25  # how often the token pane follows a streaming reply
 DRAFT_PREVIEW_DELAY_S = 0.08  # typing pause before the draft's tokens are recomputed
+DRAFT_PREVIEW_TOKENS = 2000  # the most draft tokens shown: a pasted book stays responsive
 REPLAY_PAUSE_S = 0.6  # between replayed turns, so they can be followed
 INSPECTOR_ALTERNATIVES = 5
 
@@ -58,25 +58,7 @@ class GlasschatApp(App):
     TITLE = "glasschat"
     AUTO_FOCUS = "#input"
 
-    BINDINGS = [
-        Binding("escape", "stop", "Stop", tooltip="stop the reply: it is kept and closed with <|assistant_end|>"),
-        Binding("ctrl+r", "regenerate", "Regenerate", priority=True,
-                tooltip="generate the last reply again, with a new seed"),
-        Binding("ctrl+e", "edit_last", "Edit last", priority=True,
-                tooltip="take back the last message (and its reply) to edit and resend"),
-        Binding("ctrl+n", "new_conversation", "New", priority=True, tooltip="start a new conversation"),
-        Binding("ctrl+o", "open_conversations", "Open", priority=True, tooltip="open a saved conversation"),
-        Binding("f1", "help", "Help", tooltip="this list of keys and commands"),
-        Binding("f2", "toggle_tokens", "Tokens",
-                tooltip="token pane: the conversation as tokens, the draft's tokens, the inspector"),
-        Binding("f3", "toggle_raw", "Raw", tooltip="raw view: the chat as the exact token stream"),
-        Binding("f4", "settings", "Settings", tooltip="sampling settings"),
-        Binding("f5", "replay_pause", "Pause replay", show=False, tooltip="pause or resume a replay"),
-        Binding("f6", "replay_step", "Step replay", show=False, priority=True,
-                tooltip="play the next turn of a paused replay"),
-        Binding("ctrl+end", "jump_to_newest", "Newest message", show=False, priority=True,
-                tooltip="jump to the newest message and follow the stream again"),
-    ]
+    BINDINGS = actions.bindings()  # every action is described once, in tui.actions
 
     def __init__(self, backend: Backend, *, store: ConversationStore | None = None,
                  params: SamplingParams | None = None, resume: str | None = None,
@@ -86,13 +68,10 @@ class GlasschatApp(App):
         self.tokenizer = backend.tokenizer
         self.store = store or ConversationStore()
         self.params = params or SamplingParams()
-        self.messages: list[dict] = []
-        self.turns: dict[int, TurnRecord] = {}
-        self.conversation_id = self.store.new_id()
-        self.created = time.time()
-        self.generation: Generation | None = None
+        self.session = ChatSession(self.tokenizer, backend.info.sequence_len, store=self.store,
+                                   model=backend.info.name)
+        self.live_reply: LiveReply | None = None
         self.replay: ReplayState | None = ReplayState(replay) if replay else None
-        self.dropped = 0
         self.last_reply_shown: list[tuple[float, int]] = []  # for ``glasschat bench tui``
         self._resume = resume
         self._draft_timer: Timer | None = None
@@ -146,12 +125,12 @@ class GlasschatApp(App):
             self.chat_input.clear()
             await self.run_slash(*command)
             return
-        if self.generation is not None:
+        if self.live_reply is not None:
             self.notify("A reply is still streaming: wait for it or press Esc.", severity="warning")
             return
         if self.replay is not None:
             await self.end_replay("replay ended: your turn")
-        if self.messages and self.messages[-1]["role"] == "user":
+        if self.session.awaiting_reply:
             self.notify("The last message has no reply yet: Ctrl+R generates one, Ctrl+E edits it.",
                         severity="warning")
             return
@@ -161,15 +140,12 @@ class GlasschatApp(App):
     async def send(self, text: str) -> bool:
         """Add a user message and generate the reply; False (and a notification) when the
         message cannot be sent."""
-        messages = [*self.messages, {"role": "user", "content": text}]
         try:
-            prompt = fit_prompt(self.tokenizer, messages, self.backend.info.sequence_len, self.params.max_tokens,
-                                self.turns)
+            prompt = self.session.add_user(text, self.params.max_tokens)
         except UserError as error:
             self.notify(str(error), severity="error")
             return False
-        self.messages = messages
-        await self.chat_log.add_message(messages[-1])
+        await self.chat_log.add_message(self.session.entries[-1].message)
         self.chat_log.jump_to_newest()
         self.save()
         await self.generate(prompt, self.params)
@@ -177,66 +153,59 @@ class GlasschatApp(App):
 
     async def generate(self, prompt: Prompt, params: SamplingParams) -> None:
         """Start generating the reply to ``prompt`` in a thread; the pump shows it."""
-        if prompt.dropped > self.dropped:
+        if prompt.dropped > self.session.dropped:
             await self.chat_log.add_notice(
                 f"The conversation no longer fits the model's {self.backend.info.sequence_len}-token context: "
                 f"the {prompt.dropped} oldest messages are no longer sent.")
-        self.dropped = prompt.dropped
         params = with_seed(params)
         widget = await self.chat_log.start_reply()
-        generation = Generation(TurnRecord(message=len(self.messages), seed=params.seed), widget,
-                                ReplyTracker(self.tokenizer.special_name))
-        self.generation = generation
+        live = LiveReply(self.session.begin_reply(prompt, params.seed), widget, ReplyBlocks(self.tokenizer.special_name))
+        self.live_reply = live
         self.set_state("generating…")
         engine_params = replace(params, top_alternatives=max(params.top_alternatives, INSPECTOR_ALTERNATIVES))
         loop = asyncio.get_running_loop()
-        self.run_worker(lambda: generation.run(self.backend.engine, prompt.ids, engine_params, loop,
-                                               get_current_worker()),
+        self.run_worker(lambda: live.run(self.backend, prompt.ids, engine_params, loop, get_current_worker()),
                         thread=True, group="engine", exit_on_error=False)
-        self.run_worker(self._pump(generation), group="pump", exit_on_error=False)
+        self.run_worker(self._pump(live), group="pump", exit_on_error=False)
 
-    async def _pump(self, generation: Generation) -> None:
+    async def _pump(self, live: LiveReply) -> None:
         """Move queued events to the screen at ``PUMP_INTERVAL_S`` until the reply ends."""
         try:
             while True:
-                end = await self._drain(generation)
+                end = await self._drain(live)
                 if end is not None:
-                    await self._finish(generation, end)
+                    await self._finish(live, end)
                     return
-                await generation.wait(PUMP_INTERVAL_S)
+                await live.wait(PUMP_INTERVAL_S)
         except Exception as error:  # a display bug must not leave the chat stuck mid-reply
-            generation.cancel.set()
-            self.generation = None
+            live.cancel.set()
+            self.live_reply = None
+            self.session.abandon_reply()
             self.set_state("ready")
             self.notify(f"Could not show the reply: {type(error).__name__}: {error}", severity="error", timeout=10)
 
-    async def _drain(self, generation: Generation) -> Stop | EngineFailure | None:
-        pieces, end = generation.drain()
+    async def _drain(self, live: LiveReply) -> Stop | EngineFailure | None:
+        pieces, end = live.drain()
         if pieces:
-            await generation.widget.write(pieces)
+            await live.widget.write(pieces)
         if pieces or end is not None:
-            generation.shown.append((time.perf_counter(), len(generation.turn.ids)))
+            live.shown.append((time.perf_counter(), len(live.turn.ids)))
         if end is None and self._tokens_visible() and time.monotonic() - self._live_tokens_at > LIVE_TOKENS_INTERVAL_S:
             self._live_tokens_at = time.monotonic()
             self.refresh_tokens()
         return end
 
-    async def _finish(self, generation: Generation, end: Stop | EngineFailure) -> None:
-        turn = generation.turn
-        if isinstance(end, Stop):
-            finish_turn(turn, end)
-        else:
-            turn.stop_reason = "error"
+    async def _finish(self, live: LiveReply, end: Stop | EngineFailure) -> None:
+        turn = live.turn
+        kept = self.session.finish_reply(end if isinstance(end, Stop) else None)
+        if not isinstance(end, Stop):
             self.notify(f"Engine error: {end.error}", severity="error", timeout=10)
-        await generation.widget.finish(None if turn.stop_reason == "assistant_end" else turn.stop_reason)
-        generation.shown.append((time.perf_counter(), len(turn.ids)))  # the streams are flushed now
-        if turn.ids or turn.stop_reason != "error":
-            self.messages.append({"role": "assistant", "content": self.tokenizer.parse_assistant(turn.ids)})
-            self.turns[turn.message] = turn
-        else:
-            await self.chat_log.truncate(len(self.messages))
-        self.generation = None
-        self.last_reply_shown = generation.shown
+        await live.widget.finish(None if turn.stop_reason == "assistant_end" else turn.stop_reason)
+        live.shown.append((time.perf_counter(), len(turn.ids)))  # the streams are flushed now
+        if not kept:
+            await self.chat_log.truncate(len(self.session.entries))
+        self.live_reply = None
+        self.last_reply_shown = live.shown
         status = self.status
         status.ttft_ms, status.tokens_per_s = turn.ttft_ms, turn.tokens_per_s
         self.set_state("ready")
@@ -251,23 +220,22 @@ class GlasschatApp(App):
         if self.replay is not None and not self.replay.paused:
             self.replay.paused = True
             self.set_state("replay paused (F5 resumes, F6 steps)")
-        if self.generation is not None:
-            self.generation.cancel.set()
+        if self.live_reply is not None:
+            self.live_reply.cancel.set()
             self.set_state("stopping…")
 
     async def action_regenerate(self) -> None:
         """Generate the last reply again, with a new seed."""
-        if self.generation is not None:
+        if self.live_reply is not None:
             self.notify("A reply is still streaming: press Esc first.", severity="warning")
             return
-        if not self.messages:
+        if not self.session.entries:
             self.notify("Nothing to regenerate yet.", severity="warning")
             return
-        if self.messages[-1]["role"] == "assistant":
-            await self._truncate(len(self.messages) - 1)
+        if self.session.take_back_reply():
+            await self._taken_back()
         try:
-            prompt = fit_prompt(self.tokenizer, self.messages, self.backend.info.sequence_len,
-                                self.params.max_tokens, self.turns)
+            prompt = self.session.prompt(self.params.max_tokens)
         except UserError as error:
             self.notify(str(error), severity="error")
             return
@@ -275,43 +243,38 @@ class GlasschatApp(App):
 
     async def action_edit_last(self) -> None:
         """Take back the last user message (and its reply) into the message box."""
-        if self.generation is not None:
+        if self.live_reply is not None:
             self.notify("A reply is still streaming: press Esc first.", severity="warning")
             return
-        last_user = max((i for i, m in enumerate(self.messages) if m["role"] == "user"), default=None)
-        if last_user is None:
+        text = self.session.take_back_last_user()
+        if text is None:
             self.notify("No message to edit yet.", severity="warning")
             return
-        text = self.messages[last_user]["content"]
-        if last_user == 1 and self.messages[0]["role"] == "system":
-            last_user = 0  # a system message cannot stand alone
-        await self._truncate(last_user)
+        await self._taken_back()
         self.chat_input.load_text(text)
         self.chat_input.move_cursor(self.chat_input.document.end)
         self.chat_input.focus()
 
-    async def _truncate(self, count: int) -> None:
-        self.messages = self.messages[:count]
-        self.turns = {i: t for i, t in self.turns.items() if i < count}
-        await self.chat_log.truncate(count)
+    async def _taken_back(self) -> None:
+        """Show the session after messages were taken back from its end."""
+        await self.chat_log.truncate(len(self.session.entries))
         self.save()
         self.refresh_tokens()
 
     async def action_new_conversation(self) -> None:
-        if self.generation is not None:
+        if self.live_reply is not None:
             self.notify("A reply is still streaming: press Esc first.", severity="warning")
             return
         await self.reset_conversation()
         self.chat_input.focus()
 
     async def reset_conversation(self) -> None:
-        self.messages, self.turns, self.dropped = [], {}, 0
-        self.conversation_id, self.created = self.store.new_id(), time.time()
+        self.session.reset()
         await self.chat_log.clear()
         self.refresh_tokens()
 
     def action_open_conversations(self) -> None:
-        if self.generation is not None:
+        if self.live_reply is not None:
             self.notify("A reply is still streaming: press Esc first.", severity="warning")
             return
 
@@ -319,44 +282,27 @@ class GlasschatApp(App):
             if conversation_id is not None:
                 await self.open_conversation(conversation_id)
 
-        self.push_screen(ConversationsScreen(self.store, self.conversation_id if self.messages else None), opened)
+        current = self.session.conversation_id if self.session.entries else None
+        self.push_screen(ConversationsScreen(self.store, current), opened)
 
     async def open_conversation(self, conversation_id: str) -> None:
         try:
-            record = self.store.load(conversation_id)
-            if record.messages:
-                self.tokenizer.render_conversation(record.conversation)
+            self.session.open(conversation_id)
         except UserError as error:
             self.notify(f"Cannot open the conversation: {error}", severity="error", timeout=10)
             return
-        await self.reset_conversation()
-        self.conversation_id = conversation_id
-        self.created = record.meta.get("created", self.created)
-        self.messages = list(record.messages)
-        self.turns = {turn.message: turn for turn in record.turns}
-        for message in self.messages:
+        await self.chat_log.clear()
+        for message in self.session.messages:
             await self.chat_log.add_message(message)
         self.chat_log.jump_to_newest()
-        last = record.turns[-1] if record.turns else None
+        last = self.session.last_turn
         if last is not None:
             self.status.ttft_ms, self.status.tokens_per_s = last.ttft_ms, last.tokens_per_s
         self.set_state("ready")
         self.refresh_tokens()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.key_sections()))
-
-    def key_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
-        app_keys = [(key_label(b.key), b.tooltip or b.description) for b in self.BINDINGS]
-        return [
-            ("Chat", [("Enter", "send the message"), ("Shift+Enter / Ctrl+J", "new line in the message"),
-                      *app_keys, ("End (at line end)", "jump to the newest message"),
-                      ("Ctrl+P", "command palette: every action by name"), ("Ctrl+Q", "quit")]),
-            ("Token pane (F2, then Tab to focus it)", [
-                (key_label(b.key), b.tooltip or b.description) for b in TokenView.BINDINGS]
-             + [("mouse", "hover or click a token to inspect it")]),
-            ("Conversations (Ctrl+O)", [("Enter", "open"), ("Del / Ctrl+D", "delete"), ("Esc", "close")]),
-        ]
+        self.push_screen(HelpScreen(key_sections()))
 
     def action_toggle_tokens(self) -> None:
         pane = self.debug_pane
@@ -401,9 +347,10 @@ class GlasschatApp(App):
             elif command.name == "clear":
                 await self.action_new_conversation()
             elif command.name == "save":
-                self.save_as(argument)
+                self.notify(f"Saved {self.session.save_as(argument)}")
             elif command.name == "export":
-                self.export_ids(argument)
+                path, count = self.session.export_ids(argument)
+                self.notify(f"Exported {count} tokens to {path}")
             elif command.name == "regen":
                 await self.action_regenerate()
             elif command.name == "edit":
@@ -413,111 +360,43 @@ class GlasschatApp(App):
         except UserError as error:
             self.notify(str(error), severity="error")
 
-    def save_as(self, filename: str) -> None:
-        """``/save FILE``: Markdown for ``.md``, a chat file for ``.jsonl``/``.json``."""
-        if not filename:
-            raise UserError("usage: /save FILE.md or /save FILE.jsonl")
-        if not self.messages:
-            raise UserError("nothing to save: the conversation is empty")
-        path = Path(filename).expanduser()
-        if path.suffix.lower() in (".md", ".markdown"):
-            atomic_write_text(path, to_markdown(self.messages, title_of(self.messages)))
-        elif path.suffix.lower() in (".jsonl", ".json"):
-            write_records(path, [self.record().to_json()])
-        else:
-            raise UserError(f"/save {filename}: the file name must end in .md or .jsonl")
-        self.notify(f"Saved {path}")
-
-    def export_ids(self, filename: str) -> None:
-        """``/export FILE``: the rendered conversation as ``{"ids", "mask"}`` — the tokens the
-        token pane shows, replies as generated."""
-        if not filename:
-            raise UserError("usage: /export FILE.json")
-        if not self.messages:
-            raise UserError("nothing to export: the conversation is empty")
-        ids, mask = render_chat(self.tokenizer, self.messages, self.turns)
-        path = Path(filename).expanduser()
-        atomic_write_text(path, json.dumps({"ids": ids, "mask": mask}) + "\n")
-        self.notify(f"Exported {len(ids)} tokens to {path}")
-
     # ---- command palette
 
     def get_system_commands(self, screen: Screen):
         yield from super().get_system_commands(screen)
-        entries = [
-            ("Stop the reply", "Esc: stop generating; the partial reply is kept", self.action_stop),
-            ("Regenerate", "Ctrl+R: generate the last reply again with a new seed", self.action_regenerate),
-            ("Edit last message", "Ctrl+E: take back the last message to edit and resend", self.action_edit_last),
-            ("New conversation", "Ctrl+N or /clear", self.action_new_conversation),
-            ("Open a saved conversation", "Ctrl+O", self.action_open_conversations),
-            ("Help: keys and commands", "F1 or /help", self.action_help),
-            ("Toggle the token pane", "F2: the conversation as tokens, live draft preview, inspector",
-             self.action_toggle_tokens),
-            ("Toggle the raw view", "F3: the chat as the exact token stream", self.action_toggle_raw),
-            ("Sampling settings", "F4", self.action_settings),
-            ("Set temperature", "/temperature T", lambda: self.action_settings("temperature")),
-            ("Set top-k", "/topk K", lambda: self.action_settings("top_k")),
-            ("Set top-p", "/topp P", lambda: self.action_settings("top_p")),
-            ("Set seed", "/seed S or /seed random", lambda: self.action_settings("seed")),
-            ("Set max tokens", "/max N", lambda: self.action_settings("max_tokens")),
-            ("Save the conversation as Markdown or JSONL", "/save FILE", lambda: self.prefill("/save ")),
-            ('Export {"ids", "mask"} as JSON', "/export FILE", lambda: self.prefill("/export ")),
-            ("Toggle visible whitespace in the token pane", "W in the token pane",
-             lambda: self._token_views("action_toggle_whitespace")),
-            ("Toggle token ids in the token pane", "I in the token pane", lambda: self._token_views("action_toggle_ids")),
-            ("Jump to the newest message", "End at the end of the input, or Ctrl+End", self.action_jump_to_newest),
-        ]
-        if self.replay is not None:
-            entries += [("Pause or resume the replay", "F5", self.action_replay_pause),
-                        ("Play the next replay turn", "F6", self.action_replay_step)]
-        for title, help_text, callback in entries:
-            yield SystemCommand(title, help_text, callback)
+        for action in actions.palette_actions(replaying=self.replay is not None):
+            yield SystemCommand(action.title, action.palette_help, partial(self.run_action, action.action))
 
-    def prefill(self, text: str) -> None:
+    def action_prefill(self, text: str) -> None:
+        """Put ``text`` in the message box, to be completed (``/save `` and its file name)."""
         self.chat_input.load_text(text)
         self.chat_input.move_cursor(self.chat_input.document.end)
         self.chat_input.focus()
 
-    def _token_views(self, action: str) -> None:
+    def action_token_view(self, action: str) -> None:
+        """Run a token view's action (``toggle_ids``) on the token pane's views, opening it first."""
         if not self.debug_pane.display:
             self.action_toggle_tokens()
         for view in self.debug_pane.query(TokenView):
-            getattr(view, action)()
+            getattr(view, f"action_{action}")()
 
     # ---- token pane, raw view, draft preview
 
     def _tokens_visible(self) -> bool:
         return self.debug_pane.display or self.query_one(RawView).display
 
-    def conversation_cells(self) -> list[TokenCell]:
-        """The conversation (with the reply being generated, if any) as display cells."""
-        messages, turns = list(self.messages), dict(self.turns)
-        generation = self.generation
-        if generation is not None and generation.turn.ids:
-            messages.append({"role": "assistant", "content": self.tokenizer.parse_assistant(generation.turn.ids)})
-            turns[generation.turn.message] = generation.turn
-        if not messages:
-            return []
-        ids, mask = render_chat(self.tokenizer, messages, turns)
-        return build_cells(self.tokenizer, ids, mask, messages, turns)
-
     def refresh_tokens(self) -> None:
         """Recompute the token pane, raw view and status bar from the conversation."""
-        cells = self.conversation_cells()
-        self.status.context_used = self._context_used(cells)
-        self.status.dropped = self.dropped
+        cells: list[TokenCell] = self.session.cells()
+        dropped = self.session.dropped
+        self.status.context_used = self.session.context_used(cells)
+        self.status.dropped = dropped
         self.refresh_status()
         if self.debug_pane.display:
-            self.debug_pane.show_conversation(cells, self.dropped)
+            self.debug_pane.show_conversation(cells, dropped)
         raw = self.query_one(RawView)
         if raw.display:
             raw.show(cells)
-
-    def _context_used(self, cells: list[TokenCell]) -> int:
-        if not self.dropped:
-            return len(cells)
-        first_sent = min((c.message for c in cells if c.message >= 0), default=0) + self.dropped
-        return sum(1 for c in cells if c.message < 0 or c.message >= first_sent)
 
     @on(ChatInput.Changed)
     def on_draft_changed(self) -> None:
@@ -541,15 +420,12 @@ class GlasschatApp(App):
         except UserError:
             pane.show_draft([], note="an unknown slash command (/help lists them)")
             return
-        messages = [*self.messages, {"role": "user", "content": slash.message_text(text)}]
         try:
-            full = prompt_ids(self.tokenizer, messages, self.turns)
-            base = render_chat(self.tokenizer, self.messages, self.turns)[0] if self.messages else []
+            cells, total = self.session.draft_cells(slash.message_text(text), DRAFT_PREVIEW_TOKENS)
         except UserError as error:
             pane.show_draft([], note=f"cannot be sent here: {error}")
             return
-        tail = full[len(base):]
-        pane.show_draft(build_cells(self.tokenizer, tail, [0] * len(tail), [], start=len(base)))
+        pane.show_draft(cells, total=total)
 
     # ---- status and persistence
 
@@ -564,18 +440,10 @@ class GlasschatApp(App):
         self.status.state = state
         self.refresh_status()
 
-    def record(self) -> ChatRecord:
-        meta = {"id": self.conversation_id, "title": title_of(self.messages), "model": self.backend.info.name,
-                "created": self.created, "updated": time.time()}
-        return ChatRecord(list(self.messages), [self.turns[i] for i in sorted(self.turns)], meta)
-
     def save(self) -> None:
         """Write the conversation to the data directory (atomically); errors are notified."""
-        if not self.messages:
-            self.store.delete(self.conversation_id)
-            return
         try:
-            self.store.save(self.conversation_id, self.record())
+            self.session.save()
         except OSError as error:
             self.notify(f"Could not save the conversation: {error}", severity="error")
 
@@ -601,7 +469,7 @@ class GlasschatApp(App):
     async def replay_advance(self) -> None:
         """Play the script's next turn, unless paused or a reply is streaming."""
         replay = self.replay
-        if replay is None or self.generation is not None:
+        if replay is None or self.live_reply is not None:
             return
         if replay.paused and not replay.steps:
             self.set_state("replay paused (F5 resumes, F6 steps)")
@@ -614,7 +482,7 @@ class GlasschatApp(App):
             if message is None:
                 replay.next_entry()
             elif message["role"] == "system":
-                self.messages.append(message)
+                self.session.add_message(message)
                 await self.chat_log.add_message(message)
             else:
                 replay.use_step()
@@ -637,7 +505,7 @@ class GlasschatApp(App):
             await self.chat_log.add_notice(note)
             self.notify(note, severity="warning", timeout=8)
             return False
-        if self.messages:
+        if self.session.entries:
             await self.reset_conversation()
         await self.chat_log.add_notice(f"replaying script line {entry.number}")
         self.replay.started = True

@@ -31,7 +31,7 @@ def register(subparsers) -> None:
 def run_chat(args) -> int:
     from glasschat.errors import UserError
     from tui.backend import load_backend
-    from tui.records import read_lines
+    from tui.chat_file import read_lines
     from tui.store import ConversationStore
 
     params = sampling_params(args)
@@ -54,14 +54,48 @@ def run_chat(args) -> int:
     try:
         app.run()
     finally:
-        backend.engine.close()
+        backend.close()
     # Textual ends the app on an unhandled exception and prints it, but returns normally:
     # its return code is what tells the shell that it crashed
     return app.return_code or 0
 
 
 def run_replay(args) -> int:
-    from tui.replay import replay_command
+    """``glasschat replay SCRIPT``: write the transcript to ``--out`` (or stdout)."""
+    import sys
+    from dataclasses import asdict
 
-    args.params = sampling_params(args)
-    return replay_command(args)
+    from glasschat.atomic import check_file_target
+    from glasschat.errors import UserError
+    from tui.backend import load_backend
+    from tui.chat_file import dumps_line, read_lines, write_records
+    from tui.replay import replay_script
+
+    params = sampling_params(args)
+    entries = read_lines(args.script)
+    if not entries:
+        raise UserError(f"{args.script}: no conversations in the script")
+    if args.out is not None:
+        check_file_target(args.out)  # before the generating, not after it
+    backend = load_backend(args.checkpoint, in_process=True)
+    meta = {"model": backend.info.name, "params": asdict(params)}
+    records, failed = [], 0
+    try:
+        for record in replay_script(backend, entries, params):
+            record["meta"] = meta
+            if "error" in record:
+                failed += 1
+                print(f"glasschat: {args.script}: line {record['line']}: {record['error']}", file=sys.stderr)
+            if args.out is None:
+                sys.stdout.write(dumps_line(record))
+                sys.stdout.flush()
+            elif "error" not in record:
+                count = len(record["turns"])
+                print(f"line {record['line']}: {count} {'reply' if count == 1 else 'replies'}", file=sys.stderr)
+            records.append(record)
+    finally:
+        backend.close()
+    if args.out is not None:
+        write_records(args.out, records)
+        print(f"transcript: {args.out} ({len(records) - failed} conversations, {failed} failed)", file=sys.stderr)
+    return 2 if failed else 0

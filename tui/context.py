@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from glasschat.errors import UserError
-from tui.records import TurnRecord
 from tokenizer.conversation import normalize
-from tui.rendering import RenderCache, head_tokens
+from tui.chat_file import Entry
+from tui.chat_tokens import RenderCache, head_tokens
 
 
 class ContextFullError(UserError):
@@ -25,42 +25,39 @@ class Prompt:
     ids: list[int]
     dropped: int  # how many of the oldest non-system messages were left out
 
-    def sent_messages(self, messages: list[dict]) -> list[dict]:
-        return _without_oldest(messages, self.dropped)
 
-
-def _without_oldest(messages: list[dict], count: int) -> list[dict]:
-    head = messages[:1] if messages and messages[0]["role"] == "system" else []
-    return head + messages[len(head) + count:]
+def without_oldest(entries: list[Entry], count: int) -> list[Entry]:
+    """``entries`` less the ``count`` oldest after a leading system message."""
+    head = entries[:1] if entries and entries[0].role == "system" else []
+    return head + entries[len(head) + count:]
 
 
 def reply_room(sequence_len: int, max_tokens: int) -> int:
     return max(1, min(max_tokens, sequence_len // 2))
 
 
-def fit_prompt(tokenizer, messages: list[dict], sequence_len: int, max_tokens: int,
-               turns: dict[int, TurnRecord] | None = None, cache: RenderCache | None = None) -> Prompt:
-    """The prompt for a reply to ``messages`` (which end with a user message), with the replies
-    in ``turns`` as generated, oldest turns dropped until it leaves ``reply_room`` tokens;
+def fit_prompt(tokenizer, entries: list[Entry], sequence_len: int, max_tokens: int,
+               cache: RenderCache | None = None) -> Prompt:
+    """The prompt for a reply to ``entries`` (which end with a user message), with generated
+    replies as generated, oldest turns dropped until it leaves ``reply_room`` tokens;
     ``ContextFullError`` if the last user message alone leaves no room at all.
 
     Each message is rendered once (or taken from ``cache``) and the drops are counted on the
-    message lengths, so a long history costs one pass, not one rendering per dropped pair."""
-    normalize({"messages": messages})  # the one validation, naming the bad message
-    turns, cache = turns or {}, cache or RenderCache()
+    messages' lengths, so a long history costs one pass, not one rendering per dropped pair."""
+    normalize({"messages": [entry.message for entry in entries]})  # the one validation, naming the bad message
+    cache = cache or RenderCache()
     budget = sequence_len - reply_room(sequence_len, max_tokens)
-    first = 1 if messages[0]["role"] == "system" else 0
-    segments = [cache.segment(tokenizer, index, messages[index], turns.get(index))
-                for index in range(first, len(messages))]
+    first = 1 if entries[0].role == "system" else 0
+    segments = [cache.segment(tokenizer, index, entries[index])[0] for index in range(first, len(entries))]
     after = [0] * (len(segments) + 1)  # after[k]: tokens of segments k.. to the end
     for k in range(len(segments) - 1, -1, -1):
-        after[k] = after[k + 1] + len(segments[k][0])
+        after[k] = after[k + 1] + len(segments[k])
 
     def head(dropped: int) -> list[int]:
         """The first kept message's tokens (merged with the system message, if there is one)."""
         if not first:
-            return segments[dropped][0]
-        return head_tokens(tokenizer, messages[0], messages[first + dropped])[0]
+            return segments[dropped]
+        return head_tokens(tokenizer, entries[0], entries[first + dropped])[0]
 
     dropped = 0
     while True:
@@ -73,7 +70,7 @@ def fit_prompt(tokenizer, messages: list[dict], sequence_len: int, max_tokens: i
             f"the message is too long for the model: the prompt needs {length} tokens "
             f"and the context holds {sequence_len}")
     ids = [tokenizer.bos_id, *head(dropped)]
-    for segment, _ in segments[dropped + 1:]:
+    for segment in segments[dropped + 1:]:
         ids += segment
     ids.append(tokenizer.encode_special("<|assistant_start|>"))
     return Prompt(ids, dropped)

@@ -7,7 +7,7 @@ parses Markdown and paints the screen. Measured on this 2-core machine with a fa
 headless speed. In its own process it has a core to itself and the app only reads its events.
 
 The app still consumes the stream from a thread worker, as with an in-process engine: this
-class is a drop-in ``engine`` for ``tui.backend.Backend``. The child is a plain
+class is a ``model.backend.Backend`` like ``LocalBackend``. The child is a plain
 ``python -m tui.engine_process`` (not ``multiprocessing``, whose "spawn" re-imports the parent's
 ``__main__``) talking over a socket pair with ``multiprocessing.connection`` framing. Events
 cross in batches (the first token at once, then about 60 a second), which costs the engine
@@ -29,7 +29,9 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection
 
 from glasschat.errors import UserError
+from model.backend import ModelInfo, model_name
 from model.events import SamplingParams, Stop, TokenEvent
+from tokenizer import Tokenizer
 
 # The engine process sends its events in batches, the first token at once and then at most
 # every BATCH_S: twice the screen's 30 Hz, so text never waits a frame, while each send (pickling
@@ -60,7 +62,8 @@ class EngineProcessError(RuntimeError):
 
 
 class EngineProcess:
-    """Loads a checkpoint (or the default model) in a child process and streams from it."""
+    """Loads a checkpoint (or the default model) in a child process and streams from it: a
+    ``model.backend.Backend``."""
 
     def __init__(self, checkpoint: str | None, start_timeout_s: float = 300.0, place_cpus: bool = True) -> None:
         """``place_cpus``: give the engine a CPU of its own and keep this process on the others
@@ -88,6 +91,8 @@ class EngineProcess:
         self.tokenizer_directory: str = hello["tokenizer"]
         self.parameters: int = hello["parameters"]
         self.sequence_len: int = hello["sequence_len"]
+        self.tokenizer = Tokenizer.load(self.tokenizer_directory)
+        self.info = ModelInfo(model_name(self.directory), self.parameters, self.sequence_len)
         if placement:  # only once the engine runs: a failed start leaves this process as it was
             os.sched_setaffinity(0, placement[1])
 

@@ -1,9 +1,9 @@
 """Scripted conversation replay.
 
-A script is a chat file (``tui.records``): one conversation per line. Replaying feeds each
+A script is a chat file (``tui.chat_file``): one conversation per line. Replaying feeds each
 user message to the model and generates the assistant reply; the generated replies, not the
 script's, form the context of later turns — as in a real chat, and as the exact tokens the model
-produced (``tui.rendering``). Where the script has an
+produced (``tui.session``). Where the script has an
 assistant message, the transcript compares it with what was generated (exact match, index of
 the first differing token).
 
@@ -13,17 +13,14 @@ sampled with the given seed, so a turn depends only on (seed, parameters, prompt
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-from glasschat.atomic import check_file_target
 from glasschat.errors import UserError
+from model.backend import Backend
 from model.events import SamplingParams
-from tui.context import fit_prompt
-from tui.generate import generate_turn
-from tui.records import Line, dumps_line, entry_error, read_lines, write_records
-from tui.rendering import RenderCache
+from tui.chat_file import Line, entry_error
+from tui.session import ChatSession
 
 
 @dataclass(frozen=True)
@@ -100,7 +97,7 @@ def compare(expected: list[int], generated: list[int]) -> dict:
     return {"exact_match": first is None, "first_difference": first, "expected_ids": expected}
 
 
-def replay_conversation(backend, conversation: dict, params: SamplingParams) -> dict:
+def replay_conversation(backend: Backend, conversation: dict, params: SamplingParams) -> dict:
     """Replay one conversation; returns its transcript record (``messages`` with the generated
     replies, and per reply ``ids``, ``stop_reason``, ``ttft_ms``, ``tokens_per_s``, ...).
 
@@ -110,21 +107,17 @@ def replay_conversation(backend, conversation: dict, params: SamplingParams) -> 
     tokenizer = backend.tokenizer
     script = conversation["messages"]
     tokenizer.render_conversation(conversation)  # validation: names the bad message
-    messages: list[dict] = []
-    generated: dict = {}  # message index -> TurnRecord, so the model is sent its own tokens back
+    session = ChatSession(tokenizer, backend.info.sequence_len)  # the model is sent its own tokens back
     turns: list[dict] = []
     plan = {turn.user_index: turn for turn in plan_turns(script)}
-    cache = RenderCache()  # each turn renders only the messages it adds
     for index, message in enumerate(script):
         if message["role"] == "assistant":
             continue  # generated instead, below
-        messages.append(message)
+        session.add_message(message)
         if index not in plan:
             continue
-        prompt = fit_prompt(tokenizer, messages, backend.info.sequence_len, params.max_tokens, generated, cache)
-        turn = generate_turn(backend.engine, prompt.ids, params, message_index=len(messages))
-        generated[turn.message] = turn
-        messages.append({"role": "assistant", "content": tokenizer.parse_assistant(turn.ids)})
+        prompt = session.prompt(params.max_tokens)
+        turn = session.reply(backend, prompt, params)
         record = {"message": turn.message, "ids": turn.ids, "stop_reason": turn.stop_reason,
                   "ttft_ms": turn.ttft_ms, "tokens_per_s": turn.tokens_per_s, "seed": turn.seed}
         if any(turn.forced):
@@ -135,10 +128,10 @@ def replay_conversation(backend, conversation: dict, params: SamplingParams) -> 
         if expected is not None:
             record["expected"] = compare(expected_ids(tokenizer, expected), turn.ids)
         turns.append(record)
-    return {"messages": messages, "turns": turns}
+    return {"messages": session.messages, "turns": turns}
 
 
-def replay_script(backend, entries: list[Line], params: SamplingParams) -> Iterator[dict]:
+def replay_script(backend: Backend, entries: list[Line], params: SamplingParams) -> Iterator[dict]:
     """Replay every conversation of a script; a bad one yields ``{"line", "error"}`` and the
     others still run."""
     for entry in entries:
@@ -152,34 +145,3 @@ def replay_script(backend, entries: list[Line], params: SamplingParams) -> Itera
             yield {"line": entry.number, "error": problem}
         else:
             yield {"line": entry.number, **record}
-
-
-def replay_command(args) -> int:
-    """``glasschat replay SCRIPT``: write the transcript to ``--out`` (or stdout)."""
-    from tui.backend import load_backend
-
-    entries = read_lines(args.script)
-    if not entries:
-        raise UserError(f"{args.script}: no conversations in the script")
-    if args.out is not None:
-        check_file_target(args.out)  # before the generating, not after it
-    params = args.params
-    backend = load_backend(args.checkpoint, in_process=True)
-    meta = {"model": backend.info.name, "params": asdict(params)}
-    records, failed = [], 0
-    for record in replay_script(backend, entries, params):
-        record["meta"] = meta
-        if "error" in record:
-            failed += 1
-            print(f"glasschat: {args.script}: line {record['line']}: {record['error']}", file=sys.stderr)
-        if args.out is None:
-            sys.stdout.write(dumps_line(record))
-            sys.stdout.flush()
-        elif "error" not in record:
-            count = len(record['turns'])
-            print(f"line {record['line']}: {count} {'reply' if count == 1 else 'replies'}", file=sys.stderr)
-        records.append(record)
-    if args.out is not None:
-        write_records(args.out, records)
-        print(f"transcript: {args.out} ({len(records) - failed} conversations, {failed} failed)", file=sys.stderr)
-    return 2 if failed else 0

@@ -1,6 +1,6 @@
 """Saved conversations: one chat file per conversation under ``$XDG_DATA_HOME/glasschat/``.
 
-Each file is a one-line chat file (``tui.records``) that ``glasschat replay`` can read. The chat
+Each file is a one-line chat file (``tui.chat_file``) that ``glasschat replay`` can read. The chat
 rewrites it atomically after every user message and every reply, so killing the process at any
 moment loses at most the reply being generated.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from glasschat.errors import UserError
 from tokenizer.conversation import normalize
-from tui.records import ChatRecord, RecordFileError, entry_error, read_lines, write_records
+from tui.chat_file import ChatRecord, RecordFileError, entry_error, read_lines, write_records
 
 SUFFIX = ".jsonl"
 

@@ -11,24 +11,23 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from tui.actions import key_label, key_rows
 from tui.commands import COMMANDS
+from tui.widgets.token_view import TokenView
 
 
-_KEY_NAMES = {"escape": "Esc", "left": "←", "right": "→", "up": "↑", "down": "↓", "delete": "Del",
-              "pageup": "PgUp", "pagedown": "PgDn"}
-
-
-def key_label(keys: str) -> str:
-    """``ctrl+n,f2`` -> ``Ctrl+N / F2``."""
-    def one(key: str) -> str:
-        *modifiers, name = key.split("+")
-        if name in _KEY_NAMES:
-            name = _KEY_NAMES[name]
-        else:
-            name = name.upper() if len(name) == 1 or (name[0] == "f" and name[1:].isdigit()) else name.capitalize()
-        return "+".join([*(m.capitalize() for m in modifiers), name])
-
-    return " / ".join(one(key.strip()) for key in keys.split(","))
+def key_sections() -> list[tuple[str, list[tuple[str, str]]]]:
+    """The help's key sections: the app's actions (``tui.actions``) amid the message box's own
+    keys, the token pane's bindings, the conversations list's keys."""
+    return [
+        ("Chat", [("Enter", "send the message"), ("Shift+Enter / Ctrl+J", "new line in the message"),
+                  *key_rows(), ("End (at line end)", "jump to the newest message"),
+                  ("Ctrl+P", "command palette: every action by name"), ("Ctrl+Q", "quit")]),
+        ("Token pane (F2, then Tab to focus it)", [
+            (key_label(b.key), b.tooltip or b.description) for b in TokenView.BINDINGS]
+         + [("mouse", "hover or click a token to inspect it")]),
+        ("Conversations (Ctrl+O)", [("Enter", "open"), ("Del / Ctrl+D", "delete"), ("Esc", "close")]),
+    ]
 
 
 def help_table(sections: list[tuple[str, list[tuple[str, str]]]]) -> Group:

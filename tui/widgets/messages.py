@@ -9,7 +9,7 @@ from textual.containers import Vertical
 from textual.widgets import Label, Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
-from tui.reply import OUTPUT, PYTHON, TEXT, Piece
+from tui.reply_blocks import OUTPUT, PYTHON, TEXT, Piece
 
 STOP_LABELS = {
     "cancelled": "stopped",
@@ -56,7 +56,7 @@ class ToolCall(Vertical):
 class AssistantMessage(Vertical):
     """A reply: Markdown for its text, a ``ToolCall`` per calculator call.
 
-    Built from saved content, or streamed: ``write`` takes pieces from ``tui.reply`` and
+    Built from saved content, or streamed: ``write`` takes pieces from ``tui.reply_blocks`` and
     appends them through one ``MarkdownStream`` per text block.
     """
 

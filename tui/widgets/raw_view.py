@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from tui.tokens import TokenCell
+from tui.token_cells import TokenCell
 from tui.widgets.token_view import render_cells
 
 

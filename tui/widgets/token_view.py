@@ -13,7 +13,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from tokenizer.display import visible_whitespace
-from tui.tokens import TokenCell
+from tui.token_cells import TokenCell
 
 # Backgrounds per region, two shades alternating token by token.
 REGION_SHADES = {

@@ -82,12 +82,43 @@ class TurnRecord:
 
 
 @dataclass
+class Entry:
+    """One message of a conversation in memory, with what the engine produced for it when it is
+    a generated reply: the two travel together, so no index keeps them in step."""
+
+    message: dict
+    turn: TurnRecord | None = None
+
+    @property
+    def role(self) -> str:
+        return self.message["role"]
+
+
+@dataclass
 class ChatRecord:
-    """One conversation with what glasschat knows about how it was produced."""
+    """One conversation with what glasschat knows about how it was produced: on disk the turns
+    name their assistant message by index, as readers of plain conversations expect."""
 
     messages: list[dict]
     turns: list[TurnRecord] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_entries(cls, entries: list[Entry], meta: dict | None = None) -> ChatRecord:
+        turns = []
+        for index, entry in enumerate(entries):
+            if entry.turn is not None:
+                entry.turn.message = index
+                turns.append(entry.turn)
+        return cls([entry.message for entry in entries], turns, dict(meta or {}))
+
+    def entries(self) -> list[Entry]:
+        """The messages with their turns (a turn naming no assistant message is dropped)."""
+        entries = [Entry(message) for message in self.messages]
+        for turn in self.turns:
+            if 0 <= turn.message < len(entries) and entries[turn.message].role == "assistant":
+                entries[turn.message].turn = turn
+        return entries
 
     @property
     def conversation(self) -> dict:

@@ -1,6 +1,6 @@
 """One reply on its way from the engine to the screen.
 
-A ``Generation`` is the hand-over point between two sides that must never wait on each other:
+A ``LiveReply`` is the hand-over point between two sides that must never wait on each other:
 the engine side (a thread worker reading the engine's stream) appends events to a deque and
 sets ``ended`` once; the UI side (the app's pump) drains the deque at its own pace and turns
 the tokens into display pieces. Appends and pops on a deque are thread-safe, so no lock is held
@@ -14,9 +14,10 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
+from model.backend import Backend
 from model.events import SamplingParams, Stop, TokenEvent
-from tui.records import TurnRecord
-from tui.reply import Piece, ReplyTracker, merge_pieces
+from tui.chat_file import TurnRecord
+from tui.reply_blocks import Piece, ReplyBlocks, merge_pieces
 from tui.widgets.messages import AssistantMessage
 
 
@@ -26,12 +27,12 @@ class EngineFailure:
 
 
 @dataclass
-class Generation:
+class LiveReply:
     """One reply being generated: the engine thread fills ``events``, the pump drains it."""
 
     turn: TurnRecord
     widget: AssistantMessage
-    tracker: ReplyTracker
+    tracker: ReplyBlocks
     cancel: threading.Event = field(default_factory=threading.Event)
     events: deque = field(default_factory=deque)
     shown: list[tuple[float, int]] = field(default_factory=list)  # (time, tokens on screen)
@@ -39,12 +40,12 @@ class Generation:
     # once instead of at its next tick
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def run(self, engine, prompt_ids: list[int], params: SamplingParams, loop: asyncio.AbstractEventLoop,
+    def run(self, backend: Backend, prompt_ids: list[int], params: SamplingParams, loop: asyncio.AbstractEventLoop,
             worker) -> None:
         """The engine side, in a thread worker: queue the engine's events, never touch the UI.
         Any engine failure is queued as an ``EngineFailure``, so it becomes a notification."""
         try:
-            for event in engine.stream(prompt_ids, params, cancel=self.cancel):
+            for event in backend.stream(prompt_ids, params, cancel=self.cancel):
                 self.events.append(event)
                 if isinstance(event, Stop):
                     return

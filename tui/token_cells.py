@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from model.events import TokenEvent
 from tokenizer.display import byte_segments
-from tui.records import TurnRecord
+from tui.chat_file import Entry
 
 # How a token of an assistant turn relates to what the engine produced.
 GENERATED = "generated"  # exactly the token the engine produced (see ``event``)
@@ -51,13 +51,15 @@ def message_indices(tokenizer, ids: list[int], messages: list[dict]) -> list[int
     return result
 
 
-def build_cells(tokenizer, ids: list[int], mask: list[int], messages: list[dict],
-                turns: dict[int, TurnRecord] | None = None, start: int = 0) -> list[TokenCell]:
-    """Display cells for rendered ``ids``/``mask``; ``turns`` maps an assistant message index to
-    what was generated for it. ``start`` numbers the cells (for a preview appended to a view)."""
+def build_cells(tokenizer, ids: list[int], mask: list[int], entries: list[Entry],
+                start: int = 0) -> list[TokenCell]:
+    """Display cells for ``entries`` rendered as ``ids``/``mask``, a generated reply's tokens
+    with what was generated for them. ``start`` numbers the cells (for a preview appended to a
+    view)."""
     regions = tokenizer.regions(ids)
-    owners = message_indices(tokenizer, ids, messages)
-    origins = _origins(tokenizer, ids, owners, turns or {})
+    owners = message_indices(tokenizer, ids, [entry.message for entry in entries])
+    turns = {index: entry.turn for index, entry in enumerate(entries) if entry.turn is not None}
+    origins = _origins(tokenizer, ids, owners, turns)
     cells = []
     for i, token in enumerate(ids):
         name = tokenizer.special_name(token)

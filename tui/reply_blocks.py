@@ -25,7 +25,7 @@ class Piece:
     text: str
 
 
-class ReplyTracker:
+class ReplyBlocks:
     """Assigns each token's text to a block of the reply."""
 
     def __init__(self, special_name) -> None:

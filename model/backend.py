@@ -1,0 +1,103 @@
+"""What a chat talks to: the one seam between the users of a model (the chat app, replay,
+``ask``, evaluation, a server) and wherever the model runs.
+
+A ``Backend`` streams the engine's events (``model.events``) for a prompt, closes, and says
+what the status bar shows (``ModelInfo``). The in-process engine (``LocalBackend``), the engine
+in a child process (``tui.engine_process.EngineProcess``) and a remote one all implement it;
+the calculator's rule that every backend applies is ``model.tool``. This module imports no
+torch (loading does, inside ``load_local_backend``), so the TUI and tests can name the seam.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from model.events import SamplingParams, Stop, TokenEvent
+
+if TYPE_CHECKING:
+    from model.engine import Engine
+    from tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the status bar says about the model. ``weight_format`` (``bf16``, ``int8``, ...) and
+    ``runs_on`` (``cpu``, a host, ...) are shown when a backend knows them."""
+
+    name: str
+    parameters: int
+    sequence_len: int
+    weight_format: str = ""
+    runs_on: str = ""
+
+    @property
+    def label(self) -> str:
+        """``name (4.2M)``, with the weight format and where it runs when known."""
+        details = ", ".join(part for part in (self.size_label, self.weight_format, self.runs_on) if part)
+        return f"{self.name} ({details})"
+
+    @property
+    def size_label(self) -> str:
+        """``4.2M``-style parameter count."""
+        n = self.parameters
+        for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+            if n >= scale:
+                return f"{n / scale:.1f}{unit}"
+        return str(n)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A model that generates: ``stream`` yields ``TokenEvent``s and ends each row with one
+    ``Stop`` (the contract of ``model.events``), stopping within a token once ``cancel`` is set;
+    ``close`` frees what the backend holds (a process, a connection); ``tokenizer`` renders
+    conversations for it; ``info`` is what the status bar shows."""
+
+    @property
+    def tokenizer(self) -> Tokenizer: ...
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    def stream(self, prompt_ids: list[int], params: SamplingParams = SamplingParams(),
+               cancel: threading.Event | None = None) -> Iterator[TokenEvent | Stop]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalBackend:
+    """The engine in this process: for headless commands, where nothing else competes for it."""
+
+    def __init__(self, engine: Engine, tokenizer: Tokenizer, info: ModelInfo) -> None:
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.info = info
+
+    def stream(self, prompt_ids: list[int], params: SamplingParams = SamplingParams(),
+               cancel: threading.Event | None = None) -> Iterator[TokenEvent | Stop]:
+        return self.engine.stream(prompt_ids, params, cancel)
+
+    def close(self) -> None:
+        pass  # the weights go with the object
+
+
+def load_local_backend(checkpoint: str | None) -> LocalBackend:
+    """Load a checkpoint directory (or the bundled default model) into this process."""
+    from model import load_model, resolve_checkpoint_dir
+    from model.engine import Engine
+
+    directory = resolve_checkpoint_dir(checkpoint)
+    gpt, tokenizer = load_model(directory)
+    parameters = sum(p.numel() for p in gpt.parameters())
+    return LocalBackend(Engine(gpt, tokenizer), tokenizer,
+                        ModelInfo(model_name(directory), parameters, gpt.config.sequence_len))
+
+
+def model_name(directory) -> str:
+    """``checkpoints/default``-style: the checkpoint directory with its parent."""
+    path = Path(directory).resolve()
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
