@@ -24,7 +24,7 @@ from model.backend import Backend
 from model.events import SamplingParams, Stop, TokenEvent
 from tokenizer.conversation import normalize
 from tui.chat_file import ChatRecord, Entry, TurnRecord, to_markdown, write_records
-from tui.chat_tokens import RenderCache, message_tokens, prompt_ids, render_chat
+from tui.chat_tokens import RenderCache, head_tokens, message_tokens, prompt_ids, render_chat
 from tui.context import Prompt, fit_prompt
 from tui.store import ConversationStore, title_of
 from tui.token_cells import TokenCell, build_cells
@@ -100,12 +100,22 @@ class ChatSession:
         ids, mask = render_chat(self.tokenizer, entries, self.rendered)
         return build_cells(self.tokenizer, ids, mask, entries)
 
-    def context_used(self, cells: list[TokenCell]) -> int:
-        """How many of ``cells`` the model is sent: all, less the messages left out."""
-        if not self.dropped:
-            return len(cells)
-        first_sent = min((c.message for c in cells if c.message >= 0), default=0) + self.dropped
-        return sum(1 for c in cells if c.message < 0 or c.message >= first_sent)
+    def context_used(self) -> int:
+        """How many tokens of the conversation (with the reply being generated) the model is
+        sent: all, less the messages the last prompt left out. Counted on the cached
+        per-message tokens, so the status bar costs no rendering of a long chat."""
+        entries = self.with_pending()
+        first = 1 if entries and entries[0].role == "system" else 0
+        kept = range(first + self.dropped, len(entries))
+        if not kept:
+            return 0
+        used = 1  # <|bos|>
+        for index in kept:
+            if first and index == kept.start:  # the system message is sent merged into this one
+                used += len(head_tokens(self.tokenizer, entries[0], entries[index])[0])
+            else:
+                used += len(self.rendered.segment(self.tokenizer, index, entries[index])[0])
+        return used
 
     def draft_cells(self, text: str, limit: int | None = None) -> tuple[list[TokenCell], int]:
         """The tokens a user message ``text`` would add to the conversation, as cells (the first
