@@ -18,11 +18,20 @@ from glasschat import __version__
 from glasschat.errors import UserError
 
 # Order here is the order of subcommands in ``glasschat --help``.
+TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")
 COMMAND_MODULES = ("tui.cli", "model.cli", "training.cli", "tokenizer.cli", "bench.cli")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A parser whose refusals are one line, like every other mistake (the usage is a ``--help``
+    away); subcommand parsers are made of the same class."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="glasschat",
         description="A terminal chat app that shows every token of a chat model. "
         "With no command, starts the chat app on the bundled default model.",
@@ -37,8 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if not argv:
-        argv = ["chat"] if "chat" in _command_names(parser) else ["--help"]
+    if "chat" in _command_names(parser) and (not argv or (argv[0].startswith("-") and argv[0] not in TOP_LEVEL_OPTIONS)):
+        argv = ["chat", *argv]  # bare ``glasschat [chat options]`` is the chat app
+    elif not argv:
+        argv = ["--help"]
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         # a command group such as ``glasschat tokenizer`` given without its subcommand

@@ -5,8 +5,13 @@ The expression is model output, so it is parsed with ``ast`` and only a small la
 walked: int and float literals, ``+ - * / // %``, unary ``-``/``+``, parentheses, and
 ``"literal".count("literal")`` (for letter counting). Everything else — names, attributes,
 other calls, ``**``, comparisons, strings in arithmetic — is refused. The text, every number
-and every string are bounded, so no input can make it slow or hungry. Anything refused or
-invalid (including division by zero) gives None; ``calculate`` never raises.
+and every string are bounded, so no input can make it slow or hungry.
+
+``calculate`` never raises and always answers: the result, or a short fixed ``error: ...``
+text (division by zero, out of range, unsupported, not an expression). The engine forces that
+answer as the tool's output either way, so the model sees that its call failed and why — an
+empty output would leave it to guess, and it repeats the call. An error text never echoes the
+expression, so a call cannot put text of its choosing into the output.
 """
 
 from __future__ import annotations
@@ -28,24 +33,39 @@ _BINARY = {
 }
 
 
+ERROR_PREFIX = "error: "
+
+
 class _Refused(Exception):
-    pass
+    """An expression outside the calculator's language or range; its text is the error shown."""
 
 
-def calculate(expression: str) -> str | None:
-    """The result of ``expression`` as text (``"42"``, ``"3.5"``), or None if it is refused."""
+def calculate(expression: str) -> str:
+    """The result of ``expression`` as text (``"42"``, ``"3.5"``), or ``"error: <why>"``."""
     if not isinstance(expression, str) or len(expression) > MAX_EXPRESSION_CHARS:
-        return None
+        return ERROR_PREFIX + "expression too long"
     try:
         tree = ast.parse(expression.strip(), mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return ERROR_PREFIX + "not an expression"
+    try:
         return _format(_evaluate(tree.body, 0))
-    except Exception:  # SyntaxError, ZeroDivisionError, _Refused, anything odd: the tool stays quiet
-        return None
+    except ZeroDivisionError:
+        return ERROR_PREFIX + "division by zero"
+    except _Refused as refused:
+        return ERROR_PREFIX + str(refused)
+    except Exception:  # anything odd in a walk of model output: still an answer, never a crash
+        return ERROR_PREFIX + "unsupported expression"
+
+
+def is_error(result: str) -> bool:
+    """Whether ``calculate`` refused or failed (its answer is an error text, not a result)."""
+    return result.startswith(ERROR_PREFIX)
 
 
 def _evaluate(node: ast.AST, depth: int) -> int | float:
     if depth > MAX_DEPTH:
-        raise _Refused("too deep")
+        raise _Refused("expression nested too deeply")
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return _bounded(node.value)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
@@ -56,16 +76,16 @@ def _evaluate(node: ast.AST, depth: int) -> int | float:
         return _bounded(_BINARY[type(node.op)](left, right))
     if isinstance(node, ast.Call):
         return _count(node)
-    raise _Refused(type(node).__name__)
+    raise _Refused("unsupported expression")
 
 
 def _count(node: ast.Call) -> int:
     """``"text".count("x")``: both strings literals, bounded by the expression's length."""
     func = node.func
     if not (isinstance(func, ast.Attribute) and func.attr == "count" and _is_str(func.value)):
-        raise _Refused("call")
+        raise _Refused("unsupported expression")
     if node.keywords or len(node.args) != 1 or not _is_str(node.args[0]):
-        raise _Refused("count arguments")
+        raise _Refused("unsupported expression")
     return func.value.value.count(node.args[0].value)
 
 
@@ -75,9 +95,9 @@ def _is_str(node: ast.AST) -> bool:
 
 def _bounded(value: int | float) -> int | float:
     if isinstance(value, float) and not math.isfinite(value):
-        raise _Refused("not finite")
+        raise _Refused("result out of range")
     if abs(value) > MAX_MAGNITUDE:
-        raise _Refused("too large")
+        raise _Refused("result out of range")
     return value
 
 

@@ -28,8 +28,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from glasschat import paths
-from glasschat.atomic import atomic_path, atomic_write_text
+from glasschat.atomic import atomic_path, atomic_write_text, make_dir
 from glasschat.errors import UserError
+from glasschat.loading import LoadError, read_json
 from model.gpt import GPT, GPTConfig
 
 FORMAT = "glasschat-checkpoint/1"
@@ -91,7 +92,7 @@ def save_checkpoint(
     }
     json.dumps(config)  # metadata that does not serialise fails here, before anything is written
 
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dir(directory)
     tokenizer.save(directory / TOKENIZER_DIR)
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
         save_file(tensors, tmp, metadata={"format": "pt", "save_id": save_id})
@@ -114,13 +115,14 @@ def read_config(directory: str | os.PathLike) -> tuple[GPTConfig, dict]:
 
 
 def read_json_file(path: Path, error: type[UserError], holds: str) -> object:
-    """The parsed JSON at ``path``; a missing or malformed file raises ``error`` naming it."""
-    if not path.is_file():
+    """The parsed JSON at ``path`` (read by ``glasschat.loading``: bounded, one-line errors); a
+    missing file raises ``error`` naming it and what the directory should hold."""
+    if not path.exists():
         raise error(f"{path}: missing ({holds})")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as problem:
-        raise error(f"{path}: not valid JSON: {problem}") from None
+        return read_json(path)
+    except LoadError as problem:
+        raise error(str(problem)) from None
 
 
 def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu"):
@@ -161,7 +163,11 @@ def _read_weights(path: Path, save_id: object, config: GPTConfig) -> dict[str, t
     try:
         with safe_open(path, framework="pt", device="cpu") as f:
             file_save_id = (f.metadata() or {}).get("save_id")
+            # the header's shapes are checked before any tensor is read
+            check_names_and_shapes({name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}, config, path)
             state = {name: f.get_tensor(name) for name in f.keys()}
+    except CheckpointError:
+        raise
     except Exception as error:  # safetensors raises its own error types for a bad header or truncation
         raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from None
     if save_id is not None and file_save_id != save_id:
@@ -173,23 +179,48 @@ def _read_weights(path: Path, save_id: object, config: GPTConfig) -> dict[str, t
 
 
 def expected_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
-    """Every tensor a GPT of ``config`` holds, by name, with its shape."""
-    with torch.device("meta"):
-        return {name: tuple(t.shape) for name, t in GPT(config).state_dict().items()}
+    """Every tensor a GPT of ``config`` holds, by name, with its shape (``GPT``'s state dict,
+    every generation's features included, computed without building one: a model on the meta
+    device still computes its rotary tables, sized by the config before the weights are seen)."""
+    C, V, kv = config.n_embd, config.padded_vocab_size, config.n_kv_head * config.head_dim
+    shapes = {"transformer.wte.weight": (V, C)}
+    for i in range(config.n_layer):
+        block = f"transformer.h.{i}."
+        shapes |= {block + "attn.c_q.weight": (C, C), block + "attn.c_k.weight": (kv, C),
+                   block + "attn.c_v.weight": (kv, C), block + "attn.c_proj.weight": (C, C)}
+        if i in config.value_embed_layers:
+            shapes[block + "attn.ve_gate.weight"] = (config.n_kv_head, config.ve_gate_channels)
+        shapes |= {block + "mlp.c_fc.weight": (4 * C, C), block + "mlp.c_proj.weight": (C, 4 * C)}
+    shapes["lm_head.weight"] = (V, C)
+    if config.lambdas:
+        shapes |= {"resid_lambdas": (config.n_layer,), "x0_lambdas": (config.n_layer,)}
+    if config.smear_channels:
+        shapes |= {"smear_gate.weight": (1, config.smear_channels), "smear_lambda": (1,)}
+    if config.backout_layer >= 0:
+        shapes["backout_lambda"] = (1,)
+    for i in sorted(set(config.value_embed_layers)):
+        shapes[f"value_embeds.{i}.weight"] = (V, kv)
+    return shapes
 
 
-def check_weights(state: dict[str, torch.Tensor], config: GPTConfig, source: str | os.PathLike) -> None:
-    """Raise a ``CheckpointError`` naming ``source`` unless ``state`` fits a GPT of ``config``."""
+def check_names_and_shapes(shapes: dict[str, tuple[int, ...]], config: GPTConfig, source: str | os.PathLike) -> None:
+    """Raise a ``CheckpointError`` naming ``source`` unless tensors of these names and shapes fit
+    a GPT of ``config``."""
     expected = expected_shapes(config)
-    missing = [name for name in expected if name not in state]
-    unexpected = [name for name in state if name not in expected]
+    missing = [name for name in expected if name not in shapes]
+    unexpected = [name for name in shapes if name not in expected]
     if missing:
         raise CheckpointError(f"{source}: missing tensor(s) {_names(missing)}")
     if unexpected:
         raise CheckpointError(f"{source}: unexpected tensor(s) {_names(unexpected)}")
     for name, shape in expected.items():
-        if tuple(state[name].shape) != shape:
-            raise CheckpointError(f"{source}: tensor {name} has shape {tuple(state[name].shape)}, the config needs {shape}")
+        if tuple(shapes[name]) != shape:
+            raise CheckpointError(f"{source}: tensor {name} has shape {tuple(shapes[name])}, the config needs {shape}")
+
+
+def check_weights(state: dict[str, torch.Tensor], config: GPTConfig, source: str | os.PathLike) -> None:
+    """Raise a ``CheckpointError`` naming ``source`` unless ``state`` fits a GPT of ``config``."""
+    check_names_and_shapes({name: tuple(tensor.shape) for name, tensor in state.items()}, config, source)
     for name, tensor in state.items():
         if not tensor.is_floating_point():
             raise CheckpointError(f"{source}: tensor {name} has dtype {tensor.dtype}, expected floating point")

@@ -59,6 +59,10 @@ from model.gpt import GPT, window_mask
 from model.tool import ToolState
 
 
+class ModelOutputError(UserError):
+    """The model's output cannot be sampled from (NaN logits): a broken checkpoint, not a bug."""
+
+
 class Completion(NamedTuple):
     """One finished row of ``Engine.generate``: its tokens (and which the tool forced), their
     text, and why it stopped."""
@@ -394,16 +398,21 @@ class Engine:
             chosen = _sample_filtered(logits, params, generator)
             best = probs.gather(-1, chosen).view(-1)
             chosen = chosen.view(-1)
+        best_list = best.tolist()
+        if any(p != p for p in best_list):  # NaN: the host already holds these, so the check is free
+            raise ModelOutputError("the model produced NaN (its weights hold NaN or inf, or its activations "
+                                   "overflowed): no token can be chosen")
         top = None
         if params.top_alternatives:
             values, ids = probs.topk(min(params.top_alternatives, logits.shape[-1]), dim=-1)
             top = [tuple(zip(i, p)) for i, p in zip(ids.tolist(), values.tolist())]
-        return chosen, chosen.tolist(), best.tolist(), top
+        return chosen, chosen.tolist(), best_list, top
 
     # ---- host-side rules: stops (the tool's rule is model.tool's)
 
     def _stop_reason(self, row: _Row, token: int, forced: bool, prompt_len: int, max_tokens: int) -> str | None:
-        if not forced and token in self._stop_ids:
+        if token in self._stop_ids and (not forced or self._stop_ids[token] == "assistant_end"):
+            # a forced <|assistant_end|> is the tool ending a reply that repeats a failing call
             return self._stop_ids[token]
         if len(row.ids) >= max_tokens:
             return "max_tokens"
@@ -461,8 +470,15 @@ def _sample_filtered(logits: torch.Tensor, params: SamplingParams, generator: to
     Inverse-CDF sampling: one uniform number per row against the cumulative probabilities.
     ``u`` lies in ``(0, total]`` and the search takes the first index whose cumulative sum
     reaches it, so a token of probability 0 (filtered out, or underflowed) is never chosen.
+
+    The logits are shifted so that the largest is 0 before dividing by the temperature: any
+    positive temperature, however small (1e-300), then gives finite or -inf scores, never inf
+    or NaN, and the distribution tends to greedy as it should (ties shared evenly).
     """
-    scaled = logits / params.temperature
+    # a temperature below the smallest normal number of the logits' dtype (1.2e-38 in fp32) would
+    # become 0 there: it samples as at that number, which is greedy with ties shared
+    temperature = max(params.temperature, torch.finfo(logits.dtype).tiny)
+    scaled = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
     ids = None
     if 0 < params.top_k < scaled.shape[-1]:
         scaled, ids = scaled.topk(params.top_k, dim=-1)  # sorted, most likely first
@@ -474,7 +490,9 @@ def _sample_filtered(logits: torch.Tensor, params: SamplingParams, generator: to
         probs = probs.masked_fill(probs.cumsum(-1) - probs >= params.top_p, 0.0)
     cumulative = probs.cumsum(-1)
     u = (1 - torch.rand(cumulative.shape[0], 1, generator=generator, device=cumulative.device)) * cumulative[:, -1:]
-    choice = torch.searchsorted(cumulative, u)
+    # NaN logits make every cumulative sum NaN and the search run off the end: stay in range, and
+    # let the caller see the NaN probability
+    choice = torch.searchsorted(cumulative, u).clamp_(max=cumulative.shape[-1] - 1)
     return choice if ids is None else ids.gather(-1, choice)
 
 

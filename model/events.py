@@ -10,6 +10,7 @@ build fake streams from it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,16 +41,34 @@ class SamplingParams:
 
     def __post_init__(self) -> None:
         checks = (
-            ("temperature", self.temperature >= 0, "must be >= 0"),
-            ("top_k", self.top_k >= 0, "must be >= 0 (0 turns it off)"),
-            ("top_p", 0 < self.top_p <= 1, "must be in (0, 1]"),
-            ("max_tokens", self.max_tokens >= 1, "must be >= 1"),
-            ("num_samples", self.num_samples >= 1, "must be >= 1"),
-            ("top_alternatives", self.top_alternatives >= 0, "must be >= 0"),
+            ("temperature", _is_real(self.temperature) and 0 <= self.temperature < math.inf,
+             "must be a finite number >= 0 (0 is greedy)"),
+            ("top_k", _is_int(self.top_k) and self.top_k >= 0, "must be an integer >= 0 (0 turns it off)"),
+            ("top_p", _is_real(self.top_p) and 0 < self.top_p <= 1, "must be in (0, 1]"),
+            ("seed", self.seed is None or (_is_int(self.seed) and 0 <= self.seed <= MAX_SEED),
+             f"must be an integer from 0 to {MAX_SEED}"),
+            ("max_tokens", _is_int(self.max_tokens) and 1 <= self.max_tokens <= MAX_TOKENS,
+             f"must be an integer from 1 to {MAX_TOKENS:,}"),
+            ("num_samples", _is_int(self.num_samples) and 1 <= self.num_samples <= MAX_SAMPLES,
+             f"must be an integer from 1 to {MAX_SAMPLES}"),
+            ("top_alternatives", _is_int(self.top_alternatives) and self.top_alternatives >= 0, "must be >= 0"),
         )
         for name, ok, rule in checks:
             if not ok:
                 raise UserError(f"sampling parameter {name}={getattr(self, name)!r} {rule}")
+
+
+MAX_SEED = 2**64 - 1  # what torch.Generator.manual_seed takes
+MAX_TOKENS = 2**20  # a reply never exceeds the context (at most 2**17), so this only refuses nonsense
+MAX_SAMPLES = 1024  # rows of one batch; each holds a KV cache
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True, slots=True)

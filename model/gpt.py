@@ -47,6 +47,14 @@ SOFTCAP = 15.0
 SIZE_FIELDS = ("sequence_len", "vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd")
 
 
+# The largest model shapes glasschat accepts: well above any model that runs on one machine
+# (nanochat's d32 has 32 layers, a 2048 context and 65536 tokens; the largest open models have
+# ~128 layers and 128k contexts), well below what would exhaust memory before a check fires.
+CONFIG_LIMITS = {"sequence_len": 2**17, "vocab_size": 2**21, "n_layer": 256, "n_head": 1024, "n_kv_head": 1024,
+                 "n_embd": 2**15, "vocab_pad_to": 2**16}
+MAX_PARAMETERS = 2 * 10**11  # ~800 GB in fp32: a bound on the product of the fields above
+
+
 @dataclass(frozen=True)
 class GPTConfig:
     sequence_len: int = 1024
@@ -70,10 +78,12 @@ class GPTConfig:
     backout_layer: int = -1
 
     def __post_init__(self) -> None:
+        # bounded before anything is sized from them: a typo (n_layer 1000000, sequence_len
+        # 10**12) must be an error, not minutes of allocating
         for name in SIZE_FIELDS + ("vocab_pad_to",):
-            value = getattr(self, name)
-            if type(value) is not int or value < 1:
-                raise UserError(f"model config field {name!r} must be a positive integer, got {value!r}")
+            value, most = getattr(self, name), CONFIG_LIMITS[name]
+            if type(value) is not int or not 1 <= value <= most:
+                raise UserError(f"model config field {name!r} must be an integer from 1 to {most:,}, got {value!r}")
         if self.n_embd % self.n_head:
             raise UserError(f"model config: n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
         if self.n_head % self.n_kv_head:
@@ -96,8 +106,8 @@ class GPTConfig:
                 raise UserError(f"model config field {name!r} must be true or false, got {getattr(self, name)!r}")
         for name in ("ve_gate_scale", "qk_scale", "rotary_base", "softcap"):
             value = getattr(self, name)
-            if type(value) not in (int, float) or value < 0 or (name != "ve_gate_scale" and value == 0):
-                raise UserError(f"model config field {name!r} must be a positive number, got {value!r}")
+            if type(value) not in (int, float) or not math.isfinite(value) or value < 0 or (name != "ve_gate_scale" and value == 0):
+                raise UserError(f"model config field {name!r} must be a finite positive number, got {value!r}")
         for name, top in (("ve_gate_channels", self.n_embd), ("smear_channels", self.n_embd)):
             value = getattr(self, name)
             if type(value) is not int or not 0 <= value <= top:
@@ -106,6 +116,16 @@ class GPTConfig:
             raise UserError("model config: value_embed_layers need ve_gate_channels")
         if type(self.backout_layer) is not int or not -1 <= self.backout_layer < self.n_layer:
             raise UserError(f"model config field 'backout_layer' must be -1 or a layer, got {self.backout_layer!r}")
+        if self.parameters > MAX_PARAMETERS:
+            raise UserError(f"model config: {self.parameters:,} parameters, more than the {MAX_PARAMETERS:,} glasschat runs")
+
+    @property
+    def parameters(self) -> int:
+        """How many weights a GPT of this config holds (embedding, value embeddings, blocks,
+        lm_head; the gates and lambdas are too small to matter for the bound)."""
+        c, kv, rows = self.n_embd, self.n_kv_head * self.head_dim, self.padded_vocab_size
+        return (2 * rows * c + len(self.value_embed_layers) * rows * kv
+                + self.n_layer * (2 * c * c + 2 * c * kv + 8 * c * c))
 
     @property
     def head_dim(self) -> int:

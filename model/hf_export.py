@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from glasschat.atomic import atomic_path, atomic_write_text
+from glasschat.atomic import atomic_path, atomic_write_text, check_dir_target, make_dir
 from glasschat.errors import UserError
 from model.checkpoint import TOKENIZER_DIR, load_model, read_config
 
@@ -104,15 +104,15 @@ def export_hf(checkpoint: str | os.PathLike, out: str | os.PathLike, dtype: torc
         what = f"a nanochat {generation} checkpoint" if generation else "this checkpoint"
         raise UserError(f"{checkpoint}: {what} uses {', '.join(missing)}, which transformers' NanoChatForCausalLM "
                         "does not have; refusing to export a model that would compute something else")
+    out = check_dir_target(out)
     gpt, tokenizer = load_model(checkpoint)
-    out = Path(out)
     vocab = config.vocab_size  # padded rows dropped
     tensors = {hf_name(name): (t[:vocab] if name in ("transformer.wte.weight", "lm_head.weight") else t).detach().to(dtype).contiguous()
                for name, t in gpt.state_dict().items()}
     config = hf_config(gpt, tokenizer, dtype)
     stops = [tokenizer.encode_special("<|assistant_end|>"), tokenizer.bos_id]
     generation = {"bos_token_id": tokenizer.bos_id, "eos_token_id": stops, "pad_token_id": tokenizer.bos_id}
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     tokenizer.save(out / TOKENIZER_DIR)
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(tensors, tmp, metadata={"format": "pt"})

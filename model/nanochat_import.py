@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import pickle
 import re
@@ -45,6 +46,7 @@ from pathlib import Path
 
 import torch
 
+from glasschat.atomic import check_dir_target
 from glasschat.errors import UserError
 from model.checkpoint import CONFIG_FILE, CheckpointError, check_weights, gpt_from_weights, read_json_file, save_checkpoint
 from model.gpt import SIZE_FIELDS, GPTConfig
@@ -215,6 +217,8 @@ def read_meta(meta_path: Path) -> dict:
 
 
 def read_weights(model_path: Path) -> dict[str, torch.Tensor]:
+    if not model_path.is_file():  # a FIFO or device would block the reader
+        raise NanochatImportError(f"{model_path}: not a regular file")
     try:
         state = torch.load(model_path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError:
@@ -251,7 +255,8 @@ def detect(state: dict[str, torch.Tensor], model_config: dict, meta_path: Path, 
     gates = {tuple(t.shape)[1] for name, t in state.items() if name.endswith("attn.ve_gate.weight") and t.ndim == 2}
     smear = any(name in state for name in ("smear_gate.weight", "smear_lambda", "backout_lambda"))
     lambdas = "resid_lambdas" in state or "x0_lambdas" in state
-    rows = state["transformer.wte.weight"].shape[0] if "transformer.wte.weight" in state else sizes.vocab_size
+    wte = state.get("transformer.wte.weight")
+    rows = wte.shape[0] if wte is not None and wte.ndim == 2 else sizes.vocab_size  # else check_weights names the shape
     if smear:
         generation = GENERATIONS["92d63d4"]
     elif gates == {12}:
@@ -340,6 +345,9 @@ def import_nanochat(
     function) gets what was found, one line at a time."""
     from tokenizer import Tokenizer
 
+    check_dir_target(out)  # before any reading
+    if softcap is not None and (type(softcap) not in (int, float) or not math.isfinite(softcap) or softcap <= 0):
+        raise NanochatImportError(f"--softcap must be a finite positive number, got {softcap!r}")
     found = locate(source, kind, tag, step, tokenizer_path)
     model_config = read_meta(found.meta_path)
     tokenizer = Tokenizer.from_nanochat_pickle(found.tokenizer)
@@ -390,6 +398,11 @@ def cache_key(found: Found) -> str:
     """A digest of the source files' names, sizes, mtimes and contents."""
     digest = hashlib.sha256()
     for path in (found.model_path, found.meta_path, found.tokenizer):
+        # what the import would refuse, refused before it is read: a FIFO would block the digest
+        if not path.exists():
+            raise NanochatImportError(f"{path}: missing (each model_NNNNNN.pt needs its meta_NNNNNN.json)")
+        if not path.is_file():
+            raise NanochatImportError(f"{path}: not a regular file")
         stat = path.stat()
         with open(path, "rb") as f:
             content = hashlib.file_digest(f, "sha256").hexdigest()

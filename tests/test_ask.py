@@ -64,7 +64,7 @@ def test_cut_short_reply_says_why(scripted_checkpoint, capsys):
     "extra, message",
     [
         (["--checkpoint", "/nonexistent/ckpt"], "/nonexistent/ckpt: no such checkpoint directory"),
-        (["--temperature", "-1"], "temperature=-1.0 must be >= 0"),
+        (["--temperature", "-1"], "temperature=-1.0 must be a finite number >= 0"),
         (["--top-p", "0"], "top_p=0.0 must be in (0, 1]"),
     ],
 )

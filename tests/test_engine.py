@@ -202,13 +202,25 @@ def test_calculator_result_is_forced_between_output_tokens(tiny_tokenizer):
         {"type": "python", "text": "12+30"}, {"type": "python_output", "text": "42"}, {"type": "text", "text": " It's 42."}]
 
 
-def test_invalid_tool_call_forces_nothing(tiny_tokenizer):
+def test_a_failing_tool_call_forces_the_calculators_error(tiny_tokenizer):
     s = lambda name: special(tiny_tokenizer, name)  # noqa: E731
     call = tool_call(tiny_tokenizer, "1/0")
-    engine = scripted_engine(tiny_tokenizer, [s("<|assistant_start|>"), *call, s("<|assistant_end|>")])
+    engine = scripted_engine(tiny_tokenizer, [s("<|assistant_start|>"), *call, s("<|output_end|>"), s("<|assistant_end|>")])
     events = [e for e in engine.stream([s("<|assistant_start|>")], GREEDY) if isinstance(e, TokenEvent)]
-    assert [e.id for e in events] == [*call, s("<|assistant_end|>")]
-    assert not any(e.forced for e in events)
+    error = [s("<|output_start|>"), *tiny_tokenizer.encode("error: division by zero"), s("<|output_end|>")]
+    assert [e.id for e in events] == [*call, *error, s("<|assistant_end|>")]
+    assert [e.forced for e in events] == [False] * len(call) + [True] * len(error) + [False]
+
+
+def test_a_model_repeating_a_failing_call_is_stopped_at_the_second(tiny_tokenizer):
+    s = lambda name: special(tiny_tokenizer, name)  # noqa: E731
+    call = tool_call(tiny_tokenizer, "1/0")
+    # after the tool's output the model calls again, forever
+    engine = scripted_engine(tiny_tokenizer, [s("<|assistant_start|>"), *call, s("<|output_end|>"), call[0]])
+    events = list(engine.stream([s("<|assistant_start|>")], GREEDY))
+    error = [s("<|output_start|>"), *tiny_tokenizer.encode("error: division by zero"), s("<|output_end|>")]
+    assert [e.id for e in events[:-1]] == [*call, *error, *call, *error, s("<|assistant_end|>")]
+    assert events[-1].reason == "assistant_end" and events[-2].forced
 
 
 def byte_token(tokenizer, value):

@@ -112,7 +112,11 @@ def test_sequence_longer_than_context_is_refused():
 @pytest.mark.parametrize(
     "fields, message",
     [({"n_kv_head": 3}, "not divisible by n_kv_head"), ({"n_embd": 60, "n_head": 8}, "not divisible by n_head"),
-     ({"n_layer": 0}, "positive integer"), ({"vocab_size": "97"}, "positive integer")],
+     ({"n_layer": 0}, "'n_layer' must be an integer from 1 to 256, got 0"),
+     ({"vocab_size": "97"}, "'vocab_size' must be an integer from 1"),
+     ({"n_layer": 1_000_000}, "'n_layer' must be an integer from 1 to 256, got 1000000"),
+     ({"sequence_len": 10**12}, "'sequence_len' must be an integer from 1 to 131,072"),
+     ({"n_layer": 256, "n_embd": 2**15, "n_head": 256, "n_kv_head": 256}, "parameters, more than")],
 )
 def test_bad_config_is_a_user_error(fields, message):
     with pytest.raises(UserError, match=message):

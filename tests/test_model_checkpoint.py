@@ -110,7 +110,7 @@ def edit_config(directory, change):
 BAD_CHECKPOINTS = {
     "no directory": (lambda d: __import__("shutil").rmtree(d), "no such checkpoint directory"),
     "no config": (lambda d: (d / "config.json").unlink(), r"config.json: missing"),
-    "config not json": (lambda d: (d / "config.json").write_text("{oops"), "config.json: not valid JSON"),
+    "config not json": (lambda d: (d / "config.json").write_text("{oops"), "config.json: line 1, column 2: not valid JSON"),
     "wrong format": (lambda d: edit_config(d, lambda c: c.update(format="other")), "field 'format'"),
     "config field missing": (lambda d: edit_config(d, lambda c: c["model"].pop("n_head")), r"field 'model': missing field\(s\) n_head"),
     "config field bad": (lambda d: edit_config(d, lambda c: c["model"].update(n_kv_head=3)), "not divisible by n_kv_head"),

@@ -169,12 +169,27 @@ def wrong_depth(path):
     path.write_text(json.dumps(meta))
 
 
+def fifo(path):
+    path.unlink()
+    os.mkfifo(path)
+
+
+def scalar_embedding(path):
+    state = torch.load(path, weights_only=True)
+    state["transformer.wte.weight"] = torch.tensor(1.0)
+    torch.save(state, path)
+
+
 BAD = {
     "truncated weights": (lambda s: truncate(s / "chatsft_checkpoints/d3/model_000005.pt"), "not a loadable weights file"),
     "meta disagrees with the weights": (lambda s: wrong_depth(s / "chatsft_checkpoints/d3/meta_000005.json"),
                                         "the config needs"),
     "missing tokenizer": (lambda s: (s / "tokenizer/tokenizer.pkl").unlink(), "tokenizer.pkl: missing"),
     "no checkpoints": (lambda s: shutil.rmtree(s / "chatsft_checkpoints/d3"), "no checkpoints in chatsft_checkpoints/"),
+    "missing meta": (lambda s: (s / "chatsft_checkpoints/d3/meta_000005.json").unlink(), "meta_000005.json: missing"),
+    "weights are a FIFO": (lambda s: fifo(s / "chatsft_checkpoints/d3/model_000005.pt"), "not a regular file"),
+    "a scalar embedding": (lambda s: scalar_embedding(s / "chatsft_checkpoints/d3/model_000005.pt"),
+                           "tensor transformer.wte.weight has shape ()"),
 }
 
 
@@ -229,3 +244,22 @@ def test_an_old_config_without_the_generation_fields_is_the_late_2025_model(tmp_
     ids = torch.randint(tiny_tokenizer.vocab_size, (1, 20), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(loaded(ids), gpt(ids))
+
+
+def test_a_softcap_that_is_not_a_finite_positive_number_is_refused(tmp_path, capsys):
+    for value in ("nan", "inf", "0"):
+        assert main(["import-nanochat", str(FIXTURES / "e7ed208"), "--out", str(tmp_path / "out"), "--softcap", value]) == 2
+        err = capsys.readouterr().err
+        assert "--softcap must be a finite positive number" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("commit", GENERATIONS)
+def test_the_shapes_checked_before_loading_are_the_models_own(commit, tmp_path, capsys):
+    from model.checkpoint import expected_shapes, read_config
+
+    out, _ = imported(commit, tmp_path, capsys)
+    config, _ = read_config(out)
+    with torch.device("meta"):
+        state = GPT(config).state_dict()
+    assert expected_shapes(config) == {name: tuple(t.shape) for name, t in state.items()}

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from glasschat.atomic import atomic_write_text
+from glasschat.atomic import WriteError, atomic_write_text
 from glasschat.errors import UserError
 from tui.chat_file import ChatRecord, TurnRecord, read_lines, to_markdown
 from tui.store import ConversationStore, data_dir
@@ -44,7 +44,7 @@ def test_unreadable_files_are_skipped_in_the_list_and_named_on_load(tmp_path):
     store.root.mkdir(parents=True, exist_ok=True)
     store.path("broken").write_text("{not json\n")
     assert store.list() == []
-    with pytest.raises(UserError, match=r"broken.jsonl: line 1: not valid JSON"):
+    with pytest.raises(UserError, match=r"broken.jsonl: line 1, column [0-9]+: not valid JSON"):
         store.load("broken")
 
 
@@ -56,7 +56,7 @@ def test_save_replaces_the_file_atomically(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(WriteError, match="c.jsonl: cannot write: disk full"):
         store.save("c", ChatRecord([{"role": "user", "content": "lost"}]))
     assert json.loads(store.path("c").read_text())["messages"][0]["content"] == "kept"
     assert [p.name for p in tmp_path.iterdir()] == ["c.jsonl"]  # no temporary file left behind

@@ -10,7 +10,8 @@ import pytest
 from tui_fakes import scripted_backend
 
 from model.events import SamplingParams
-from tui.chat_file import Line, RecordFileError, read_lines
+from glasschat.loading import LoadError
+from tui.chat_file import Line, read_lines
 from tui.replay import compare, replay_script
 
 
@@ -24,9 +25,9 @@ def test_script_lines_and_json_lists(tmp_path):
     assert [e.number for e in read_lines(write(tmp_path / "s.jsonl", [convo, "", convo]))] == [1, 3]
     (tmp_path / "s.json").write_text(json.dumps([convo, convo]))
     assert [e.data for e in read_lines(tmp_path / "s.json")] == [convo, convo]
-    with pytest.raises(RecordFileError, match=r"bad.jsonl: line 2: not valid JSON"):
+    with pytest.raises(LoadError, match=r"bad.jsonl: line 2, column [0-9]+: not valid JSON"):
         read_lines(write(tmp_path / "bad.jsonl", [convo, "{oops"]))
-    with pytest.raises(RecordFileError, match="no such file"):
+    with pytest.raises(LoadError, match="no such file"):
         read_lines(tmp_path / "missing.jsonl")
 
 
@@ -66,4 +67,4 @@ def test_replay_command_reports_bad_lines(tmp_path):
     result = subprocess.run([sys.executable, "-m", "glasschat", "replay", str(script), "--checkpoint", str(tmp_path)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == f"glasschat: error: {script}: line 2: not valid JSON: Expecting ',' delimiter (column 6)"
+    assert result.stderr.strip() == f"glasschat: error: {script}: line 2, column 6: not valid JSON: Expecting ',' delimiter"

@@ -46,7 +46,7 @@ def test_a_reply_is_kept_with_its_tokens_and_sent_back_as_generated(tiny_tokeniz
     ids, _ = session.render()
     assert second.ids == ids + [tok.encode_special("<|assistant_start|>")]
     cells = session.cells()
-    assert [c.id for c in cells] == ids and session.context_used(cells) == len(ids)
+    assert [c.id for c in cells] == ids and session.context_used() == len(ids)
 
 
 def test_stopped_replies_are_kept_and_failures_before_a_token_are_not(tiny_tokenizer):
@@ -92,7 +92,9 @@ def test_the_context_keeps_the_newest_turns_and_refuses_what_cannot_fit(tiny_tok
     assert session.dropped == prompt.dropped
     session.abandon_reply()
     cells = session.cells()
-    assert session.context_used(cells) < len(cells)
+    kept = session.entries[prompt.dropped:]
+    assert session.context_used() == len(session.tokenizer.render_conversation(
+        {"messages": [entry.message for entry in kept]}).ids) < len(cells)
     assert session.take_back_last_user() == "last"
     entries = list(session.entries)
     with pytest.raises(UserError, match="too long for the model"):
@@ -143,7 +145,14 @@ def test_draft_cells_are_what_a_message_would_add(tiny_tokenizer):
     tok = tiny_tokenizer
     session = chat(tok)
     session.reply(scripted_backend(tok, ["Yes."]), session.add_user("hi", 40), PARAMS)
-    cells = session.draft_cells("<|user_end|>")
+    cells, total = session.draft_cells("<|user_end|>")
     base = len(session.render()[0])
-    assert cells[0].index == base
+    assert cells[0].index == base and total == len(cells)
     assert [c.special for c in cells if c.special] == ["<|user_start|>", "<|user_end|>", "<|assistant_start|>"]
+    full = session.tokenizer.render_for_completion({"messages": [*session.messages, {"role": "user", "content": "<|user_end|>"}]})
+    assert [c.id for c in cells] == full[base:]  # exactly what sending it would add
+    shown, total = session.draft_cells("word " * 5000, limit=100)
+    assert len(shown) == 100 and total > 1000 and shown[0].index == base
+    empty = chat(tok)
+    assert [c.id for c in empty.draft_cells("hi")[0]] == tok.render_for_completion(
+        {"messages": [{"role": "user", "content": "hi"}]})

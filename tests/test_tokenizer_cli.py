@@ -48,7 +48,7 @@ def test_render_json_and_view(tokenizer_dir, tiny_tokenizer, tmp_path):
 
 @pytest.mark.parametrize("content, error", [
     ('{"messages": [{"role": "assistant", "content": "x"}]}', "conversation.json: message 0: expected role 'user'"),
-    ('{"messages": [\n  {"role": "user",, }]}', "conversation.json: line 2, column 19: invalid JSON"),
+    ('{"messages": [\n  {"role": "user",, }]}', "conversation.json: line 2, column 19: not valid JSON"),
 ])
 def test_render_errors_are_one_line(tokenizer_dir, tmp_path, content, error):
     path = tmp_path / "conversation.json"

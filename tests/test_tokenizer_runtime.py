@@ -1,6 +1,7 @@
 """The Tokenizer runtime: encode/decode, special tokens that can't be forged, files, streaming."""
 
 import json
+import os
 import pickle
 
 import pytest
@@ -174,8 +175,11 @@ def test_pickle_guard_reports_garbage_and_missing_files(tmp_path):
     path.write_bytes(b"\x80\x04garbage")
     with pytest.raises(UserError, match="not a valid pickle"):
         Tokenizer.from_nanochat_pickle(path)
-    with pytest.raises(UserError, match="cannot read"):
+    with pytest.raises(UserError, match="absent.pkl: no such file"):
         Tokenizer.from_nanochat_pickle(tmp_path / "absent.pkl")
+    os.mkfifo(tmp_path / "fifo.pkl")
+    with pytest.raises(UserError, match="fifo.pkl: not a regular file"):  # and no wait for a writer
+        Tokenizer.from_nanochat_pickle(tmp_path / "fifo.pkl")
 
 
 # ---- helpers

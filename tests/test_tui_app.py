@@ -156,7 +156,7 @@ async def test_slash_commands_set_params_and_export(tiny_tokenizer, tmp_path):
         await send(pilot, "/bogus")
         assert app.params.temperature == 0.25 and app.session.messages == []
         notes = [n.message for n in app._notifications]
-        assert any("temperature=-1.0 must be >= 0" in n for n in notes)
+        assert any("temperature=-1.0 must be a finite number >= 0" in n for n in notes)
         assert any("unknown command /bogus" in n for n in notes)
         await send(pilot, "how are you")
         await wait_until(pilot, idle(app, 2))

@@ -25,7 +25,7 @@ def test_slash_commands_parse_and_set_params():
     with pytest.raises(UserError, match="unknown command /nope"):
         commands.parse("/nope")
     for bad, message in [("/topk many", "not an integer"), ("/topp 1.5", "top_p=1.5 must be in"),
-                         ("/max", "usage: /max N"), ("/max 0", "max_tokens=0 must be >= 1")]:
+                         ("/max", "usage: /max N"), ("/max 0", "max_tokens=0 must be an integer from 1")]:
         with pytest.raises(UserError, match=message):
             commands.set_param(params, *commands.parse(bad))
 
@@ -168,3 +168,25 @@ def test_replay_state_plays_user_and_system_messages_and_keeps_the_script_reply(
     assert state.next_message()["content"] == "again"
     state.next_entry()
     assert state.current_entry() is None
+
+
+def test_fit_prompt_matches_rendering_the_kept_messages_whole(tiny_tokenizer):
+    """Fitting counts on per-message lengths; the result must be exactly the kept messages
+    rendered from scratch, and dropping two fewer messages must not have fitted."""
+    from tui.chat_file import TurnRecord
+    from tui.chat_tokens import RenderCache, prompt_ids
+
+    tok = tiny_tokenizer
+    reply = tok.encode("answer 1 about") + [tok.encode_special("<|assistant_end|>")]
+    for system in ([], [Entry({"role": "system", "content": "Be brief."})]):
+        entries = [*system, *map(Entry, conversation(9))]
+        at = len(system) + 3
+        entries[at] = Entry({"role": "assistant", "content": tok.parse_assistant(reply)},
+                            TurnRecord(message=at, ids=reply, forced=[False] * len(reply)))
+        cache = RenderCache()
+        for sequence_len in (400, 200, 120, 90, 60):
+            prompt = fit_prompt(tok, entries, sequence_len, max_tokens=8, cache=cache)
+            assert prompt.ids == prompt_ids(tok, without_oldest(entries, prompt.dropped))  # no cache: from scratch
+            assert len(prompt.ids) <= sequence_len - 8 or prompt.dropped + 1 >= len(entries) - len(system)
+            if prompt.dropped:
+                assert len(prompt_ids(tok, without_oldest(entries, prompt.dropped - 2))) > sequence_len - 8

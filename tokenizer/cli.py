@@ -79,16 +79,9 @@ def _register_render(group) -> None:
 
 
 def _read_json(path: str):
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise UserError(f"{path}: cannot read: {error.strerror}") from None
-    except UnicodeDecodeError as error:
-        raise UserError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise UserError(f"{path}: line {error.lineno}, column {error.colno}: invalid JSON: {error.msg}") from None
+    from glasschat.loading import read_json
+
+    return read_json(path)
 
 
 def _register_train(group) -> None:

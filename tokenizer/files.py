@@ -18,11 +18,13 @@ from pathlib import Path
 
 from glasschat.atomic import atomic_write_text
 from glasschat.errors import UserError
+from glasschat.loading import LoadError, read_bytes, read_json
 from tokenizer.specials import special_ids
 
 RANKS_FILE = "tokenizer.tiktoken"
 META_FILE = "tokenizer_meta.json"
 FORMAT = "glasschat-tokenizer/1"
+MAX_RANKS_BYTES = 256 * 2**20  # ~40 bytes a token: millions of tokens
 
 
 class TokenizerFileError(UserError):
@@ -54,9 +56,9 @@ def load_tokenizer_files(directory: str | Path) -> tuple[dict[bytes, int], str, 
         if not path.is_file():
             raise TokenizerFileError(f"{path}: missing (a tokenizer directory holds {RANKS_FILE} and {META_FILE})")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise TokenizerFileError(f"{meta_path}: not valid JSON: {error}") from None
+        meta = read_json(meta_path)
+    except LoadError as error:
+        raise TokenizerFileError(str(error)) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise TokenizerFileError(f"{meta_path}: field 'format' must be {FORMAT!r}")
     pattern = meta.get("pattern")
@@ -64,18 +66,23 @@ def load_tokenizer_files(directory: str | Path) -> tuple[dict[bytes, int], str, 
         raise TokenizerFileError(f"{meta_path}: field 'pattern' must be a non-empty string")
 
     ranks: dict[bytes, int] = {}
-    with open(ranks_path, "rb") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                token_b64, rank_text = line.split()
-                token, rank = base64.b64decode(token_b64, validate=True), int(rank_text)
-            except (ValueError, binascii.Error):
-                raise TokenizerFileError(f"{ranks_path}: line {line_no}: expected 'BASE64 RANK'") from None
-            if token in ranks:
-                raise TokenizerFileError(f"{ranks_path}: line {line_no}: token listed twice")
-            ranks[token] = rank
+    try:
+        data = read_bytes(ranks_path, MAX_RANKS_BYTES)
+    except LoadError as error:
+        raise TokenizerFileError(str(error)) from None
+    for line_no, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            token_b64, rank_text = line.split()
+            if len(rank_text) > 12:
+                raise ValueError("rank too long")
+            token, rank = base64.b64decode(token_b64, validate=True), int(rank_text)
+        except (ValueError, binascii.Error):
+            raise TokenizerFileError(f"{ranks_path}: line {line_no}: expected 'BASE64 RANK'") from None
+        if token in ranks:
+            raise TokenizerFileError(f"{ranks_path}: line {line_no}: token listed twice")
+        ranks[token] = rank
     if sorted(ranks.values()) != list(range(len(ranks))):
         raise TokenizerFileError(f"{ranks_path}: ranks must be exactly 0..{len(ranks) - 1}")
 

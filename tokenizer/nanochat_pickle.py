@@ -13,6 +13,7 @@ import os
 import pickle
 
 from glasschat.errors import UserError
+from glasschat.loading import read_bytes
 
 MAX_PICKLE_BYTES = 64 * 1024 * 1024  # a 256k-token vocabulary is ~4 MB; refuse anything absurd
 
@@ -41,14 +42,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 def load_encoding_state(path: str | os.PathLike) -> dict:
     """Return the checked state dict of a pickled ``tiktoken.Encoding`` at ``path``."""
-    try:
-        size = os.path.getsize(path)
-        if size > MAX_PICKLE_BYTES:
-            raise UnsafePickleError(f"{path}: {size} bytes is too large for a tokenizer pickle")
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as error:
-        raise UserError(f"{path}: cannot read: {error.strerror}") from None
+    data = read_bytes(path, MAX_PICKLE_BYTES)  # a regular file of bounded size, or one line saying why not
     try:
         obj = _RestrictedUnpickler(io.BytesIO(data)).load()
     except _RefusedGlobal as error:

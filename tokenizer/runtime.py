@@ -15,12 +15,23 @@ import tiktoken
 from glasschat.errors import UserError
 from tokenizer import conversation as conv
 from tokenizer.files import load_tokenizer_files, save_tokenizer_files
+from tokenizer.patterns import pattern_problem
 from tokenizer.specials import SPECIAL_TOKENS, special_ids
 from tokenizer.stream import StreamDecoder
 
 
 class Tokenizer:
-    def __init__(self, ranks: dict[bytes, int], pattern: str, name: str = "glasschat"):
+    def __init__(self, ranks: dict[bytes, int], pattern: str, name: str = "glasschat", source: str = "tokenizer"):
+        # checked here, the one door every tokenizer comes through (files, nanochat pickles,
+        # training): tiktoken panics on first use, not at construction, on either problem
+        problem = pattern_problem(pattern)
+        if problem is None:
+            missing = [b for b in range(256) if bytes([b]) not in ranks]
+            if missing:
+                problem = (f"lacks the single-byte token(s) {', '.join(f'0x{b:02X}' for b in missing[:4])}"
+                           f"{' …' if len(missing) > 4 else ''}: every byte needs a token of its own")
+        if problem is not None:
+            raise UserError(f"{source}: {problem}")
         self.pattern = pattern
         self.special_ids = special_ids(len(ranks))
         self._ranks = ranks
@@ -39,7 +50,7 @@ class Tokenizer:
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Tokenizer:
         ranks, pattern, _ = load_tokenizer_files(directory)
-        return cls(ranks, pattern, name=Path(directory).name or "glasschat")
+        return cls(ranks, pattern, name=Path(directory).name or "glasschat", source=str(Path(directory)))
 
     @classmethod
     def from_nanochat_pickle(cls, path: str | os.PathLike) -> Tokenizer:
@@ -51,7 +62,7 @@ class Tokenizer:
         if state["special_tokens"] != special_ids(len(ranks)):
             raise UserError(f"{path}: special tokens must be exactly {', '.join(SPECIAL_TOKENS)} "
                             f"with ids {len(ranks)}..{len(ranks) + len(SPECIAL_TOKENS) - 1}")
-        return cls(ranks, state["pat_str"], name=state["name"])
+        return cls(ranks, state["pat_str"], name=state["name"], source=str(path))
 
     def save(self, directory: str | os.PathLike) -> None:
         save_tokenizer_files(directory, self._ranks, self.pattern)

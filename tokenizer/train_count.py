@@ -72,6 +72,12 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def max_workers() -> int:
+    """The most counting processes a run may start: counting is CPU-bound, so more processes than
+    CPUs only cost memory (each holds its own counts); a few per CPU stay allowed."""
+    return 4 * default_workers()
+
+
 def _documents(config: _Config, item: WorkItem, char_budget: int | None = None) -> tuple[list[str], list[str]]:
     """The documents of one item, capped, and warnings; with ``char_budget``, only up to the
     document that takes the running character count past it (kept, as nanochat does)."""
@@ -92,6 +98,7 @@ def _documents(config: _Config, item: WorkItem, char_budget: int | None = None) 
 
 def _worker(config: _Config, tasks, results, per_item: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is handled once, by the parent
+    _die_with_parent()
     counts: Counter[str] = Counter()
     try:
         while (task := tasks.get()) is not None:
@@ -186,6 +193,24 @@ def count_chunks(
             elif finished(*message):
                 return total
     return total
+
+
+def _die_with_parent() -> None:
+    """Have Linux send this helper SIGTERM when its parent dies, however it dies: a SIGTERM or
+    SIGKILL ends the parent without running ``_Helpers.__exit__``, and a helper left behind
+    would wait for work forever."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # the parent died before the request took effect
+        os._exit(1)
 
 
 class _Helpers:

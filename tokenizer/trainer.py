@@ -19,7 +19,7 @@ from glasschat.errors import UserError
 from tokenizer.files import save_tokenizer_files
 from tokenizer.patterns import DEFAULT_PATTERN, resolve_pattern
 from tokenizer.specials import NUM_SPECIAL_TOKENS, special_ids
-from tokenizer.train_count import count_chunks, default_workers
+from tokenizer.train_count import count_chunks, default_workers, max_workers
 from tokenizer.train_inputs import Source, plan_sources, work_items
 from tokenizer.train_progress import Progress
 from tokenizer.train_split import ChunkSplitter, check_tiktoken_compiles
@@ -79,6 +79,8 @@ def train_tokenizer(
     for option, value in (("--max-chars", max_chars), ("--doc-cap", doc_cap), ("--workers", workers)):
         if value is not None and value < 1:
             raise UserError(f"{option}: must be at least 1, got {value}")
+    if workers is not None and workers > max_workers():
+        raise UserError(f"--workers: at most {max_workers()} (4 per CPU this process may use), got {workers:,}")
     regex_text = resolve_pattern(pattern)
     check_tiktoken_compiles(regex_text)
     if Path(out_dir).exists() and not Path(out_dir).is_dir():

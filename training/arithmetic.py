@@ -104,10 +104,10 @@ def _apply(op: str, a: float, b: float) -> float | None:
 
 def calculator_output(call: str) -> str:
     """What the engine forces after ``call``: the calculator tool's own text for the result."""
-    from model import calculate
+    from model.calculator import calculate, is_error
 
     result = calculate(call)
-    if result is None:
+    if is_error(result):
         raise ValueError(f"the calculator refuses a generated expression: {call!r}")
     return result
 

@@ -21,6 +21,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _thread_count(text: str) -> int:
+    value = _positive_int(text)
+    if value > 1024:
+        raise argparse.ArgumentTypeError(f"at most 1024, got {value}")
+    return value
+
+
 def register(subparsers) -> None:
     _register_train(subparsers)
     _register_eval(subparsers)
@@ -38,7 +45,7 @@ def _register_train(subparsers) -> None:
     p.add_argument("--stage", action="append", choices=STAGES, metavar="STAGE",
                    help=f"run only this stage (repeatable): {', '.join(STAGES)}; default: all")
     p.add_argument("--force", action="store_true", help="rerun the chosen stages even if they are done")
-    p.add_argument("--threads", type=_positive_int, default=1,
+    p.add_argument("--threads", type=_thread_count, default=1,
                    help="torch CPU threads (default 1: on a shared 2-core machine 2 threads can be slower)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where to train (auto: CUDA in bf16 when present, else the CPU in fp32)")
@@ -65,7 +72,7 @@ def _register_eval(subparsers) -> None:
     p.add_argument("--temperature", type=float, action="append",
                    help="sampling temperature, repeatable; 0 is greedy (default: 0 and 0.7)")
     p.add_argument("--seed", type=int, default=1234, help="seed of the held-out prompts and of sampling")
-    p.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=_thread_count, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--json", action="store_true", help="print the full report (with failures) as JSON")
     p.set_defaults(func=_eval)
 

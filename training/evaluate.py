@@ -82,8 +82,12 @@ def evaluate_checkpoint(checkpoint: str | Path, per_skill: int, temperatures: Se
     """Load a checkpoint and evaluate it at each temperature on the same held-out prompts (on
     the torch threads its caller set)."""
     from model import Engine, load_model
+    from model.events import SamplingParams
     from training.word_pools import word_pools
 
+    for temperature in temperatures:  # every item's sampling parameters, checked before the model loads
+        SamplingParams(temperature=temperature, seed=seed)
+    SamplingParams(seed=seed + per_skill * len(SKILLS))  # the item seeds run from seed upwards
     gpt, tokenizer = load_model(checkpoint)
     engine = Engine(gpt, tokenizer)
     _, heldout_words, _ = word_pools(tokenizer)

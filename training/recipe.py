@@ -6,6 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from glasschat.errors import UserError
+
+# bounds on the recipe's counts (the model's shape is bounded by GPTConfig): generous for a
+# long run, small enough that a typo is an error rather than hours of generating data
+RECIPE_LIMITS = (
+    ("seed", -(2**63), 2**63 - 1), ("sft_conversations", 1, 10**8), ("val_conversations", 1, 10**7),
+    ("tokenizer_conversations", 0, 10**8), ("spelling_documents", 0, 10**8), ("train_seq_len", 2, 2**17),
+    ("batch_size", 1, 2**14), ("pretrain_steps", 1, 10**8), ("sft_steps", 1, 10**8), ("eval_per_skill", 1, 10**6),
+)
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -37,6 +47,23 @@ class Recipe:
     dtype: str = "float16"
     eval_per_skill: int = 200
     eval_temperature: float = 0.7
+
+    def __post_init__(self) -> None:
+        # checked when the recipe is made (command-line overrides included), before any stage
+        # generates data or sizes a model from it
+        from model.gpt import GPTConfig
+
+        try:
+            GPTConfig(sequence_len=self.sequence_len, vocab_size=self.vocab_size, n_layer=self.n_layer,
+                      n_head=self.n_head, n_kv_head=self.n_kv_head, n_embd=self.n_embd)
+        except UserError as error:
+            raise UserError(f"recipe {self.name}: {error}") from None
+        for name, least, most in RECIPE_LIMITS:
+            value = getattr(self, name)
+            if type(value) is not int or not least <= value <= most:
+                raise UserError(f"recipe {self.name}: {name} must be an integer from {least:,} to {most:,}, got {value!r}")
+        if self.train_seq_len > self.sequence_len:
+            raise UserError(f"recipe {self.name}: train_seq_len {self.train_seq_len} exceeds sequence_len {self.sequence_len}")
 
     def overridden(self, **changes) -> Recipe:
         changes = {k: v for k, v in changes.items() if v is not None}

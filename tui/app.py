@@ -23,12 +23,14 @@ from textual.timer import Timer
 from textual.worker import get_current_worker
 
 from glasschat.errors import UserError
+from glasschat.loading import scrub_text
 from model.backend import Backend
 from model.events import SamplingParams, Stop
 from tui import actions
 from tui import commands as slash
 from tui.chat_file import Line, TurnRecord, entry_error
 from tui.context import Prompt
+from tui.guard import describe, guarded, log_error
 from tui.replay import ReplayState, compare, expected_ids
 from tui.reply_blocks import ReplyBlocks
 from tui.screens.conversations import ConversationsScreen
@@ -48,6 +50,8 @@ from tui.widgets.token_view import TokenView
 PUMP_INTERVAL_S = 1 / 30  # how often streamed text reaches the screen
 LIVE_TOKENS_INTERVAL_S = 0.25  # how often the token pane follows a streaming reply
 DRAFT_PREVIEW_DELAY_S = 0.08  # typing pause before the draft's tokens are recomputed
+DRAFT_PREVIEW_LONG_DELAY_S = 0.5  # the same for a draft of more than 200 lines (a paste)
+DRAFT_PREVIEW_TOKENS = 500  # the most draft tokens shown: a pasted book stays responsive
 REPLAY_PAUSE_S = 0.6  # between replayed turns, so they can be followed
 INSPECTOR_ALTERNATIVES = 5
 
@@ -75,6 +79,7 @@ class GlasschatApp(App):
         self._resume = resume
         self._draft_timer: Timer | None = None
         self._live_tokens_at = 0.0
+        self._save_problem: str | None = None  # why the last save failed, said once
 
     # ---- layout
 
@@ -87,9 +92,21 @@ class GlasschatApp(App):
             yield DebugPane(self.tokenizer, self.backend.info.sequence_len, id="debug-pane")
         yield StatusBar(Status(self.backend.info, self.params), id="status-bar")
 
+    @guarded
     async def on_mount(self) -> None:
         self.query_one(DebugPane).display = False
         self.query_one(RawView).display = False
+        problem = self.store.write_problem()
+        if problem is not None:  # said once, here and in the status bar, not after every turn
+            self._save_problem = problem
+            self.status.saving = "not saving: read-only data directory"
+            self.refresh_status()
+            self.notify(f"Conversations will not be saved: {problem}", severity="warning", timeout=10)
+        draft = self.store.take_draft()
+        if draft is not None:
+            self.chat_input.load_text(draft)
+            self.chat_input.move_cursor(self.chat_input.document.end)
+            self.notify("Your unsent draft from the last session is back in the message box.")
         if self._resume is not None:
             await self.open_conversation(self._resume)
         if self.replay is not None:
@@ -110,8 +127,10 @@ class GlasschatApp(App):
     # ---- sending
 
     @on(ChatInput.Submitted)
+    @guarded
     async def on_submitted(self, event: ChatInput.Submitted) -> None:
-        await self.submit(event.text)
+        # text that UTF-8 cannot hold (a pasted lone surrogate) is stored as the tokenizer reads it
+        await self.submit(scrub_text(event.text))
 
     async def submit(self, text: str) -> None:
         """Handle what was typed: a slash command, or a message to send."""
@@ -277,22 +296,22 @@ class GlasschatApp(App):
             self.notify("A reply is still streaming: press Esc first.", severity="warning")
             return
 
-        async def opened(conversation_id: str | None) -> None:
+        @guarded
+        async def opened(app, conversation_id: str | None) -> None:
             if conversation_id is not None:
-                await self.open_conversation(conversation_id)
+                await app.open_conversation(conversation_id)
 
         current = self.session.conversation_id if self.session.entries else None
-        self.push_screen(ConversationsScreen(self.store, current), opened)
+        self.push_screen(ConversationsScreen(self.store, current), partial(opened, self))
 
+    @guarded
     async def open_conversation(self, conversation_id: str) -> None:
         try:
             self.session.open(conversation_id)
         except UserError as error:
             self.notify(f"Cannot open the conversation: {error}", severity="error", timeout=10)
             return
-        await self.chat_log.clear()
-        for message in self.session.messages:
-            await self.chat_log.add_message(message)
+        await self.chat_log.load(self.session.messages)
         self.chat_log.jump_to_newest()
         last = self.session.last_turn
         if last is not None:
@@ -305,24 +324,44 @@ class GlasschatApp(App):
 
     def action_toggle_tokens(self) -> None:
         pane = self.debug_pane
+        typing = self.focused is self.chat_input
         pane.display = not pane.display
         if pane.display:
             self.refresh_tokens()
             self.refresh_draft()
+        self._keep_typing_in_the_draft(typing)
 
     def action_toggle_raw(self) -> None:
         raw = self.query_one(RawView)
+        typing = self.focused is self.chat_input
         raw.display = not raw.display
         self.chat_log.display = not raw.display
         if raw.display:
             self.refresh_tokens()
+        self._keep_typing_in_the_draft(typing)
+
+    def _keep_typing_in_the_draft(self, typing: bool) -> None:
+        """After a pane opens or closes: the message box keeps the keyboard if it had it, and
+        gets it back if the focused widget was just hidden (typing would go nowhere)."""
+        focused = self.focused
+        if typing or focused is None or not focused.display or not all(a.display for a in focused.ancestors
+                                                                        if hasattr(a, "display")):
+            self.chat_input.focus()
+
+    def on_key(self, event) -> None:
+        # a printable key with nothing focused (the focused widget went away) belongs in the draft
+        if self.focused is None and event.is_printable and event.character and len(self.screen_stack) == 1:
+            self.chat_input.focus()
+            self.chat_input.insert(event.character)
+            event.stop()
 
     def action_settings(self, focus_field: str | None = None) -> None:
-        def applied(params: SamplingParams | None) -> None:
+        @guarded
+        def applied(app, params: SamplingParams | None) -> None:
             if params is not None:
-                self.set_params(params)
+                app.set_params(params)
 
-        self.push_screen(SettingsScreen(self.params, focus_field), applied)
+        self.push_screen(SettingsScreen(self.params, focus_field), partial(applied, self))
 
     def action_jump_to_newest(self) -> None:
         self.chat_log.jump_to_newest()
@@ -356,8 +395,44 @@ class GlasschatApp(App):
                 await self.action_edit_last()
             elif command.name == "help":
                 self.action_help()
-        except UserError as error:
-            self.notify(str(error), severity="error")
+        except Exception as error:  # a mistake in the command, or a bug: a notification either way
+            self.report_error(f"/{command.name}", error)
+
+    # ---- the safety net (tui.guard)
+
+    async def run_action(self, action, default_namespace=None, namespaces=None) -> bool:
+        """Every key, palette entry and widget action comes through here: a bug in one is
+        reported, and the chat goes on."""
+        try:
+            return await super().run_action(action, default_namespace, namespaces)
+        except Exception as error:
+            self.report_error(f"action {action}", error)
+            return True
+
+    def report_error(self, where: str, error: Exception) -> None:
+        """Say what went wrong; a bug's traceback goes to the error log."""
+        log = None
+        if not isinstance(error, UserError) and log_error(self.store.error_log, where, error):
+            log = self.store.error_log
+        self.notify(describe(where, error, log), severity="error", timeout=15)
+
+    def _handle_exception(self, error: Exception) -> None:
+        # what the net did not catch ends the app (non-zero): first keep the work
+        self.preserve_work()
+        super()._handle_exception(error)
+
+    def preserve_work(self) -> None:
+        """Save the conversation and the draft, as far as possible (the app is going down)."""
+        try:
+            self.session.save()
+        except Exception:
+            pass
+        try:
+            draft = self.chat_input.text
+            if draft.strip():
+                self.store.save_draft(scrub_text(draft))
+        except Exception:
+            pass
 
     # ---- command palette
 
@@ -386,25 +461,32 @@ class GlasschatApp(App):
 
     def refresh_tokens(self) -> None:
         """Recompute the token pane, raw view and status bar from the conversation."""
-        cells: list[TokenCell] = self.session.cells()
         dropped = self.session.dropped
-        self.status.context_used = self.session.context_used(cells)
+        self.status.context_used = self.session.context_used()
         self.status.dropped = dropped
         self.refresh_status()
+        raw = self.query_one(RawView)
+        if not (self.debug_pane.display or raw.display):
+            return  # the cells of a long chat are costly: made only to be shown
+        cells: list[TokenCell] = self.session.cells()
         if self.debug_pane.display:
             self.debug_pane.show_conversation(cells, dropped)
-        raw = self.query_one(RawView)
         if raw.display:
             raw.show(cells)
 
     @on(ChatInput.Changed)
+    @guarded
     def on_draft_changed(self) -> None:
         if not self.debug_pane.display:
             return
         if self._draft_timer is not None:
             self._draft_timer.stop()
-        self._draft_timer = self.set_timer(DRAFT_PREVIEW_DELAY_S, self.refresh_draft)
+        # a long draft waits for a longer pause: its preview costs more than a keystroke
+        long = self.chat_input.document.line_count > 200 or len(self.chat_input.document.get_line(0)) > 20_000
+        self._draft_timer = self.set_timer(DRAFT_PREVIEW_LONG_DELAY_S if long else DRAFT_PREVIEW_DELAY_S,
+                                           self.refresh_draft)
 
+    @guarded
     def refresh_draft(self) -> None:
         """Show the tokens the draft in the message box would add to the conversation."""
         text = self.chat_input.text
@@ -420,11 +502,11 @@ class GlasschatApp(App):
             pane.show_draft([], note="an unknown slash command (/help lists them)")
             return
         try:
-            cells = self.session.draft_cells(slash.message_text(text))
+            cells, total = self.session.draft_cells(slash.message_text(text), DRAFT_PREVIEW_TOKENS)
         except UserError as error:
             pane.show_draft([], note=f"cannot be sent here: {error}")
             return
-        pane.show_draft(cells)
+        pane.show_draft(cells, total=total)
 
     # ---- status and persistence
 
@@ -440,11 +522,20 @@ class GlasschatApp(App):
         self.refresh_status()
 
     def save(self) -> None:
-        """Write the conversation to the data directory (atomically); errors are notified."""
+        """Write the conversation to the data directory (atomically). A failure is notified once
+        (not after every turn) and shown in the status bar until a save works again."""
         try:
             self.session.save()
-        except OSError as error:
-            self.notify(f"Could not save the conversation: {error}", severity="error")
+        except (UserError, OSError) as error:
+            if self._save_problem is None:  # newly failing: say so; already known: the status bar says it
+                self.notify(f"Could not save the conversation: {error}", severity="error", timeout=10)
+            self._save_problem = str(error)
+            self.status.saving = "not saving"
+            self.refresh_status()
+            return
+        if self._save_problem is not None:
+            self._save_problem, self.status.saving = None, ""
+            self.refresh_status()
 
     # ---- replay
 
@@ -465,6 +556,7 @@ class GlasschatApp(App):
         self.replay.steps += 1
         self.call_later(self.replay_advance)
 
+    @guarded
     async def replay_advance(self) -> None:
         """Play the script's next turn, unless paused or a reply is streaming."""
         replay = self.replay

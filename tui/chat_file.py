@@ -18,11 +18,12 @@ from typing import Any
 
 from glasschat.atomic import atomic_write_text
 from glasschat.errors import UserError
+from glasschat.loading import read_json_lines
 from model.events import TokenEvent
 
 
 class RecordFileError(UserError):
-    """A chat file that cannot be read: missing, not UTF-8, or a line that is not JSON."""
+    """A chat file whose content is not what a chat file holds."""
 
 
 @dataclass
@@ -141,6 +142,8 @@ class ChatRecord:
     def from_json(cls, data: dict) -> ChatRecord:
         turns = [t for t in map(TurnRecord.from_json, data.get("turns") or []) if t is not None]
         meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+        if not isinstance(meta.get("title", ""), str):
+            meta = {key: value for key, value in meta.items() if key != "title"}  # shown as text: it must be one
         return cls(messages=data["messages"], turns=turns, meta=meta)
 
 
@@ -155,35 +158,11 @@ class Line:
 def read_lines(path: str | Path) -> list[Line]:
     """Read a JSONL file (or a file holding one JSON list) into entries.
 
-    Blank lines are skipped. A line that is not JSON is an error naming the file and line; what
-    each entry holds is checked by its user (``render_conversation`` for messages).
+    Blank lines are skipped. A file that cannot be read or a line that is not JSON is an error
+    naming the file and line (``glasschat.loading`` bounds size and depth); what each entry
+    holds is checked by its user (``render_conversation`` for messages).
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RecordFileError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise RecordFileError(f"{path}: is a directory, not a file") from None
-    except UnicodeDecodeError as error:
-        raise RecordFileError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
-    if text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise RecordFileError(f"{path}: line {error.lineno}: not valid JSON: {error.msg}") from None
-        if not isinstance(items, list):
-            raise RecordFileError(f"{path}: expected a JSON list or one JSON object per line")
-        return [Line(number, item) for number, item in enumerate(items, start=1)]
-    entries = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entries.append(Line(number, json.loads(line)))
-        except json.JSONDecodeError as error:
-            raise RecordFileError(f"{path}: line {number}: not valid JSON: {error.msg} (column {error.colno})") from None
-    return entries
+    return [Line(number, data) for number, data in read_json_lines(path)]
 
 
 def entry_error(entry: Line) -> str | None:

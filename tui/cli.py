@@ -46,13 +46,18 @@ def run_chat(args) -> int:
         raise UserError(f"{args.replay}: no conversations in the script")
     backend = load_backend(args.checkpoint)
 
+    from tui import terminal_input
     from tui.app import GlasschatApp
 
+    terminal_input.install()  # keys in a burst and pastes reach the draft as typed
+    app = GlasschatApp(backend, store=store, params=params, resume=resume, replay=script)
     try:
-        GlasschatApp(backend, store=store, params=params, resume=resume, replay=script).run()
+        app.run()
     finally:
         backend.close()
-    return 0
+    # Textual ends the app on an unhandled exception and prints it, but returns normally:
+    # its return code is what tells the shell that it crashed
+    return app.return_code or 0
 
 
 def run_replay(args) -> int:
@@ -60,6 +65,7 @@ def run_replay(args) -> int:
     import sys
     from dataclasses import asdict
 
+    from glasschat.atomic import check_file_target
     from glasschat.errors import UserError
     from tui.backend import load_backend
     from tui.chat_file import dumps_line, read_lines, write_records
@@ -71,6 +77,8 @@ def run_replay(args) -> int:
     entries = read_lines(args.script)
     if not entries:
         raise UserError(f"{args.script}: no conversations in the script")
+    if args.out is not None:
+        check_file_target(args.out)  # before the generating, not after it
     backend = load_backend(args.checkpoint, in_process=True)
     meta = {"model": backend.info.name, "params": asdict(params)}
     records, failed = [], 0

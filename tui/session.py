@@ -22,8 +22,9 @@ from glasschat.atomic import atomic_write_text
 from glasschat.errors import UserError
 from model.backend import Backend
 from model.events import SamplingParams, Stop, TokenEvent
+from tokenizer.conversation import normalize
 from tui.chat_file import ChatRecord, Entry, TurnRecord, to_markdown, write_records
-from tui.chat_tokens import prompt_ids, render_chat
+from tui.chat_tokens import RenderCache, head_tokens, message_tokens, prompt_ids, render_chat
 from tui.context import Prompt, fit_prompt
 from tui.store import ConversationStore, title_of
 from tui.token_cells import TokenCell, build_cells
@@ -51,6 +52,7 @@ class ChatSession:
         self.model = model
         self.entries: list[Entry] = []
         self.pending: TurnRecord | None = None  # the reply being generated, not yet an entry
+        self.rendered = RenderCache()  # each message's tokens: a long chat is not rendered again per turn
         self.dropped = 0  # oldest messages the last prompt left out
         self.conversation_id = store.new_id() if store is not None else ""
         self.created = time.time()
@@ -80,7 +82,7 @@ class ChatSession:
 
     def render(self) -> tuple[list[int], list[int]]:
         """The whole conversation as ``(ids, mask)``, replies as generated."""
-        return render_chat(self.tokenizer, self.entries) if self.entries else ([], [])
+        return render_chat(self.tokenizer, self.entries, self.rendered) if self.entries else ([], [])
 
     def with_pending(self) -> list[Entry]:
         """The entries with the reply being generated, if it has tokens yet."""
@@ -95,37 +97,55 @@ class ChatSession:
         entries = self.with_pending()
         if not entries:
             return []
-        ids, mask = render_chat(self.tokenizer, entries)
+        ids, mask = render_chat(self.tokenizer, entries, self.rendered)
         return build_cells(self.tokenizer, ids, mask, entries)
 
-    def context_used(self, cells: list[TokenCell]) -> int:
-        """How many of ``cells`` the model is sent: all, less the messages left out."""
-        if not self.dropped:
-            return len(cells)
-        first_sent = min((c.message for c in cells if c.message >= 0), default=0) + self.dropped
-        return sum(1 for c in cells if c.message < 0 or c.message >= first_sent)
+    def context_used(self) -> int:
+        """How many tokens of the conversation (with the reply being generated) the model is
+        sent: all, less the messages the last prompt left out. Counted on the cached
+        per-message tokens, so the status bar costs no rendering of a long chat."""
+        entries = self.with_pending()
+        first = 1 if entries and entries[0].role == "system" else 0
+        kept = range(first + self.dropped, len(entries))
+        if not kept:
+            return 0
+        used = 1  # <|bos|>
+        for index in kept:
+            if first and index == kept.start:  # the system message is sent merged into this one
+                used += len(head_tokens(self.tokenizer, entries[0], entries[index])[0])
+            else:
+                used += len(self.rendered.segment(self.tokenizer, index, entries[index])[0])
+        return used
 
-    def draft_cells(self, text: str) -> list[TokenCell]:
-        """The tokens a user message ``text`` would add to the conversation; ``UserError`` when it
-        cannot be rendered here."""
-        entries = [*self.entries, Entry({"role": "user", "content": text})]
-        full = prompt_ids(self.tokenizer, entries)
-        base = self.render()[0]
-        tail = full[len(base):]
-        return build_cells(self.tokenizer, tail, [0] * len(tail), [], start=len(base))
+    def draft_cells(self, text: str, limit: int | None = None) -> tuple[list[TokenCell], int]:
+        """The tokens a user message ``text`` would add to the conversation, as cells (the first
+        ``limit`` of them) and how many there are; ``UserError`` when it cannot be sent here.
+
+        Only the draft is rendered (the conversation's tokens do not depend on it), so a long
+        chat or a long draft costs the draft's encoding, not the whole conversation's."""
+        draft = Entry({"role": "user", "content": text})
+        entries = [*self.entries, draft]
+        normalize({"messages": [entry.message for entry in entries]})  # can it follow the conversation?
+        if len(entries) <= 2 and entries[0].role == "system" or len(entries) == 1:
+            tail, start = prompt_ids(self.tokenizer, entries), 0  # the draft opens the conversation
+        else:
+            tail = [*message_tokens(self.tokenizer, draft)[0], self.tokenizer.encode_special("<|assistant_start|>")]
+            start = len(self.render()[0])
+        shown = tail if limit is None else tail[:limit]
+        return build_cells(self.tokenizer, shown, [0] * len(shown), [], start=start), len(tail)
 
     # ---- changing it
 
     def prompt(self, max_tokens: int) -> Prompt:
         """The prompt for a reply to the conversation (which ends with a user message), fitted
         into the context; ``ContextFullError`` when the last message alone leaves no room."""
-        return fit_prompt(self.tokenizer, self.entries, self.sequence_len, max_tokens)
+        return fit_prompt(self.tokenizer, self.entries, self.sequence_len, max_tokens, self.rendered)
 
     def add_user(self, text: str, max_tokens: int) -> Prompt:
         """Add a user message and return the prompt for its reply; ``UserError`` (conversation
         unchanged) when it cannot be sent."""
         entries = [*self.entries, Entry({"role": "user", "content": text})]
-        prompt = fit_prompt(self.tokenizer, entries, self.sequence_len, max_tokens)
+        prompt = fit_prompt(self.tokenizer, entries, self.sequence_len, max_tokens, self.rendered)
         self.entries = entries
         return prompt
 

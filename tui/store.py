@@ -13,10 +13,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from glasschat.atomic import atomic_write_text
 from glasschat.errors import UserError
+from glasschat.loading import read_text
+from tokenizer.conversation import normalize
 from tui.chat_file import ChatRecord, RecordFileError, entry_error, read_lines, write_records
 
 SUFFIX = ".jsonl"
+MAX_DRAFT_BYTES = 64 * 2**20
 
 
 def data_dir() -> Path:
@@ -56,12 +60,49 @@ class ConversationStore:
     def save(self, conversation_id: str, record: ChatRecord) -> None:
         write_records(self.path(conversation_id), [record.to_json()])
 
+    # the files beside the conversations: a draft kept over a crash, and the log of errors met
+    @property
+    def draft_path(self) -> Path:
+        return self.root / ".draft.txt"
+
+    @property
+    def error_log(self) -> Path:
+        return self.root / "errors.log"
+
+    def save_draft(self, text: str) -> None:
+        atomic_write_text(self.draft_path, text)
+
+    def take_draft(self) -> str | None:
+        """The draft kept by ``save_draft`` (then forgotten); None when there is none."""
+        try:
+            text = read_text(self.draft_path, MAX_DRAFT_BYTES)
+        except UserError:
+            return None
+        self.draft_path.unlink(missing_ok=True)
+        return text or None
+
+    def write_problem(self) -> str | None:
+        """Why conversations cannot be saved here (a read-only or full disk, a file in the way);
+        None when they can. Tries what a save does: make the directory and a file in it."""
+        try:
+            atomic_write_text(self.root / ".write-check", "")
+            (self.root / ".write-check").unlink(missing_ok=True)
+        except (UserError, OSError) as error:
+            return str(error)
+        return None
+
     def load(self, conversation_id: str) -> ChatRecord:
         path = self.path(conversation_id)
         entries = read_lines(path)
         if len(entries) != 1 or entry_error(entries[0]):
             raise RecordFileError(f"{path}: expected one conversation object with a \"messages\" list")
-        return ChatRecord.from_json(entries[0].data)
+        record = ChatRecord.from_json(entries[0].data)
+        if record.messages:  # every message well-formed, so nothing that shows or resumes it can fail on one
+            try:
+                normalize(record.conversation)
+            except UserError as error:
+                raise RecordFileError(f"{path}: {error}") from None
+        return record
 
     def delete(self, conversation_id: str) -> None:
         self.path(conversation_id).unlink(missing_ok=True)

@@ -126,11 +126,15 @@ class DebugPane(Vertical):
         first = min((c.message for c in cells if c.message >= 0), default=0)
         return first + dropped
 
-    def show_draft(self, cells: list[TokenCell], note: str | None = None) -> None:
+    def show_draft(self, cells: list[TokenCell], note: str | None = None, total: int | None = None) -> None:
+        """The draft's tokens; ``total`` counts them all when ``cells`` holds only the first."""
         label = self.query_one("#draft-label", Static)
+        total = len(cells) if total is None else total
         if note is not None:
             label.update(Text(note, style="italic"))
             cells = []
+        elif cells and total > len(cells):
+            label.update(Text(f"the draft adds {total} tokens (the first {len(cells)} shown):", style="italic"))
         elif cells:
             label.update(Text(f"the draft adds {len(cells)} tokens:", style="italic"))
         else:

@@ -22,6 +22,7 @@ class Status:
     tokens_per_s: float | None = None
     state: str = "ready"
     dropped: int = 0  # oldest messages left out of the prompt
+    saving: str = ""  # why conversations are not being saved ("" while they are)
 
 
 def params_label(params: SamplingParams) -> str:
@@ -53,4 +54,6 @@ class StatusBar(Static):
         text.append(f"│ ttft {ttft} · {speed} ")
         text.append(f"│ {params_label(status.params)} ")
         text.append(f"│ {status.state}", style="italic")
+        if status.saving:
+            text.append(f" │ {status.saving}", style="bold")
         self.update(text)
