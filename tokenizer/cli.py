@@ -1,4 +1,4 @@
-"""``glasschat tokenizer train|encode|render``."""
+"""``glasschat tokenizer train|encode|render|export-nanochat``."""
 
 import json
 import sys
@@ -14,6 +14,7 @@ def register(subparsers) -> None:
     _register_train(group)
     _register_encode(group)
     _register_render(group)
+    _register_export_nanochat(group)
 
 
 def _add_tokenizer_option(parser) -> None:
@@ -115,5 +116,28 @@ def _register_train(group) -> None:
         from tokenizer.trainer import train_command
 
         return train_command(args)
+
+    p.set_defaults(func=run)
+
+
+def _register_export_nanochat(group) -> None:
+    p = group.add_parser(
+        "export-nanochat",
+        help="Write a tokenizer as nanochat's tokenizer.pkl and token_bytes.pt.",
+        description="Write the tokenizer in DIR as nanochat reads it: tokenizer.pkl (a pickled tiktoken "
+        "Encoding) and token_bytes.pt (bytes per token id, 0 for the special tokens) in the directory PATH, "
+        "e.g. $NANOCHAT_BASE_DIR/tokenizer.",
+    )
+    p.add_argument("directory", metavar="DIR", help="a glasschat tokenizer directory (from `tokenizer train`)")
+    p.add_argument("--out", required=True, metavar="PATH", help="directory to write the two files into")
+
+    def run(args):
+        from tokenizer.nanochat_export import export_nanochat
+        from tokenizer.runtime import Tokenizer
+
+        tokenizer = Tokenizer.load(args.directory)
+        pickle_path, bytes_path = export_nanochat(tokenizer, args.out)
+        print(f"wrote {pickle_path} and {bytes_path} ({tokenizer.vocab_size} tokens)")
+        return 0
 
     p.set_defaults(func=run)
