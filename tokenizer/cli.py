@@ -97,10 +97,13 @@ def _register_train(group) -> None:
         "train",
         help="Train a byte-level BPE tokenizer on text files.",
         description="Train a byte-level BPE tokenizer (regex pre-split, then merges) on text. "
-        "The nine special tokens are appended after the learned tokens.",
+        "The nine special tokens are appended after the learned tokens. nanochat's tokenizer is trained on "
+        "its pretraining shards but the last (kept for validation) with --vocab-size 65536 "
+        "--max-chars 2000000000 --doc-cap 10000.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="text files, .jsonl files (a 'text' field per line), directories (recursively), or - for stdin")
+                   help="text files, .jsonl files (a 'text' field per line), .parquet shards (a 'text' column), "
+                   "directories (recursively), or - for stdin")
     p.add_argument("--vocab-size", type=int, required=True, metavar="N",
                    help="total vocabulary size including the 9 special tokens (at least 265)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
@@ -109,6 +112,8 @@ def _register_train(group) -> None:
     p.add_argument("--max-chars", type=int, default=None, metavar="N",
                    help="stop after the document that takes the total past N characters")
     p.add_argument("--doc-cap", type=int, default=None, metavar="N", help="use at most N characters of each document")
+    p.add_argument("--column", default="text", metavar="NAME",
+                   help="the .jsonl field and .parquet column holding the text (default: text)")
     p.add_argument("--split-lines", action="store_true",
                    help="treat each line of a plain text file (or of stdin) as a document")
 

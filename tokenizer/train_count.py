@@ -63,6 +63,7 @@ class _Config:
     splitter: ChunkSplitter
     split_lines: bool
     doc_cap: int | None
+    column: str = "text"
 
 
 def default_workers() -> int:
@@ -75,7 +76,7 @@ def default_workers() -> int:
 def _documents(config: _Config, item: WorkItem, char_budget: int | None = None) -> tuple[list[str], list[str]]:
     """The documents of one item, capped, and warnings; with ``char_budget``, only up to the
     document that takes the running character count past it (kept, as nanochat does)."""
-    docs = read_item(item, config.split_lines)
+    docs = read_item(item, config.split_lines, config.column)
     texts = docs.texts
     if config.doc_cap is not None:
         cap = config.doc_cap
@@ -119,13 +120,14 @@ def count_chunks(
     *,
     workers: int,
     split_lines: bool = False,
+    column: str = "text",
     doc_cap: int | None = None,
     max_chars: int | None = None,
     on_progress: Callable[[int], None] = lambda nbytes: None,
     on_warning: Callable[[str], None] = lambda message: None,
 ) -> ChunkCounts:
     """Count the chunks of every document in ``items``; ``on_progress`` gets bytes read so far."""
-    config = _Config(splitter, split_lines, doc_cap)
+    config = _Config(splitter, split_lines, doc_cap, column)
     total = ChunkCounts(Counter())
     per_item = max_chars is not None
     warned_files: set[str] = set()

@@ -64,9 +64,11 @@ def train_tokenizer(
     max_chars: int | None = None,
     doc_cap: int | None = None,
     split_lines: bool = False,
+    column: str = "text",
     progress: bool = True,
 ) -> TrainResult:
-    """Train on ``inputs`` (files, .jsonl, directories, ``-``) and write the tokenizer to ``out_dir``.
+    """Train on ``inputs`` (files, .jsonl, .parquet, directories, ``-``) and write the tokenizer
+    to ``out_dir``; ``column`` is the JSONL field and parquet column holding the text.
 
     ``pattern`` is ``"nanochat"``, ``"gpt4"`` or a regex. Mistakes in the arguments or the input
     raise ``UserError``; problems that do not stop training (invalid UTF-8, an early stop) are
@@ -100,10 +102,11 @@ def train_tokenizer(
     total_bytes = sum(s.size for s in plan if isinstance(s, Source))
     display.start("counting", total_bytes if "-" not in plan else None, "MB", scale=1e6)
     counted = count_chunks(
-        work_items(plan, split_lines),
+        work_items(plan, split_lines, column=column),
         splitter,
         workers=workers,
         split_lines=split_lines,
+        column=column,
         doc_cap=doc_cap,
         max_chars=max_chars,
         on_progress=display.update,
@@ -174,6 +177,7 @@ def train_command(args) -> int:
             max_chars=args.max_chars,
             doc_cap=args.doc_cap,
             split_lines=args.split_lines,
+            column=args.column,
         )
     print(
         f"trained {result.vocab_size} tokens ({result.num_bpe_tokens} BPE + {NUM_SPECIAL_TOKENS} special) "
