@@ -91,8 +91,21 @@ def _documents(config: _Config, item: WorkItem, char_budget: int | None = None) 
     return texts, docs.warnings
 
 
-def _worker(config: _Config, tasks, results, per_item: bool) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel end this helper when the parent ends, however it ends (SIGTERM, SIGKILL):
+    a helper blocked on its queue would otherwise outlive it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent ended before the request was made
+        os._exit(1)
+
+
+def _worker(config: _Config, tasks, results, per_item: bool, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is handled once, by the parent
+    _die_with_parent(parent)
     counts: Counter[str] = Counter()
     try:
         while (task := tasks.get()) is not None:
@@ -196,8 +209,8 @@ class _Helpers:
     def __init__(self, config: _Config, count: int, per_item: bool):
         context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         self.tasks, self.results = context.SimpleQueue(), context.Queue()
-        self.processes = [context.Process(target=_worker, args=(config, self.tasks, self.results, per_item),
-                                          daemon=True) for _ in range(count)]
+        args = (config, self.tasks, self.results, per_item, os.getpid())
+        self.processes = [context.Process(target=_worker, args=args, daemon=True) for _ in range(count)]
         self.outstanding: dict[int, WorkItem] = {}
         self.running = count
 

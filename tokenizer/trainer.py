@@ -27,6 +27,7 @@ from tokenizer.train_split import ChunkSplitter, check_tiktoken_compiles
 
 MIN_VOCAB_SIZE = 256 + NUM_SPECIAL_TOKENS
 MAX_VOCAB_SIZE = 1_000_000  # token ids are kept as code points of Python strings
+WORKERS_PER_CORE = 4  # more counting processes than this only add memory and switching
 
 
 class TrainingWarning(UserWarning):
@@ -82,12 +83,16 @@ def train_tokenizer(
     for option, value in (("--max-chars", max_chars), ("--doc-cap", doc_cap), ("--workers", workers)):
         if value is not None and value < 1:
             raise UserError(f"{option}: must be at least 1, got {value}")
+    cores = default_workers()
+    if workers is not None and workers > WORKERS_PER_CORE * cores:
+        raise UserError(f"--workers: at most {WORKERS_PER_CORE * cores} ({WORKERS_PER_CORE} per core, "
+                        f"{cores} cores here), got {workers}")
     regex_text = resolve_pattern(pattern)
     check_tiktoken_compiles(regex_text)
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise UserError(f"{out_dir}: --out must be a directory, and this is a file")
     plan = plan_sources(inputs, split_lines)
-    workers = workers or default_workers()
+    workers = workers or cores
     display = Progress(progress)
     result_warnings: list[str] = []
 
