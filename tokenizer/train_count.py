@@ -138,8 +138,12 @@ def count_chunks(
     max_chars: int | None = None,
     on_progress: Callable[[int], None] = lambda nbytes: None,
     on_warning: Callable[[str], None] = lambda message: None,
+    while_waiting: Callable[[], None] = lambda: None,
 ) -> ChunkCounts:
-    """Count the chunks of every document in ``items``; ``on_progress`` gets bytes read so far."""
+    """Count the chunks of every document in ``items``; ``on_progress`` gets bytes read so far.
+
+    ``while_waiting`` runs once this process has counted its last item and the helpers are still
+    counting theirs: work for the next phase that would otherwise wait for them."""
     config = _Config(splitter, split_lines, doc_cap, column)
     total = ChunkCounts(Counter())
     per_item = max_chars is not None
@@ -195,6 +199,8 @@ def count_chunks(
                     absorb(message)
                 elif finished(*message):
                     return total
+        helpers.close_tasks()
+        while_waiting()
         for message in helpers.finish():
             if isinstance(message, Counter):
                 absorb(message)
@@ -242,11 +248,13 @@ class _Helpers:
                 return
             yield self._unpack(message)
 
-    def finish(self) -> Iterator:
-        """Tell the helpers there is no more work; yield what they still report, ending with
-        each helper's counter."""
+    def close_tasks(self) -> None:
+        """Tell the helpers there is no more work."""
         for _ in range(self.running):
             self.tasks.put(None)
+
+    def finish(self) -> Iterator:
+        """Yield what the helpers still report, ending with each helper's counter."""
         while self.running:
             yield self._unpack(self._receive())
 

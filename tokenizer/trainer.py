@@ -8,6 +8,7 @@ first, training stops early with a warning and the specials follow the last lear
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
@@ -116,6 +117,9 @@ def train_tokenizer(
         max_chars=max_chars,
         on_progress=display.update,
         on_warning=warn,
+        # the merge loop's numpy is imported while the helpers finish their last items (and
+        # only then: forked earlier, they carry no numpy pages)
+        while_waiting=lambda: importlib.import_module("tokenizer.bpe_merge"),
     )
     display.finish()
     if not counted.counts:
@@ -124,7 +128,6 @@ def train_tokenizer(
     counting_done = time.perf_counter()
     unique_chunks = len(counted.counts)
 
-    # imported only now: the counting processes, forked earlier, then carry no numpy pages
     from tokenizer.bpe_merge import learn_merges, merges_to_ranks
 
     num_merges = vocab_size - MIN_VOCAB_SIZE
