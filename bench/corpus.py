@@ -184,7 +184,7 @@ def shape_documents(shape: Shape) -> Iterator[str]:
     if shape.kind == "files":
         for directory in shape.inputs:
             for name in sorted(os.listdir(directory)):
-                with open(directory / name, encoding="utf-8") as f:
+                with open(directory / name, encoding="utf-8", newline="") as f:  # "\r\n" stays as is
                     yield f.read()
     elif shape.kind == "jsonl":
         for path in shape.inputs:
@@ -223,7 +223,7 @@ def _write_files(root: Path, texts: Iterator[str], description: str) -> dict:
     (root / "files").mkdir()
     total = count = 0
     for count, text in enumerate(texts, start=1):
-        (root / "files" / f"{count:06d}.txt").write_text(text, encoding="utf-8")
+        (root / "files" / f"{count:06d}.txt").write_text(text, encoding="utf-8", newline="")
         total += len(text.encode("utf-8"))
     return _meta("files", ["files"], total, count, description)
 
@@ -260,7 +260,7 @@ def _large_files(root: Path, target: int) -> dict:
             size += len(text.encode("utf-8"))
             if size >= target // LARGE_FILES:
                 break
-        (root / "files" / f"{n:02d}.txt").write_text("\n\n".join(parts), encoding="utf-8")
+        (root / "files" / f"{n:02d}.txt").write_text("\n\n".join(parts), encoding="utf-8", newline="")
         total += len("\n\n".join(parts).encode("utf-8"))
     return _meta("files", ["files"], total, LARGE_FILES,
                  f"{LARGE_FILES} files, each one document: /usr/share/doc and man pages joined")
