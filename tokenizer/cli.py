@@ -107,7 +107,8 @@ def _register_train(group) -> None:
     p.add_argument("--vocab-size", type=int, required=True, metavar="N",
                    help="total vocabulary size including the 9 special tokens (at least 265)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--workers", type=int, default=None, metavar="K", help="counting processes (default: all cores)")
+    p.add_argument("--workers", type=int, default=None, metavar="K",
+                   help="counting processes (default: all cores; at most 4 per core)")
     p.add_argument("--pattern", default="nanochat", metavar="nanochat|gpt4|REGEX", help="split pattern (default: nanochat)")
     p.add_argument("--max-chars", type=int, default=None, metavar="N",
                    help="stop after the document that takes the total past N characters")
