@@ -214,7 +214,10 @@ class _Helpers:
 
     def __init__(self, config: _Config, count: int, per_item: bool):
         context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        self.tasks, self.results = context.SimpleQueue(), context.Queue()
+        # a Queue, not a SimpleQueue: put() hands an item to a feeder thread and returns, so this
+        # process goes on counting while an item holding text (parquet, stdin) is still being
+        # written to a helper busy with its previous one
+        self.tasks, self.results = context.Queue(), context.Queue()
         args = (config, self.tasks, self.results, per_item, os.getpid())
         self.processes = [context.Process(target=_worker, args=args, daemon=True) for _ in range(count)]
         self.outstanding: dict[int, WorkItem] = {}

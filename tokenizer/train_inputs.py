@@ -185,18 +185,28 @@ def _range_items(source: Source, item_bytes: int) -> Iterator[WorkItem]:
 
 
 def _parquet_items(source: Source, column: str, item_bytes: int) -> Iterator[WorkItem]:
-    """Row groups of a shard, several to an item when they are small."""
+    """Row groups of a shard cut or gathered into items of about ``item_bytes`` characters.
+
+    An item's ``nbytes`` (for the progress line) is its share of the file's size; the shares
+    add up to the size."""
     texts: list[str] = []
-    chars = nbytes = 0
+    chars = 0
+    owed = 0.0  # file bytes the texts gathered so far stand for
+    reported = 0
     for group, share in train_parquet.row_groups(source.path, column, source.size):
-        texts.extend(group)
-        chars += sum(map(len, group))
-        nbytes += share
-        if chars >= item_bytes:
-            yield WorkItem("texts", paths=(source.path,), texts=tuple(texts), nbytes=nbytes)
-            texts, chars, nbytes = [], 0, 0
-    if texts or nbytes:
-        yield WorkItem("texts", paths=(source.path,), texts=tuple(texts), nbytes=nbytes)
+        per_char = share / max(sum(map(len, group)), 1)
+        for text in group:
+            texts.append(text)
+            chars += len(text)
+            owed += len(text) * per_char
+            if chars >= item_bytes:
+                nbytes = min(round(owed), source.size - reported)
+                reported += nbytes
+                owed -= nbytes
+                yield WorkItem("texts", paths=(source.path,), texts=tuple(texts), nbytes=nbytes)
+                texts, chars = [], 0
+    if texts or reported < source.size:
+        yield WorkItem("texts", paths=(source.path,), texts=tuple(texts), nbytes=source.size - reported)
 
 
 def _stdin_items(split_lines: bool, item_bytes: int) -> Iterator[WorkItem]:
