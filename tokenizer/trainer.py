@@ -8,6 +8,7 @@ first, training stops early with a warning and the specials follow the last lear
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 import warnings
@@ -26,6 +27,7 @@ from tokenizer.train_split import ChunkSplitter, check_tiktoken_compiles
 
 MIN_VOCAB_SIZE = 256 + NUM_SPECIAL_TOKENS
 MAX_VOCAB_SIZE = 1_000_000  # token ids are kept as code points of Python strings
+WORKERS_PER_CORE = 4  # more counting processes than this only add memory and switching
 
 
 class TrainingWarning(UserWarning):
@@ -63,9 +65,11 @@ def train_tokenizer(
     max_chars: int | None = None,
     doc_cap: int | None = None,
     split_lines: bool = False,
+    column: str = "text",
     progress: bool = True,
 ) -> TrainResult:
-    """Train on ``inputs`` (files, .jsonl, directories, ``-``) and write the tokenizer to ``out_dir``.
+    """Train on ``inputs`` (files, .jsonl, .parquet, directories, ``-``) and write the tokenizer
+    to ``out_dir``; ``column`` is the JSONL field and parquet column holding the text.
 
     ``pattern`` is ``"nanochat"``, ``"gpt4"`` or a regex. Mistakes in the arguments or the input
     raise ``UserError``; problems that do not stop training (invalid UTF-8, an early stop) are
@@ -79,12 +83,16 @@ def train_tokenizer(
     for option, value in (("--max-chars", max_chars), ("--doc-cap", doc_cap), ("--workers", workers)):
         if value is not None and value < 1:
             raise UserError(f"{option}: must be at least 1, got {value}")
+    cores = default_workers()
+    if workers is not None and workers > WORKERS_PER_CORE * cores:
+        raise UserError(f"--workers: at most {WORKERS_PER_CORE * cores} ({WORKERS_PER_CORE} per core, "
+                        f"{cores} cores here), got {workers}")
     regex_text = resolve_pattern(pattern)
     check_tiktoken_compiles(regex_text)
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise UserError(f"{out_dir}: --out must be a directory, and this is a file")
     plan = plan_sources(inputs, split_lines)
-    workers = workers or default_workers()
+    workers = workers or cores
     display = Progress(progress)
     result_warnings: list[str] = []
 
@@ -99,14 +107,18 @@ def train_tokenizer(
     total_bytes = sum(s.size for s in plan if isinstance(s, Source))
     display.start("counting", total_bytes if "-" not in plan else None, "MB", scale=1e6)
     counted = count_chunks(
-        work_items(plan, split_lines),
+        work_items(plan, split_lines, column=column),
         splitter,
         workers=workers,
         split_lines=split_lines,
+        column=column,
         doc_cap=doc_cap,
         max_chars=max_chars,
         on_progress=display.update,
         on_warning=warn,
+        # the merge loop's numpy is imported while the helpers finish their last items (and
+        # only then: forked earlier, they carry no numpy pages)
+        while_waiting=lambda: importlib.import_module("tokenizer.bpe_merge"),
     )
     display.finish()
     if not counted.counts:
@@ -115,7 +127,6 @@ def train_tokenizer(
     counting_done = time.perf_counter()
     unique_chunks = len(counted.counts)
 
-    # imported only now: the counting processes, forked earlier, then carry no numpy pages
     from tokenizer.bpe_merge import learn_merges, merges_to_ranks
 
     num_merges = vocab_size - MIN_VOCAB_SIZE
@@ -149,4 +160,3 @@ def train_tokenizer(
         seconds_merging=merging_done - counting_done,
         warnings=result_warnings,
     )
-
