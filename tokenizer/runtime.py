@@ -7,6 +7,7 @@ through ``encode_special`` and conversation rendering.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -79,11 +80,24 @@ class Tokenizer:
         """The name of a special token id, or None for an ordinary token."""
         return self._special_names.get(token_id)
 
-    def token_bytes(self, token_id: int) -> bytes:
+    def bytes_of(self, token_id: int) -> bytes:
         """The bytes of one token (a special token's bytes are its name)."""
         if not 0 <= token_id < self.vocab_size:
             raise ValueError(f"token id {token_id} out of range 0..{self.vocab_size - 1}")
         return self._encoding.decode_single_token_bytes(token_id)
+
+    @functools.cached_property
+    def token_bytes(self) -> tuple[int, ...]:
+        """Per id, the number of UTF-8 bytes the token stands for; 0 for a special token.
+
+        nanochat's definition (what its ``token_bytes.pt`` holds and bits per byte divides by):
+        the length of the token *decoded on its own* and encoded back, so a token that is only
+        part of a character counts the 3 bytes of the U+FFFD it decodes to, not its raw bytes.
+        """
+        return tuple(
+            0 if token_id in self._special_names else len(self._encoding.decode([token_id], errors="replace").encode("utf-8"))
+            for token_id in range(self.vocab_size)
+        )
 
     # ---- text
 
