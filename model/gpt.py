@@ -178,6 +178,19 @@ class GPT(nn.Module):
         and targets are not -1; the others contribute nothing, to the value or the gradient.
         With no counted position the loss is 0.
         """
+        logits = self.head(self.final_hidden(ids))
+        if targets is None:
+            return logits
+        if loss_mask is not None:
+            targets = targets.masked_fill(loss_mask == 0, -1)
+        total = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1, reduction="sum")
+        return total / (targets != -1).sum().clamp(min=1)
+
+    def final_hidden(self, ids: torch.Tensor) -> torch.Tensor:
+        """The normalised residual stream after the last block, (B, T, n_embd): what the lm_head
+        reads. ``head(final_hidden(ids))`` is ``forward(ids)``; split so that a caller who needs
+        the logits of many positions (bits per byte) can take the lm_head a chunk at a time
+        instead of holding (B, T, vocab) fp32 at once."""
         B, T = ids.shape
         if T > self.config.sequence_len:
             raise ValueError(f"sequence of {T} tokens is longer than the model's sequence_len {self.config.sequence_len}")
@@ -185,13 +198,11 @@ class GPT(nn.Module):
         x = norm(self.transformer.wte(ids))
         for block in self.transformer.h:
             x = block(x, cos, sin)
-        logits = softcap(self.lm_head(norm(x)))
-        if targets is None:
-            return logits
-        if loss_mask is not None:
-            targets = targets.masked_fill(loss_mask == 0, -1)
-        total = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1, reduction="sum")
-        return total / (targets != -1).sum().clamp(min=1)
+        return norm(x)
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """fp32 logits for rows of ``final_hidden``'s output (any leading shape)."""
+        return softcap(self.lm_head(hidden))
 
     @torch.no_grad()
     def init_weights(self, seed: int | None = None, zero_outputs: bool = True) -> GPT:
