@@ -170,3 +170,88 @@ def test_bpb_equals_nanochats_evaluate_bpb(generation, tiny_tokenizer, tmp_path,
     assert len(windows) > 3 and len(windows[-1][0]) < 33  # several full windows and a shorter last one
     expected = loss_eval.evaluate_bpb(model, ((w[:, :-1], w[:, 1:]) for w in windows), len(windows), token_bytes)
     assert bpb.measure_text(gpt, tokenizer, text).bpb == pytest.approx(expected, abs=1e-4)
+
+
+# ---- glasschat eval --bpb
+
+@pytest.fixture
+def checkpoint(tmp_path, tiny_tokenizer):
+    from model import save_checkpoint
+
+    directory = tmp_path / "ckpt"
+    save_checkpoint(directory, random_gpt(tiny_tokenizer), tiny_tokenizer)
+    return directory
+
+
+def test_eval_bpb_json_per_file_and_over_all(checkpoint, tmp_path, tiny_tokenizer, capsys):
+    from glasschat.cli import main
+    from model import load_model
+
+    first, second = tmp_path / "first.txt", tmp_path / "second.md"
+    first.write_text(TEXT, encoding="utf-8")
+    second.write_text("def add(a, b):\n    return a + b\n" * 5, encoding="utf-8")
+    assert main(["eval", "--bpb", str(first), str(second), "--checkpoint", str(checkpoint), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    gpt, tokenizer = load_model(checkpoint)
+    expected = [bpb.measure_text(gpt, tokenizer, path.read_text(encoding="utf-8")) for path in (first, second)]
+    assert [f["path"] for f in report["files"]] == [str(first), str(second)]
+    for entry, loss in zip(report["files"], expected):
+        assert (entry["tokens"], entry["bytes"]) == (loss.tokens, loss.bytes)
+        assert entry["bpb"] == pytest.approx(loss.bpb, abs=1e-9)
+    # over all files: the sums divided, not the mean of the per-file figures
+    pooled = sum(loss.nats for loss in expected) / (math.log(2) * sum(loss.bytes for loss in expected))
+    assert report["bpb"] == pytest.approx(pooled, abs=1e-9)
+    assert report["skipped"] == []
+
+
+def test_eval_bpb_table(checkpoint, tmp_path, capsys):
+    from glasschat.cli import main
+
+    path = tmp_path / "doc.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    assert main(["eval", "--bpb", str(path), "--checkpoint", str(checkpoint)]) == 0
+    out = capsys.readouterr().out
+    assert "bpb" in out and str(path) in out and "tokens/s" in out
+
+
+def test_eval_bpb_bad_files_are_one_line_each_and_the_rest_is_measured(checkpoint, tmp_path, capsys):
+    from glasschat.cli import main
+
+    good = tmp_path / "good.txt"
+    good.write_text("Hello there! How are you today?", encoding="utf-8")
+    bad = {"empty.txt": b"", "blank.txt": b"  \n\t \n", "image.bin": b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR",
+           "latin1.txt": "café".encode("latin-1")}
+    for name, data in bad.items():
+        (tmp_path / name).write_bytes(data)
+    names = [str(tmp_path / n) for n in bad] + [str(tmp_path / "missing.txt"), str(tmp_path)]
+    assert main(["eval", "--bpb", *names, str(good), "--checkpoint", str(checkpoint), "--json"]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == len(names)
+    for name, line, why in zip(names, lines, ["empty", "whitespace", "binary", "UTF-8", "no such file", "directory"]):
+        assert line.startswith(f"glasschat: error: {name}: ") and why in line
+    report = json.loads(captured.out)
+    assert [f["path"] for f in report["files"]] == [str(good)] and len(report["skipped"]) == len(names)
+
+    assert main(["eval", "--bpb", *names, "--checkpoint", str(checkpoint)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "glasschat: error: no file could be measured"
+
+
+def test_progress_line_on_a_terminal_only(monkeypatch):
+    import io
+
+    from model import bpb_report
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(bpb_report, "PROGRESS_EVERY_S", 0.0)
+    for stream, shown in ((Terminal(), True), (io.StringIO(), False)):
+        progress = bpb_report.Progress(stream)
+        update = progress.start("big.txt", 1000)
+        update(250)
+        update(250)
+        progress.clear()
+        assert ("big.txt: 500/1,000 tokens" in stream.getvalue()) == shown
+        assert stream.getvalue().endswith("\r\x1b[K") == shown
