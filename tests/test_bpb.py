@@ -149,7 +149,7 @@ def test_bpb_equals_nanochats_evaluate_bpb(generation, tiny_tokenizer, tmp_path,
     source.mkdir()
     torch.save(model.state_dict(), source / "model_000001.pt")
     (source / "meta_000001.json").write_text(json.dumps({"step": 1, "model_config": config}))
-    ranks = {tiny_tokenizer.bytes_of(i): i for i in range(tiny_tokenizer.vocab_size - len(tiny_tokenizer.special_ids))}
+    ranks = {tiny_tokenizer.decode_single_token_bytes(i): i for i in range(tiny_tokenizer.vocab_size - len(tiny_tokenizer.special_ids))}
     encoding = tiktoken.Encoding("nanochat", pat_str=tiny_tokenizer.pattern, mergeable_ranks=ranks,
                                  special_tokens=tiny_tokenizer.special_ids)
     (source / "tokenizer.pkl").write_bytes(pickle.dumps(encoding))

@@ -212,7 +212,7 @@ def test_invalid_tool_call_forces_nothing(tiny_tokenizer):
 
 
 def byte_token(tokenizer, value):
-    return next(i for i in range(tokenizer.vocab_size - 9) if tokenizer.bytes_of(i) == bytes([value]))
+    return next(i for i in range(tokenizer.vocab_size - 9) if tokenizer.decode_single_token_bytes(i) == bytes([value]))
 
 
 def test_characters_split_across_tokens_stream_whole(tiny_tokenizer):

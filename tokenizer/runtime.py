@@ -80,7 +80,7 @@ class Tokenizer:
         """The name of a special token id, or None for an ordinary token."""
         return self._special_names.get(token_id)
 
-    def bytes_of(self, token_id: int) -> bytes:
+    def decode_single_token_bytes(self, token_id: int) -> bytes:
         """The bytes of one token (a special token's bytes are its name)."""
         if not 0 <= token_id < self.vocab_size:
             raise ValueError(f"token id {token_id} out of range 0..{self.vocab_size - 1}")

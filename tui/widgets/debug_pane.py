@@ -61,7 +61,7 @@ class TokenInspector(Static):
         raw = cell.special or "".join(segment for segment, _ in cell.segments)
         rows: list[tuple[str, str | Text]] = [
             ("token", Text(f"#{cell.index}  id {cell.id}  {raw!r}")),
-            ("bytes", "(special token)" if cell.special else self.tokenizer.bytes_of(cell.id).hex(" ")),
+            ("bytes", "(special token)" if cell.special else self.tokenizer.decode_single_token_bytes(cell.id).hex(" ")),
             ("where", REGION_LABELS.get(cell.region, cell.region)
              + (f", message {cell.message}" if cell.message >= 0 else "")
              + f", mask {cell.mask}" + (" (trained on)" if cell.mask else "")),
