@@ -202,7 +202,12 @@ class GPT(nn.Module):
 
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         """fp32 logits for rows of ``final_hidden``'s output (any leading shape)."""
-        return softcap(self.lm_head(hidden))
+        logits = self.lm_head(hidden)
+        if torch.is_grad_enabled():
+            return softcap(logits)
+        # no graph to keep: squash the fresh logits in place instead of allocating two more
+        # (B, T, vocab) tensors, the largest in the forward
+        return logits.float().div_(SOFTCAP).tanh_().mul_(SOFTCAP)
 
     @torch.no_grad()
     def init_weights(self, seed: int | None = None, zero_outputs: bool = True) -> GPT:
