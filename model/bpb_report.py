@@ -63,7 +63,12 @@ class Progress:
         self.shown = False
 
     def start(self, name: str, total: int):
+        """A callback taking the targets scored since its last call; shows ``name: 0/total`` at once."""
         done, start, last = 0, time.perf_counter(), 0.0
+        if self.enabled:  # a d12 takes tens of seconds per window: say at once what is being measured
+            self.stream.write(f"\r\x1b[K{name}: 0/{total:,} tokens")
+            self.stream.flush()
+            self.shown = True
 
         def update(tokens: int) -> None:
             nonlocal done, last
