@@ -68,7 +68,8 @@ def _register_eval(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the full report (with failures) as JSON")
     p.add_argument("--bpb", nargs="+", metavar="FILE",
                    help="instead: bits per byte on these text files (each one document, nanochat's measure), per file "
-                   "and over all; exit 1 if some file was skipped, 2 if none could be measured")
+                   "and over all, with the tokens scored (all but each window's first) and the bytes they stand for; "
+                   "exit 1 if some file was skipped, 2 if none could be measured")
     p.set_defaults(func=_eval)
 
 
