@@ -58,6 +58,18 @@ def test_lone_surrogates_do_not_crash(tiny_tokenizer):
     assert tiny_tokenizer.decode(ids) == "a\ufffdb"
 
 
+def test_token_bytes_are_nanochats_byte_lengths(tiny_tokenizer):
+    lengths = tiny_tokenizer.token_bytes
+    assert len(lengths) == tiny_tokenizer.vocab_size
+    assert all(lengths[i] == 0 for i in tiny_tokenizer.special_ids.values())
+    ids = tiny_tokenizer.encode("Hello there")
+    assert sum(lengths[i] for i in ids) == len("Hello there")
+    # ids 0..255 are the single bytes: ASCII counts 1, a lone non-ASCII byte decodes to U+FFFD (3 bytes)
+    assert lengths[ord("a")] == 1 and lengths[0xE4] == 3
+    whole = [i for i in tiny_tokenizer.encode("你好") if not _is_partial(tiny_tokenizer.decode_single_token_bytes(i))]
+    assert all(lengths[i] == len(tiny_tokenizer.decode_single_token_bytes(i)) for i in whole)
+
+
 def test_decode_single_token_bytes(tiny_tokenizer):
     ids = tiny_tokenizer.encode("Hello 你好")
     assert b"".join(tiny_tokenizer.decode_single_token_bytes(i) for i in ids) == "Hello 你好".encode()
