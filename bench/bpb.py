@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from bench.machine import cpu_name
 
 HELP = "Bits-per-byte tokens/s of glasschat eval --bpb vs nanochat's evaluate_bpb loop, same d12 weights and windows."
 CACHE = Path(".cache") / "bench-bpb"
@@ -73,7 +74,7 @@ def run(args) -> int:
     token_bytes = token_bytes_tensor(tokenizer)
     nanochat_gpt, evaluate_bpb = _nanochat(gpt)
 
-    print(f"CPU: {_cpu()}; torch {torch.__version__}, 1 thread; load average before: {_load()}")
+    print(f"CPU: {cpu_name()}; torch {torch.__version__}, 1 thread; load average before: {_load()}")
     print(f"text: {text_path} ({len(text.encode()) / 1e6:.1f} MB, {len(document_ids(tokenizer, text)):,} tokens; "
           f"tokenized in {encode_s:.1f} s, not counted below)")
     print(f"model: {checkpoint} (n_layer {gpt.config.n_layer}, n_embd {gpt.config.n_embd}, vocab {gpt.config.vocab_size}, "
@@ -171,16 +172,6 @@ def _nanochat_loss(evaluate_bpb, model, window: list[int], token_bytes):
     bpb = evaluate_bpb(model, iter([(ids[:, :-1], ids[:, 1:])]), 1, token_bytes)
     counted = int(token_bytes[ids[0, 1:]].sum())
     return ByteLoss(bpb * math.log(2) * counted, counted, len(window) - 1)
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _load() -> str:

@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.machine import cpu_name
+
 SHAPES = ("small-files", "large-files", "cjk", "code", "parquet", "largest")  # as in bench.corpus
 SHAPE_MB = 40.0
 LARGEST_MB = 1000.0  # more than this machine has: all of it
@@ -161,7 +163,7 @@ def run_shapes(args) -> int:
 
     wanted = args.shapes or list(SHAPES)
     rows = []
-    print(f"machine: {_cpu_name()}, {os.cpu_count()} cores; glasschat workers: {args.workers or 'all cores'}; "
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cores; glasschat workers: {args.workers or 'all cores'}; "
           f"rustbpe: its own threads; medians of {args.repeat} alternating runs; each a whole process")
     print(f"{'shape':<12} {'MB':>6} {'docs':>7} {'vocab':>6} {'glass s':>8} {'rust s':>8} {'x rust':>6} "
           f"{'RSS MB':>7} {'rust':>6} {'x rust':>6} {'PSS x':>6}  load before/after  same merges")
@@ -202,17 +204,6 @@ def run_shapes(args) -> int:
 
 def _walls(results: list[dict]) -> str:
     return " ".join(f"{r['seconds']:.2f}" for r in results)
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def _run_shape(trainer: str, shape, vocab: int, workers: int) -> tuple[dict, list[str]]:

@@ -65,7 +65,7 @@ def test_token_bytes_are_nanochats_byte_lengths(tiny_tokenizer):
     ids = tiny_tokenizer.encode("Hello there")
     assert sum(lengths[i] for i in ids) == len("Hello there")
     # ids 0..255 are the single bytes: ASCII counts 1, a lone non-ASCII byte decodes to U+FFFD (3 bytes)
-    assert lengths[ord("a")] == 1 and lengths[0xE4] == 3
+    assert lengths[ord("a")] == 1 and lengths[0xE4] == 3 and lengths[tiny_tokenizer.ranks[b"\x80"]] == 3
     whole = [i for i in tiny_tokenizer.encode("你好") if not _is_partial(tiny_tokenizer.decode_single_token_bytes(i))]
     assert all(lengths[i] == len(tiny_tokenizer.decode_single_token_bytes(i)) for i in whole)
 
