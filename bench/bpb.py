@@ -157,7 +157,10 @@ def _nanochat(gpt):
         from nanochat.loss_eval import evaluate_bpb
     finally:
         sys.path.remove(str(REFERENCE))
-    model = GPT(GPTConfig(**gpt.config.to_dict()))
+    from model.gpt import SIZE_FIELDS
+
+    # the late-2025 generation: the six size fields (glasschat's model here has no 2026 features)
+    model = GPT(GPTConfig(**{name: getattr(gpt.config, name) for name in SIZE_FIELDS}))
     model.load_state_dict(gpt.state_dict())
     return model.eval(), evaluate_bpb
 
