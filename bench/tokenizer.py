@@ -10,6 +10,14 @@ resident sets (RSS, which counts pages a forked helper shares with its parent on
 and the sum of their proportional sets (PSS, which splits shared pages between the processes
 sharing them); for a single process the two agree. Runs alternate between trainers and repeat
 ``--repeat`` times; figures are medians.
+
+``--shapes`` runs corpus shapes instead (see ``bench.corpus.SHAPES``: many small files, a few
+large files, CJK-heavy text, source code, parquet shards, the largest corpus this machine's text
+gives): the ``glasschat tokenizer train`` command against rustbpe fed the same documents in the
+same order as nanochat feeds it (``bench.train_rustbpe``), each a whole process timed from
+outside — start-up, reading and writing included —, alternating, medians of ``--repeat``; with
+the load average before and after each row (same-run ratios are what to compare on a shared
+machine), and how the time per MB changes from the smallest row to the largest.
 """
 
 from __future__ import annotations
@@ -23,6 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.machine import cpu_name
+
+SHAPES = ("small-files", "large-files", "cjk", "code", "parquet", "largest")  # as in bench.corpus
+SHAPE_MB = 40.0
+LARGEST_MB = 1000.0  # more than this machine has: all of it
 HELP = "Train glasschat's BPE and rustbpe (and HF tokenizers) side by side; print time, memory, ratios."
 SAMPLE_SECONDS = 0.02
 
@@ -37,9 +50,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repeat", type=int, default=1, metavar="N", help="runs per trainer; medians are shown")
     parser.add_argument("--workers", type=int, default=0, metavar="K",
                         help="glasschat counting workers (default: all cores)")
+    parser.add_argument("--shapes", nargs="*", default=None, metavar="SHAPE[=MB]",
+                        help="run corpus shapes instead of --sizes: " + ", ".join(SHAPES) + " (all when none "
+                        f"named), each of {SHAPE_MB:g} MB unless =MB is given (largest: {LARGEST_MB:g} MB)")
 
 
 def run(args) -> int:
+    if args.shapes is not None:
+        return run_shapes(args)
     from bench.corpus import build_corpus, describe_sources
 
     trainers = [t for t in args.trainers if t != "hf" or _has_hf()]
@@ -135,3 +153,87 @@ def _tree_memory(pid: int) -> tuple[int, int]:
         except (OSError, ValueError):
             continue
     return rss, pss
+
+
+# -- corpus shapes: whole commands, glasschat against rustbpe ---------------------------------
+
+
+def run_shapes(args) -> int:
+    from bench.corpus import build_shape
+
+    wanted = args.shapes or list(SHAPES)
+    rows = []
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cores; glasschat workers: {args.workers or 'all cores'}; "
+          f"rustbpe: its own threads; medians of {args.repeat} alternating runs; each a whole process")
+    print(f"{'shape':<12} {'MB':>6} {'docs':>7} {'vocab':>6} {'glass s':>8} {'rust s':>8} {'x rust':>6} "
+          f"{'RSS MB':>7} {'rust':>6} {'x rust':>6} {'PSS x':>6}  load before/after  same merges")
+    for spec in wanted:
+        name, _, mb = spec.partition("=")
+        if name not in SHAPES:
+            raise SystemExit(f"glasschat: error: --shapes: unknown shape {name!r} (known: {', '.join(SHAPES)})")
+        shape = build_shape(name, float(mb) if mb else LARGEST_MB if name == "largest" else SHAPE_MB)
+        for vocab in args.vocabs:
+            load_before = os.getloadavg()[0]
+            runs: dict[str, list[dict]] = {"glasschat": [], "rustbpe": []}
+            tokens: dict[str, list[str]] = {}
+            for _ in range(args.repeat):
+                for trainer in runs:
+                    result, tokens[trainer] = _run_shape(trainer, shape, vocab, args.workers)
+                    runs[trainer].append(result)
+            load_after = os.getloadavg()[0]
+            med = {t: {f: statistics.median(r[f] for r in rs) for f in ("seconds", "peak_rss", "peak_pss")}
+                   for t, rs in runs.items()}
+            g, r = med["glasschat"], med["rustbpe"]
+            rows.append((shape, vocab, g["seconds"]))
+            print(f"{shape.name:<12} {shape.text_bytes / 1e6:>6.1f} {shape.documents:>7} {vocab:>6} "
+                  f"{g['seconds']:>8.2f} {r['seconds']:>8.2f} {_ratio(g['seconds'], r['seconds']):>6} "
+                  f"{g['peak_rss'] / 1e6:>7.0f} {r['peak_rss'] / 1e6:>6.0f} {_ratio(g['peak_rss'], r['peak_rss']):>6} "
+                  f"{_ratio(g['peak_pss'], r['peak_pss']):>6}  {load_before:>5.2f} / {load_after:<5.2f}  "
+                  f"{_same_tokens(tokens['glasschat'], tokens['rustbpe'])}", flush=True)
+            print(f"{'':<12} walls glasschat {_walls(runs['glasschat'])}, rustbpe {_walls(runs['rustbpe'])}")
+    for vocab in args.vocabs:
+        sized = sorted((s.text_bytes, seconds, s.name) for s, v, seconds in rows if v == vocab)
+        if len(sized) > 1 and sized[0][0] < sized[-1][0]:
+            (small_b, small_s, small_n), (large_b, large_s, large_n) = sized[0], sized[-1]
+            per_small, per_large = small_s / (small_b / 1e6), large_s / (large_b / 1e6)
+            print(f"vocab {vocab}: glasschat {per_small:.3f} s/MB on {small_n} ({small_b / 1e6:.0f} MB), "
+                  f"{per_large:.3f} s/MB on {large_n} ({large_b / 1e6:.0f} MB): "
+                  f"{per_large / per_small:.2f}x the time per MB for {large_b / small_b:.1f}x the text")
+    return 0
+
+
+def _walls(results: list[dict]) -> str:
+    return " ".join(f"{r['seconds']:.2f}" for r in results)
+
+
+def _run_shape(trainer: str, shape, vocab: int, workers: int) -> tuple[dict, list[str]]:
+    import base64
+
+    from tokenizer.files import load_tokenizer_files
+
+    with tempfile.TemporaryDirectory(prefix="glasschat-bench-") as out:
+        if trainer == "glasschat":
+            command = [sys.executable, "-m", "glasschat", "tokenizer", "train", *map(str, shape.inputs),
+                       "--vocab-size", str(vocab), "--out", out]
+            if workers:
+                command += ["--workers", str(workers)]
+        else:
+            root = shape.inputs[0].parent  # the shape's directory: its manifest says how to read it
+            command = [sys.executable, "-m", "bench.train_rustbpe", str(root), str(vocab), str(Path(out) / "tokens.txt")]
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+        peak_rss = peak_pss = 0
+        while process.poll() is None:
+            rss, pss = _tree_memory(process.pid)
+            peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+            time.sleep(SAMPLE_SECONDS)
+        seconds = time.perf_counter() - started
+        if process.returncode != 0:
+            raise RuntimeError(f"{trainer} run on {shape.name} failed with exit code {process.returncode}")
+        if trainer == "glasschat":
+            ranks, _, _ = load_tokenizer_files(out)
+            tokens = [base64.b64encode(t).decode() for t in sorted(ranks, key=ranks.__getitem__)]
+        else:
+            tokens = (Path(out) / "tokens.txt").read_text().split()
+    return {"seconds": seconds, "peak_rss": peak_rss, "peak_pss": peak_pss}, tokens

@@ -54,8 +54,9 @@ class ModelInfo:
 class Backend(Protocol):
     """A model that generates: ``stream`` yields ``TokenEvent``s and ends each row with one
     ``Stop`` (the contract of ``model.events``), stopping within a token once ``cancel`` is set;
-    ``close`` frees what the backend holds (a process, a connection); ``tokenizer`` renders
-    conversations for it; ``info`` is what the status bar shows."""
+    ``surprisal`` scores given tokens instead (the token pane's surprise view); ``close`` frees
+    what the backend holds (a process, a connection); ``tokenizer`` renders conversations for
+    it; ``info`` is what the status bar shows."""
 
     @property
     def tokenizer(self) -> Tokenizer: ...
@@ -65,6 +66,11 @@ class Backend(Protocol):
 
     def stream(self, prompt_ids: list[int], params: SamplingParams = SamplingParams(),
                cancel: threading.Event | None = None) -> Iterator[TokenEvent | Stop]: ...
+
+    def surprisal(self, ids: list[int]) -> list[float]:
+        """For each token of ``ids`` after the first, ``-log2 p`` of it given the tokens before it
+        (``nan`` where nothing precedes it in the model's context): ``model.bpb.surprisal``."""
+        ...
 
     def close(self) -> None: ...
 
@@ -80,6 +86,11 @@ class LocalBackend:
     def stream(self, prompt_ids: list[int], params: SamplingParams = SamplingParams(),
                cancel: threading.Event | None = None) -> Iterator[TokenEvent | Stop]:
         return self.engine.stream(prompt_ids, params, cancel)
+
+    def surprisal(self, ids: list[int]) -> list[float]:
+        from model.bpb import surprisal
+
+        return surprisal(self.engine.gpt, ids)
 
     def close(self) -> None:
         pass  # the weights go with the object

@@ -309,6 +309,19 @@ class GPT(nn.Module):
         and targets are not -1; the others contribute nothing, to the value or the gradient.
         With no counted position the loss is 0.
         """
+        logits = self.head(self.final_hidden(ids))
+        if targets is None:
+            return logits
+        if loss_mask is not None:
+            targets = targets.masked_fill(loss_mask == 0, -1)
+        total = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1, reduction="sum")
+        return total / (targets != -1).sum().clamp(min=1)
+
+    def final_hidden(self, ids: torch.Tensor) -> torch.Tensor:
+        """The normalised residual stream after the last block, (B, T, n_embd): what the lm_head
+        reads. ``head(final_hidden(ids))`` is ``forward(ids)``; split so that a caller who needs
+        the logits of many positions (bits per byte) can take the lm_head a chunk at a time
+        instead of holding (B, T, vocab) fp32 at once."""
         c = self.config
         B, T = ids.shape
         if T > c.sequence_len:
@@ -329,13 +342,19 @@ class GPT(nn.Module):
                 x_backout = x
         if x_backout is not None:
             x = x - self.backout_lambda * x_backout
-        logits = softcap(self.lm_head(norm(x))[..., : c.vocab_size], c.softcap)
-        if targets is None:
-            return logits
-        if loss_mask is not None:
-            targets = targets.masked_fill(loss_mask == 0, -1)
-        total = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1, reduction="sum")
-        return total / (targets != -1).sum().clamp(min=1)
+        return norm(x)
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """fp32 logits for rows of ``final_hidden``'s output (any leading shape), ``vocab_size``
+        wide: the padded vocabulary's extra rows are cut before the softcap, so no softmax or
+        loss ever sees them."""
+        c = self.config
+        logits = self.lm_head(hidden)[..., : c.vocab_size]
+        if torch.is_grad_enabled():
+            return softcap(logits, c.softcap)
+        # no graph to keep: squash the fresh logits in place instead of allocating two more
+        # (B, T, vocab) tensors, the largest in the forward
+        return logits.float().div_(c.softcap).tanh_().mul_(c.softcap)
 
     @torch.no_grad()
     def init_weights(self, seed: int | None = None, zero_outputs: bool = True) -> GPT:

@@ -21,7 +21,12 @@ def test_the_local_engine_and_the_scripted_backend_are_backends(tiny_tokenizer):
         assert isinstance(backend, Backend)
         events = list(backend.stream(tiny_tokenizer.encode("Hello"), SamplingParams(max_tokens=3, seed=1)))
         assert all(isinstance(e, TokenEvent) for e in events[:-1]) and isinstance(events[-1], Stop)
+        ids = tiny_tokenizer.encode("Hello there")
+        assert len(backend.surprisal(ids)) == len(ids) - 1
         backend.close()
+    from model.bpb import surprisal
+
+    assert local.surprisal(ids) == surprisal(gpt, ids)
 
 
 def test_model_label_shows_what_is_known():

@@ -224,7 +224,7 @@ def test_a_model_repeating_a_failing_call_is_stopped_at_the_second(tiny_tokenize
 
 
 def byte_token(tokenizer, value):
-    return next(i for i in range(tokenizer.vocab_size - 9) if tokenizer.token_bytes(i) == bytes([value]))
+    return next(i for i in range(tokenizer.vocab_size - 9) if tokenizer.decode_single_token_bytes(i) == bytes([value]))
 
 
 def test_characters_split_across_tokens_stream_whole(tiny_tokenizer):

@@ -32,7 +32,7 @@ def write_nanochat_step(directory, gpt, step, compiled=True):
 
 
 def write_nanochat_tokenizer(path, tokenizer):
-    ranks = {tokenizer.token_bytes(i): i for i in range(tokenizer.vocab_size - len(tokenizer.special_ids))}
+    ranks = {tokenizer.decode_single_token_bytes(i): i for i in range(tokenizer.vocab_size - len(tokenizer.special_ids))}
     encoding = tiktoken.Encoding("nanochat", pat_str=tokenizer.pattern, mergeable_ranks=ranks,
                                  special_tokens=tokenizer.special_ids)
     path.write_bytes(pickle.dumps(encoding))

@@ -59,12 +59,24 @@ def test_lone_surrogates_do_not_crash(tiny_tokenizer):
     assert tiny_tokenizer.decode(ids) == "a\ufffdb"
 
 
-def test_token_bytes(tiny_tokenizer):
+def test_token_bytes_are_nanochats_byte_lengths(tiny_tokenizer):
+    lengths = tiny_tokenizer.token_bytes
+    assert len(lengths) == tiny_tokenizer.vocab_size
+    assert all(lengths[i] == 0 for i in tiny_tokenizer.special_ids.values())
+    ids = tiny_tokenizer.encode("Hello there")
+    assert sum(lengths[i] for i in ids) == len("Hello there")
+    # ids 0..255 are the single bytes: ASCII counts 1, a lone non-ASCII byte decodes to U+FFFD (3 bytes)
+    assert lengths[ord("a")] == 1 and lengths[0xE4] == 3 and lengths[tiny_tokenizer.ranks[b"\x80"]] == 3
+    whole = [i for i in tiny_tokenizer.encode("你好") if not _is_partial(tiny_tokenizer.decode_single_token_bytes(i))]
+    assert all(lengths[i] == len(tiny_tokenizer.decode_single_token_bytes(i)) for i in whole)
+
+
+def test_decode_single_token_bytes(tiny_tokenizer):
     ids = tiny_tokenizer.encode("Hello 你好")
-    assert b"".join(tiny_tokenizer.token_bytes(i) for i in ids) == "Hello 你好".encode()
-    assert tiny_tokenizer.token_bytes(tiny_tokenizer.bos_id) == b"<|bos|>"
+    assert b"".join(tiny_tokenizer.decode_single_token_bytes(i) for i in ids) == "Hello 你好".encode()
+    assert tiny_tokenizer.decode_single_token_bytes(tiny_tokenizer.bos_id) == b"<|bos|>"
     with pytest.raises(ValueError):
-        tiny_tokenizer.token_bytes(tiny_tokenizer.vocab_size)
+        tiny_tokenizer.decode_single_token_bytes(tiny_tokenizer.vocab_size)
 
 
 def test_save_and_load(tiny_tokenizer, tmp_path):
@@ -101,7 +113,7 @@ def test_stream_decoder_matches_full_decode_on_split_characters(tiny_tokenizer):
     text = "你好，世界！😀😃 naïve 👍🏽 end"
     ids = tiny_tokenizer.encode(text)
     # the vocabulary is small, so some characters are split across tokens: that is the point
-    assert any(_is_partial(tiny_tokenizer.token_bytes(i)) for i in ids)
+    assert any(_is_partial(tiny_tokenizer.decode_single_token_bytes(i)) for i in ids)
     decoder = tiny_tokenizer.stream_decoder()
     pieces = [decoder.feed(i) for i in ids] + [decoder.flush()]
     assert "".join(pieces) == text
@@ -119,7 +131,7 @@ def test_stream_decoder_flushes_partial_character_at_the_end(tiny_tokenizer):
     ids = tiny_tokenizer.encode("😀")
     partial = [i for i in ids][:1]
     decoder = tiny_tokenizer.stream_decoder()
-    if _is_partial(tiny_tokenizer.token_bytes(partial[0])):
+    if _is_partial(tiny_tokenizer.decode_single_token_bytes(partial[0])):
         assert decoder.feed(partial[0]) == ""
         assert decoder.flush() == "\ufffd"
 
@@ -185,7 +197,7 @@ def test_pickle_guard_reports_garbage_and_missing_files(tmp_path):
 # ---- helpers
 
 def _ranks(tok: Tokenizer) -> dict[bytes, int]:
-    return {tok.token_bytes(i): i for i in range(tok.vocab_size - 9)}
+    return {tok.decode_single_token_bytes(i): i for i in range(tok.vocab_size - 9)}
 
 
 def _is_partial(data: bytes) -> bool:

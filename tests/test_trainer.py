@@ -1,6 +1,7 @@
 """The BPE trainer learns exactly rustbpe's merges (and a from-scratch reference's), whatever the
 worker count, splits text the way tiktoken will at inference, and writes a loadable tokenizer."""
 
+import functools
 import random
 from collections import Counter
 
@@ -9,8 +10,10 @@ import regex
 import rustbpe
 import tiktoken
 import tiktoken.load
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tokenizer import bpe_merge, train_inputs
+from tokenizer import bpe_merge, train_inputs, train_split
 from tokenizer.bpe_merge import learn_merges, merges_to_ranks
 from tokenizer.files import load_tokenizer_files
 from tokenizer.patterns import GPT4, NANOCHAT
@@ -204,3 +207,20 @@ def test_merge_loop_strategies_agree_with_reference(monkeypatch, knobs):
     texts = [t for name in ("english", "digit_and_space_runs", "cjk") for t in corpora()[name]]
     counts = Counter(chunk for text in texts for chunk in regex.findall(NANOCHAT, text))
     assert learn_merges(counts, 150) == reference_merges(texts, NANOCHAT, 150)
+
+
+_splitter = functools.lru_cache(maxsize=None)(ChunkSplitter)  # built once per pattern: it takes a while
+PIECE_ALPHABET = list("aZé'sSLlv \t\r\n\n\n  12.,;!-_中한") + ["'ll", "'S", "\r\n", " \n", "\n\n ", "😀", "\u3000"]
+
+
+@pytest.mark.parametrize("pattern", [NANOCHAT, GPT4], ids=["nanochat", "gpt4"])
+@given(st.lists(st.sampled_from(PIECE_ALPHABET), max_size=120), st.integers(1, 12))
+def test_long_documents_are_counted_in_pieces_exactly(pattern, parts, size):
+    """A long document is counted in pieces (to bound memory); the chunks are those of the whole."""
+    doc = "".join(parts)
+    cut = train_split.pieces(doc, size)
+    assert "".join(cut) == doc
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train_split, "PIECE_CHARS", size)
+        counted = _splitter(pattern).count([doc, "x" * (size + 1)])
+    assert counted == Counter(regex.findall(pattern, doc)) + Counter({"x" * (size + 1): 1})

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -126,13 +127,15 @@ def _error_cases(tmp_path):
         "jsonl field": ([tmp_path / "bad.jsonl", "--vocab-size", 300, *out], "bad.jsonl: line 2: expected a JSON"),
         "jsonl syntax": ([tmp_path / "broken.jsonl", "--vocab-size", 300, *out], "broken.jsonl: line 3: not valid JSON"),
         "bad workers": ([tmp_path / "ok.txt", "--vocab-size", 300, "--workers", 0, *out], "--workers: must be at least 1"),
+        "too many workers": ([tmp_path / "ok.txt", "--vocab-size", 300, "--workers", 1000, *out],
+                             "--workers: at most"),
         "out is a file": ([tmp_path / "ok.txt", "--vocab-size", 300, "--out", tmp_path / "ok.txt"],
                           "ok.txt: --out must be a directory"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing file", "empty corpus", "vocab too small", "vocab too large", "bad regex", "jsonl field",
-                                  "jsonl syntax", "bad workers", "out is a file"])
+                                  "jsonl syntax", "bad workers", "too many workers", "out is a file"])
 def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, case):
     args, message = _error_cases(tmp_path)[case]
     done = run_cli(*args)
@@ -141,6 +144,45 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, case):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert err.startswith("glasschat: error: ") and message in err
     assert not (tmp_path / "tok").exists()  # nothing half-written
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            found.extend(int(c) for c in f.read().split())
+    return found
+
+
+def _ended(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return any(line.startswith("State:") and "Z" in line for line in f)  # a zombie has ended
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_ends_the_counting_workers_too(tmp_path):
+    # standard input left open: the trainer waits on it while its helpers wait for work
+    process = subprocess.Popen([sys.executable, "-m", "glasschat", "tokenizer", "train", "-", "--split-lines",
+                                "--vocab-size", "300", "--out", str(tmp_path / "tok"), "--workers", "3"],
+                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(helpers := _children(process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(helpers) == 2
+        process.terminate()
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while not all(map(_ended, helpers)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(map(_ended, helpers))
+    finally:
+        process.kill()
+        process.stdin.close()
+    assert not (tmp_path / "tok").exists()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can read any file")

@@ -360,3 +360,55 @@ async def test_every_action_in_the_table_is_bound_listed_and_runs_from_the_palet
         await commands["Help: keys and commands"].callback()
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
+
+
+async def test_surprise_view_colours_every_token_and_reports_bits_per_byte(tiny_tokenizer, tmp_path):
+    from tui.surprise import surprise_style
+
+    app = make_app(tiny_tokenizer, ["Hi there!"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "hello")
+        await wait_until(pilot, idle(app, 2))
+        backend = app.backend
+        await pilot.press("f7")  # opens the token pane with the surprise view
+        summary = app.query_one("#surprise-summary")
+        await wait_until(pilot, lambda: "bits/byte" in summary.render().plain)
+        view = app.debug_pane.conversation_view
+        ids = [c.id for c in view.cells]
+        assert backend.surprisal_calls == [ids]  # one forward over the whole rendered conversation
+        # the scripted model finds token t 1 + t % 5 bits surprising; the first token has no prediction
+        assert view.surprise == [None] + [float(1 + t % 5) for t in ids[1:]]
+        regions, lengths = tiny_tokenizer.regions(ids), tiny_tokenizer.token_bytes
+
+        def bpb(region):
+            counted = [(1 + t % 5, lengths[t]) for t, r in zip(ids, regions) if r == region and lengths[t]]
+            return sum(b for b, _ in counted) / sum(n for _, n in counted)
+
+        text = summary.render().plain
+        assert f"your text {bpb('user'):.2f} bits/byte" in text and f"replies {bpb('assistant'):.2f} bits/byte" in text
+        # tokens are drawn in their surprisal's colour, the user's too
+        user_token = next(i for i, c in enumerate(view.cells) if c.region == "user" and not c.special)
+        rendered = view.render()
+        span = next(s for s in rendered.spans if s.style.meta.get("token") == user_token)
+        assert span.style.bgcolor == surprise_style(view.surprise[user_token]).bgcolor
+        # the inspector lists the surprisal beside the probability
+        view.focus()
+        generated = next(i for i, c in enumerate(view.cells) if c.origin == "generated")
+        view.cursor = generated
+        await pilot.pause()
+        inspector = app.query_one("#token-inspector").summary
+        bits = view.surprise[generated]
+        assert "sampled, probability 50.00%" in inspector
+        assert f"surprise: {bits:.2f} bits: the model gave it probability {2 ** -bits:.2%}" in inspector
+        # nothing changed: toggling again shows the same answer without another forward
+        await pilot.press("f7")
+        assert view.surprise is None and not summary.display
+        await pilot.press("f7")
+        assert view.surprise is not None and len(backend.surprisal_calls) == 1
+        # a new exchange is scored when its reply has ended
+        app.chat_input.focus()
+        await send(pilot, "again")
+        await wait_until(pilot, lambda: idle(app, 4)() and len(backend.surprisal_calls) == 2)
+        await wait_until(pilot, lambda: view.surprise is not None and len(view.surprise) == len(view.cells)
+                         and view.surprise[-1] is not None)
+        assert backend.surprisal_calls[-1] == [c.id for c in view.cells]

@@ -49,6 +49,12 @@ def test_engine_process_matches_the_engine_and_stops_on_request(checkpoint, tiny
         stopped = list(remote.stream(prompt, params, cancel=cancel))
         assert isinstance(stopped[-1], Stop) and stopped[-1].reason == "cancelled"
         assert strip(list(remote.stream(prompt, params))) == strip(local)  # still usable
+        # the surprise view's forward runs in the engine process, between replies
+        from model.bpb import surprisal
+
+        ids = prompt + [e.id for e in events if isinstance(e, TokenEvent)]
+        assert remote.surprisal(ids) == pytest.approx(surprisal(load_model(checkpoint)[0], ids), abs=1e-5)
+        assert strip(list(remote.stream(prompt, params))) == strip(local)
     finally:
         remote.close()
 

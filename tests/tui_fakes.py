@@ -30,6 +30,7 @@ class ScriptedBackend:
         self.delay_s = delay_s
         self.timings = timings
         self.calls: list[tuple[list[int], object]] = []  # (prompt ids, params) of every call
+        self.surprisal_calls: list[list[int]] = []  # the ids of every surprisal request
         self.holding = threading.Event()
 
     def tokens(self, reply) -> list[tuple[int, bool]]:
@@ -83,6 +84,11 @@ class ScriptedBackend:
                                           for k in range(params.top_alternatives))
             yield TokenEvent(token, decoder.feed(token), forced, None if forced else 0.5, top)
         yield stop("assistant_end", len(self.tokens(reply)))
+
+    def surprisal(self, ids):
+        """Made-up but fixed: token id ``t`` is ``1 + t % 5`` bits surprising."""
+        self.surprisal_calls.append(list(ids))
+        return [float(1 + token % 5) for token in ids[1:]]
 
     def close(self) -> None:
         self.closed = True

@@ -8,6 +8,9 @@ How it stays fast in Python:
 
 - Every unique chunk is kept once, with its count, as a ``str`` whose code points are token
   ids: merging a pair in a chunk is one ``str.replace`` (non-overlapping, left to right, in C).
+  A merge that touches many chunks joins them with a separator that is never a token, replaces
+  once in the joined string and splits it again: no Python loop over the chunks; the chunks are
+  held in a numpy object array, so taking and putting back thousands of them is one step each.
 - A merge changes counts only next to the occurrences it merged: each occurrence makes a pair
   (x, new) out of (x, left) and a pair (new, y) out of (right, y). Those are read off the
   rewritten chunks — with a few numpy operations over all of them when a merge touched many
@@ -35,7 +38,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from tokenizer.bpe_long_word import PAIR_SHIFT, LongWord
-from tokenizer.bpe_pair_stats import PairStats, all_pairs, pairs_with
+from tokenizer.bpe_pair_stats import SEPARATOR, PairStats, all_pairs, pairs_with
 
 LONG_WORD = 8192  # chunks longer than this (in bytes) are merged position by position
 BULK_MIN = 64  # merges touching at least this many chunks find new pairs with numpy
@@ -53,20 +56,20 @@ _KEY = (1 << _COUNT_SHIFT) - 1
 _NO_WORDS: list[int] = []
 
 
-def byte_words(chunk_counts: Mapping[str, int]) -> tuple[list[str], list[int], list[str], list[int]]:
+def byte_words(chunk_counts: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray, list[str], list[int]]:
     """Chunks as strings of byte values (code points 0..255) with their counts: those of up to
-    ``LONG_WORD`` bytes, then the longer ones. Chunks of one byte have no pairs: left out."""
-    words, weights, long_words, long_weights = [], [], [], []
-    for chunk, count in chunk_counts.items():
-        # an ASCII string already is its own bytes, one code point each
-        word = chunk if chunk.isascii() else chunk.encode("utf-8").decode("latin-1")
-        if 1 < len(word) <= LONG_WORD:
-            words.append(word)
-            weights.append(count)
-        elif len(word) > LONG_WORD:
-            long_words.append(word)
-            long_weights.append(count)
-    return words, weights, long_words, long_weights
+    ``LONG_WORD`` bytes (a numpy object array and an int64 array), then the longer ones (lists).
+    Chunks of one byte have no pairs: left out."""
+    # an ASCII string already is its own bytes, one code point each
+    words = [c if c.isascii() else c.encode("utf-8").decode("latin-1") for c in chunk_counts]
+    counts = np.fromiter(chunk_counts.values(), dtype=np.int64, count=len(words))
+    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+    as_array = np.empty(len(words), dtype=object)
+    as_array[:] = words
+    del words
+    short = (lengths > 1) & (lengths <= LONG_WORD)
+    long = lengths > LONG_WORD
+    return as_array[short], counts[short], as_array[long].tolist(), counts[long].tolist()
 
 
 def learn_merges(
@@ -103,11 +106,10 @@ def _overlapping(word: str, token: str) -> int:
 
 class _MergeLoop:
     def __init__(self, chunk_counts: Mapping[str, int], num_merges: int):
-        words, weights, long_words, self.long_weights = byte_words(chunk_counts)
+        self.words, self.weights_array, long_words, self.long_weights = byte_words(chunk_counts)
         self.long_words = [LongWord(word.encode("latin-1")) for word in long_words]
-        self.words = words
-        self.weights = weights
-        self.weights_array = np.array(weights, dtype=np.int64)
+        self.weights = self.weights_array.tolist()  # a list for the per-chunk loops: faster to index
+        words = self.words.tolist()
         self.counts: dict[int, int] = {}  # pair -> count, for the pairs in the heap
         self.unsure: set[int] = set()  # pairs whose count is only an upper bound
         self.where: dict[int, list[int] | np.ndarray] = {}  # pair -> chunks that may hold it
@@ -189,15 +191,25 @@ class _MergeLoop:
         left, right = key >> PAIR_SHIFT, key & _RIGHT
         pair, new_char = chr(left) + chr(right), chr(new)
         words = self.words
-        chunks, merged = [], []
         candidates = self.where.pop(key, _NO_WORDS)
-        for i in candidates if type(candidates) is list else candidates.tolist():
-            word = words[i]
-            replaced = word.replace(pair, new_char)
-            if replaced is not word:  # the index may list chunks that lost the pair since
-                words[i] = replaced
-                chunks.append(i)
-                merged.append(replaced)
+        bulk = len(candidates) >= BULK_MIN
+        if bulk:
+            # chunks that lost the pair since they were indexed come back unchanged, and
+            # without the new token they add no pairs below
+            ids = np.asarray(candidates, dtype=np.int32)
+            joined = SEPARATOR + SEPARATOR.join(words[ids].tolist()).replace(pair, new_char) + SEPARATOR
+            merged = np.empty(len(ids), dtype=object)
+            merged[:] = joined[1:-1].split(SEPARATOR)
+            words[ids] = merged
+        else:
+            chunks, merged = [], []
+            for i in candidates if type(candidates) is list else candidates.tolist():
+                word = words[i]
+                replaced = word.replace(pair, new_char)
+                if replaced is not word:  # the index may list chunks that lost the pair since
+                    words[i] = replaced
+                    chunks.append(i)
+                    merged.append(replaced)
         del self.counts[key]
 
         extra: Counter[int] = Counter()  # pairs created in long words
@@ -213,9 +225,8 @@ class _MergeLoop:
                         removed[other] -= n * weight
             self._forget(removed.items())
 
-        if len(chunks) >= BULK_MIN:
-            ids = np.array(chunks, dtype=np.int32)
-            created, lost_keys, lost_counts = pairs_with(new, (left, right), merged, ids, self.weights_array)
+        if bulk:
+            created, lost_keys, lost_counts = pairs_with(new, (left, right), joined, ids, self.weights_array)
             self._forget(zip(lost_keys.tolist(), lost_counts.tolist()))
             self._admit(created, extra)
         else:

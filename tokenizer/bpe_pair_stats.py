@@ -42,9 +42,8 @@ class PairStats:
         return self.chunks[self.starts[k] : self.starts[k + 1]]
 
 
-def _as_array(words: list[str]) -> np.ndarray:
-    """The words joined, with a separator before, between and after them, as uint32."""
-    joined = SEPARATOR + SEPARATOR.join(words) + SEPARATOR
+def _as_array(joined: str) -> np.ndarray:
+    """Words joined with a separator before, between and after them, as uint32."""
     return np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
@@ -70,13 +69,13 @@ def all_pairs(words: list[str], weights: np.ndarray) -> PairStats:
     return PairStats(keys, counts[present], starts, word_of)
 
 
-def pairs_with(new: int, merged_pair: tuple[int, int], words: list[str], word_ids: np.ndarray,
+def pairs_with(new: int, merged_pair: tuple[int, int], joined: str, word_ids: np.ndarray,
                weights: np.ndarray) -> tuple[PairStats, np.ndarray, np.ndarray]:
-    """The pairs holding token ``new`` in ``words`` (the chunks ``word_ids``, which just had
-    ``merged_pair`` merged into it); and the pairs that merge took occurrences from, with how
-    many (weighted)."""
+    """The pairs holding token ``new`` in the chunks ``word_ids``, which just had ``merged_pair``
+    merged into it (``joined``: those chunks joined with ``SEPARATOR`` before, between and
+    after them); and the pairs that merge took occurrences from, with how many (weighted)."""
     a, b = merged_pair
-    array = _as_array(words)
+    array = _as_array(joined)
     separators = np.flatnonzero(array == _SEP)
     at = np.flatnonzero(array == new)
     local = np.searchsorted(separators, at) - 1  # which word each occurrence is in

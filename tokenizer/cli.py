@@ -1,4 +1,4 @@
-"""``glasschat tokenizer train|encode|render``."""
+"""``glasschat tokenizer train|encode|render|export-nanochat``."""
 
 import json
 import sys
@@ -14,6 +14,7 @@ def register(subparsers) -> None:
     _register_train(group)
     _register_encode(group)
     _register_render(group)
+    _register_export_nanochat(group)
 
 
 def _add_tokenizer_option(parser) -> None:
@@ -89,18 +90,24 @@ def _register_train(group) -> None:
         "train",
         help="Train a byte-level BPE tokenizer on text files.",
         description="Train a byte-level BPE tokenizer (regex pre-split, then merges) on text. "
-        "The nine special tokens are appended after the learned tokens.",
+        "The nine special tokens are appended after the learned tokens. nanochat's tokenizer is trained on "
+        "its pretraining shards but the last (kept for validation) with --vocab-size 65536 "
+        "--max-chars 2000000000 --doc-cap 10000.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="text files, .jsonl files (a 'text' field per line), directories (recursively), or - for stdin")
+                   help="text files, .jsonl files (a 'text' field per line), .parquet shards (a 'text' column), "
+                   "directories (recursively), or - for stdin")
     p.add_argument("--vocab-size", type=int, required=True, metavar="N",
                    help="total vocabulary size including the 9 special tokens (at least 265)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--workers", type=int, default=None, metavar="K", help="counting processes (default: all cores)")
+    p.add_argument("--workers", type=int, default=None, metavar="K",
+                   help="counting processes (default: all cores; at most 4 per core)")
     p.add_argument("--pattern", default="nanochat", metavar="nanochat|gpt4|REGEX", help="split pattern (default: nanochat)")
     p.add_argument("--max-chars", type=int, default=None, metavar="N",
                    help="stop after the document that takes the total past N characters")
     p.add_argument("--doc-cap", type=int, default=None, metavar="N", help="use at most N characters of each document")
+    p.add_argument("--column", default="text", metavar="NAME",
+                   help="the .jsonl field and .parquet column holding the text (default: text)")
     p.add_argument("--split-lines", action="store_true",
                    help="treat each line of a plain text file (or of stdin) as a document")
 
@@ -127,7 +134,8 @@ def _train(args) -> int:
 
         warnings.showwarning = show
         result = train_tokenizer(args.inputs, args.vocab_size, args.out, workers=args.workers, pattern=args.pattern,
-                                 max_chars=args.max_chars, doc_cap=args.doc_cap, split_lines=args.split_lines)
+                                 max_chars=args.max_chars, doc_cap=args.doc_cap, split_lines=args.split_lines,
+                                 column=args.column)
     print(
         f"trained {result.vocab_size} tokens ({result.num_bpe_tokens} BPE + {NUM_SPECIAL_TOKENS} special) "
         f"on {result.documents:,} documents, {result.chars:,} characters, {result.unique_chunks:,} unique chunks "
@@ -135,3 +143,26 @@ def _train(args) -> int:
         f"(counting {result.seconds_counting:.1f}s, merging {result.seconds_merging:.1f}s) -> {result.out_dir}"
     )
     return 0
+
+
+def _register_export_nanochat(group) -> None:
+    p = group.add_parser(
+        "export-nanochat",
+        help="Write a tokenizer as nanochat's tokenizer.pkl and token_bytes.pt.",
+        description="Write the tokenizer in DIR as nanochat reads it: tokenizer.pkl (a pickled tiktoken "
+        "Encoding) and token_bytes.pt (bytes per token id, 0 for the special tokens) in the directory PATH, "
+        "e.g. $NANOCHAT_BASE_DIR/tokenizer.",
+    )
+    p.add_argument("directory", metavar="DIR", help="a glasschat tokenizer directory (from `tokenizer train`)")
+    p.add_argument("--out", required=True, metavar="PATH", help="directory to write the two files into")
+
+    def run(args):
+        from tokenizer.nanochat_export import export_nanochat
+        from tokenizer.runtime import Tokenizer
+
+        tokenizer = Tokenizer.load(args.directory)
+        pickle_path, bytes_path = export_nanochat(tokenizer, args.out)
+        print(f"wrote {pickle_path} and {bytes_path} ({tokenizer.vocab_size} tokens)")
+        return 0
+
+    p.set_defaults(func=run)

@@ -32,7 +32,7 @@ def token_label(tok: Tokenizer, token_id: int) -> str:
     name = tok.special_name(token_id)
     if name is not None:
         return name
-    return "".join(text for text, _ in byte_segments(tok.token_bytes(token_id)))
+    return "".join(text for text, _ in byte_segments(tok.decode_single_token_bytes(token_id)))
 
 
 def visible_whitespace(text: str) -> str:

@@ -7,6 +7,7 @@ through ``encode_special`` and conversation rendering.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -90,11 +91,31 @@ class Tokenizer:
         """The name of a special token id, or None for an ordinary token."""
         return self._special_names.get(token_id)
 
-    def token_bytes(self, token_id: int) -> bytes:
+    @property
+    def ranks(self) -> dict[bytes, int]:
+        """The BPE tokens: token bytes -> id (``0..n-1``). Read it, never change it."""
+        return self._ranks
+
+    def decode_single_token_bytes(self, token_id: int) -> bytes:
         """The bytes of one token (a special token's bytes are its name)."""
         if not 0 <= token_id < self.vocab_size:
             raise ValueError(f"token id {token_id} out of range 0..{self.vocab_size - 1}")
         return self._encoding.decode_single_token_bytes(token_id)
+
+    @functools.cached_property
+    def token_bytes(self) -> tuple[int, ...]:
+        """Bytes per token id, the way nanochat counts them for bits per byte: 0 for a special
+        token, else the UTF-8 length of the token decoded to text. A token holding only part of
+        a multi-byte character decodes to U+FFFD and so counts 3, as in nanochat's
+        ``token_bytes.pt`` — the same definition keeps bits per byte comparable with nanochat's."""
+        lengths = []
+        for token_id in range(self.vocab_size):
+            if token_id in self._special_names:
+                lengths.append(0)
+            else:
+                raw = self._encoding.decode_single_token_bytes(token_id)
+                lengths.append(len(raw) if raw.isascii() else len(raw.decode("utf-8", "replace").encode("utf-8")))
+        return tuple(lengths)
 
     # ---- text
 

@@ -63,6 +63,7 @@ class _Config:
     splitter: ChunkSplitter
     split_lines: bool
     doc_cap: int | None
+    column: str = "text"
 
 
 def default_workers() -> int:
@@ -81,7 +82,7 @@ def max_workers() -> int:
 def _documents(config: _Config, item: WorkItem, char_budget: int | None = None) -> tuple[list[str], list[str]]:
     """The documents of one item, capped, and warnings; with ``char_budget``, only up to the
     document that takes the running character count past it (kept, as nanochat does)."""
-    docs = read_item(item, config.split_lines)
+    docs = read_item(item, config.split_lines, config.column)
     texts = docs.texts
     if config.doc_cap is not None:
         cap = config.doc_cap
@@ -126,13 +127,18 @@ def count_chunks(
     *,
     workers: int,
     split_lines: bool = False,
+    column: str = "text",
     doc_cap: int | None = None,
     max_chars: int | None = None,
     on_progress: Callable[[int], None] = lambda nbytes: None,
     on_warning: Callable[[str], None] = lambda message: None,
+    while_waiting: Callable[[], None] = lambda: None,
 ) -> ChunkCounts:
-    """Count the chunks of every document in ``items``; ``on_progress`` gets bytes read so far."""
-    config = _Config(splitter, split_lines, doc_cap)
+    """Count the chunks of every document in ``items``; ``on_progress`` gets bytes read so far.
+
+    ``while_waiting`` runs once this process has counted its last item and the helpers are still
+    counting theirs: work for the next phase that would otherwise wait for them."""
+    config = _Config(splitter, split_lines, doc_cap, column)
     total = ChunkCounts(Counter())
     per_item = max_chars is not None
     warned_files: set[str] = set()
@@ -187,6 +193,8 @@ def count_chunks(
                     absorb(message)
                 elif finished(*message):
                     return total
+        helpers.close_tasks()
+        while_waiting()
         for message in helpers.finish():
             if isinstance(message, Counter):
                 absorb(message)
@@ -218,9 +226,12 @@ class _Helpers:
 
     def __init__(self, config: _Config, count: int, per_item: bool):
         context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        self.tasks, self.results = context.SimpleQueue(), context.Queue()
-        self.processes = [context.Process(target=_worker, args=(config, self.tasks, self.results, per_item),
-                                          daemon=True) for _ in range(count)]
+        # a Queue, not a SimpleQueue: put() hands an item to a feeder thread and returns, so this
+        # process goes on counting while an item holding text (parquet, stdin) is still being
+        # written to a helper busy with its previous one
+        self.tasks, self.results = context.Queue(), context.Queue()
+        args = (config, self.tasks, self.results, per_item)
+        self.processes = [context.Process(target=_worker, args=args, daemon=True) for _ in range(count)]
         self.outstanding: dict[int, WorkItem] = {}
         self.running = count
 
@@ -252,11 +263,13 @@ class _Helpers:
                 return
             yield self._unpack(message)
 
-    def finish(self) -> Iterator:
-        """Tell the helpers there is no more work; yield what they still report, ending with
-        each helper's counter."""
+    def close_tasks(self) -> None:
+        """Tell the helpers there is no more work."""
         for _ in range(self.running):
             self.tasks.put(None)
+
+    def finish(self) -> Iterator:
+        """Yield what the helpers still report, ending with each helper's counter."""
         while self.running:
             yield self._unpack(self._receive())
 

@@ -30,9 +30,19 @@ import regex
 import tiktoken
 
 from glasschat.errors import UserError
+from tokenizer.patterns import NAMED_PATTERNS
 
 BMP_LIMIT = 0x10000
 ALL_LIMIT = 0x110000
+# A document longer than this is split in pieces of about this many characters: the list of
+# chunks findall makes for a 10 MB document would take hundreds of MB.
+PIECE_CHARS = 1 << 20
+# Where a piece may end: after a newline that a letter follows. In the named patterns no chunk
+# holds both a newline and a letter, so a chunk always ends there, and the text on either side
+# splits the same alone as in the whole (nothing looks behind; what looks ahead at the newline
+# sees the same). ASCII letters, CJK ideographs and Hangul syllables are letters in every
+# Unicode version tiktoken or ``regex`` may use.
+_PIECE_END = re.compile("\n(?=[A-Za-z\u4e00-\u9fa5\uac00-\ud7a3])")
 
 
 @functools.lru_cache(maxsize=1)  # cleared after use: the string for all planes takes 4 MB
@@ -209,6 +219,20 @@ def explicit_pattern(pattern: str, limit: int = ALL_LIMIT) -> str:
     return "".join(out)
 
 
+def pieces(doc: str, size: int | None = None) -> list[str]:
+    """``doc`` cut into pieces of about ``size`` characters where a chunk is sure to end."""
+    size = size or PIECE_CHARS
+    out, start = [], 0
+    while len(doc) - start > size:
+        end = _PIECE_END.search(doc, start + size)
+        if end is None:
+            break
+        out.append(doc[start : end.end()])
+        start = end.end()
+    out.append(doc[start:] if start else doc)
+    return out
+
+
 def _within_bmp(text: str) -> bool:
     # characters beyond the BMP take two UTF-16 code units: a fast, allocation-only check
     return text.isascii() or len(text.encode("utf-16-le", "surrogatepass")) == 2 * len(text)
@@ -230,11 +254,14 @@ class ChunkSplitter:
         # built on first use: only documents beyond the BMP need them
         self._disputed: re.Pattern | None | bool = False
         self._faithful: regex.Pattern | None = None
+        self._cuttable = pattern in NAMED_PATTERNS.values()  # a custom pattern may look behind
 
     def count(self, docs: list[str], counts: Counter[str] | None = None) -> Counter[str]:
         """Chunk counts of ``docs``, added to ``counts`` if given."""
         if counts is None:
             counts = Counter()
+        if self._cuttable and any(len(doc) > PIECE_CHARS for doc in docs):
+            docs = (piece for doc in docs for piece in pieces(doc))
         if self._bmp is None:
             beyond = docs
         else:

@@ -8,6 +8,7 @@ first, training stops early with a warning and the specials follow the last lear
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 import warnings
@@ -63,9 +64,11 @@ def train_tokenizer(
     max_chars: int | None = None,
     doc_cap: int | None = None,
     split_lines: bool = False,
+    column: str = "text",
     progress: bool = True,
 ) -> TrainResult:
-    """Train on ``inputs`` (files, .jsonl, directories, ``-``) and write the tokenizer to ``out_dir``.
+    """Train on ``inputs`` (files, .jsonl, .parquet, directories, ``-``) and write the tokenizer
+    to ``out_dir``; ``column`` is the JSONL field and parquet column holding the text.
 
     ``pattern`` is ``"nanochat"``, ``"gpt4"`` or a regex. Mistakes in the arguments or the input
     raise ``UserError``; problems that do not stop training (invalid UTF-8, an early stop) are
@@ -101,14 +104,18 @@ def train_tokenizer(
     total_bytes = sum(s.size for s in plan if isinstance(s, Source))
     display.start("counting", total_bytes if "-" not in plan else None, "MB", scale=1e6)
     counted = count_chunks(
-        work_items(plan, split_lines),
+        work_items(plan, split_lines, column=column),
         splitter,
         workers=workers,
         split_lines=split_lines,
+        column=column,
         doc_cap=doc_cap,
         max_chars=max_chars,
         on_progress=display.update,
         on_warning=warn,
+        # the merge loop's numpy is imported while the helpers finish their last items (and
+        # only then: forked earlier, they carry no numpy pages)
+        while_waiting=lambda: importlib.import_module("tokenizer.bpe_merge"),
     )
     display.finish()
     if not counted.counts:
@@ -117,7 +124,6 @@ def train_tokenizer(
     counting_done = time.perf_counter()
     unique_chunks = len(counted.counts)
 
-    # imported only now: the counting processes, forked earlier, then carry no numpy pages
     from tokenizer.bpe_merge import learn_merges, merges_to_ranks
 
     num_merges = vocab_size - MIN_VOCAB_SIZE
@@ -151,4 +157,3 @@ def train_tokenizer(
         seconds_merging=merging_done - counting_done,
         warnings=result_warnings,
     )
-

@@ -74,6 +74,10 @@ def _register_eval(subparsers) -> None:
     p.add_argument("--seed", type=int, default=1234, help="seed of the held-out prompts and of sampling")
     p.add_argument("--threads", type=_thread_count, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--json", action="store_true", help="print the full report (with failures) as JSON")
+    p.add_argument("--bpb", nargs="+", metavar="FILE",
+                   help="instead: bits per byte on these text files (each one document, nanochat's measure), per file "
+                   "and over all, with the tokens scored (all but each window's first) and the bytes they stand for; "
+                   "exit 1 if some file was skipped, 2 if none could be measured")
     p.set_defaults(func=_eval)
 
 
@@ -116,6 +120,10 @@ def _eval(args) -> int:
         raise UserError("--temperature: must be >= 0")
     set_threads(args.threads)
     checkpoint = resolve_checkpoint_dir(args.checkpoint)
+    if args.bpb:
+        from model.bpb_report import evaluate_files
+
+        return evaluate_files(args.bpb, checkpoint, as_json=args.json, threads=args.threads)
     log = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
     report = evaluate_checkpoint(checkpoint, args.per_skill, tuple(args.temperature or (0.0, 0.7)),
                                  seed=args.seed, log=log)

@@ -16,7 +16,7 @@ def alphabetic_tokens(tokenizer) -> list[str]:
     for token_id in range(tokenizer.vocab_size):
         if tokenizer.is_special(token_id):
             continue
-        raw = tokenizer.token_bytes(token_id)
+        raw = tokenizer.decode_single_token_bytes(token_id)
         if re.fullmatch(rb" ?[A-Za-z]+", raw):
             words.add(raw.decode("ascii").strip())
     return sorted(words)

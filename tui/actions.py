@@ -70,6 +70,10 @@ ACTIONS: tuple[Action, ...] = (
     Action("toggle_tokens", "Toggle the token pane",
            "token pane: the conversation as tokens, the draft's tokens, the inspector", "f2", "Tokens"),
     Action("toggle_raw", "Toggle the raw view", "raw view: the chat as the exact token stream", "f3", "Raw"),
+    Action("toggle_surprise", "Toggle the surprise view",
+           "surprise view in the token pane: every token coloured by its surprisal under the model (-log2 p), "
+           "bits per byte of your text and of the replies", "f7", "Surprise",
+           priority=True),  # over the message box's own F7 (select all)
     Action("settings", "Sampling settings", "sampling settings", "f4", "Settings"),
     Action("replay_pause", "Pause or resume the replay", "pause or resume a replay", "f5", "Pause replay",
            show=False, replay=True),

@@ -26,7 +26,7 @@ from glasschat.errors import UserError
 from glasschat.loading import scrub_text
 from model.backend import Backend
 from model.events import SamplingParams, Stop
-from tui import actions
+from tui import actions, surprise
 from tui import commands as slash
 from tui.chat_file import Line, TurnRecord, entry_error
 from tui.context import Prompt
@@ -78,6 +78,10 @@ class GlasschatApp(App):
         self.last_reply_shown: list[tuple[float, int]] = []  # for ``glasschat bench tui``
         self._resume = resume
         self._draft_timer: Timer | None = None
+        self.surprise_on = False
+        # the surprise view's last answer: (the ids it scored, bits per cell, the headline)
+        self._surprise: tuple[tuple[int, ...], list[float | None], str] | None = None
+        self._surprise_pending: tuple[int, ...] | None = None
         self._live_tokens_at = 0.0
         self._save_problem: str | None = None  # why the last save failed, said once
 
@@ -331,6 +335,13 @@ class GlasschatApp(App):
             self.refresh_draft()
         self._keep_typing_in_the_draft(typing)
 
+    def action_toggle_surprise(self) -> None:
+        self.surprise_on = not self.surprise_on
+        if self.surprise_on and not self.debug_pane.display:
+            self.action_toggle_tokens()
+        else:
+            self.refresh_tokens()
+
     def action_toggle_raw(self) -> None:
         raw = self.query_one(RawView)
         typing = self.focused is self.chat_input
@@ -471,8 +482,54 @@ class GlasschatApp(App):
         cells: list[TokenCell] = self.session.cells()
         if self.debug_pane.display:
             self.debug_pane.show_conversation(cells, dropped)
+            self.refresh_surprise(cells)
         if raw.display:
             raw.show(cells)
+
+    def refresh_surprise(self, cells: list[TokenCell]) -> None:
+        """The surprise view for ``cells``: the last answer if it scored these tokens, else one
+        forward over them in a thread, never while a reply streams (until it ends, the tokens it
+        already scored keep their colours)."""
+        pane = self.debug_pane
+        if not self.surprise_on:
+            pane.show_surprise(None)
+            return
+        ids = tuple(cell.id for cell in cells)
+        known = self._surprise
+        if known is not None and known[0] == ids:
+            pane.show_surprise(known[1], known[2])
+            return
+        prefix = known[1] + [None] * (len(ids) - len(known[0])) if known and ids[: len(known[0])] == known[0] else None
+        if self.live_reply is not None:
+            pane.show_surprise(prefix or [None] * len(ids), "surprise: scored when the reply ends")
+            return
+        pane.show_surprise(prefix, "surprise: one forward over the conversation…")
+        if self._surprise_pending != ids:
+            self._surprise_pending = ids
+            self.run_worker(partial(self._score_surprise, ids), thread=True, group="surprise", exit_on_error=False)
+
+    def _score_surprise(self, ids: tuple[int, ...]) -> None:
+        """In a thread: ask the backend for the surprisal of ``ids``, hand the answer to the UI."""
+        try:
+            bits: list[float] | str = self.backend.surprisal(list(ids))
+        except Exception as error:  # shown as a notification; the view turns off
+            bits = f"{type(error).__name__}: {error}"
+        self.call_from_thread(self._surprise_scored, ids, bits)
+
+    def _surprise_scored(self, ids: tuple[int, ...], bits: list[float] | str) -> None:
+        if self._surprise_pending == ids:
+            self._surprise_pending = None
+        if isinstance(bits, str):
+            self.surprise_on = False
+            self.notify(f"Could not score the conversation: {bits}", severity="error", timeout=10)
+        else:
+            per_cell = surprise.per_token(list(ids), bits)
+            regions = self.tokenizer.regions(list(ids))
+            lengths = self.tokenizer.token_bytes
+            headline = surprise.describe(surprise.region_bpb(list(ids), regions, per_cell, lengths, "user"),
+                                         surprise.region_bpb(list(ids), regions, per_cell, lengths, "assistant"))
+            self._surprise = (ids, per_cell, headline)
+        self.refresh_tokens()
 
     @on(ChatInput.Changed)
     @guarded

@@ -134,6 +134,25 @@ class EngineProcess:
                 if isinstance(event, Stop):
                     return
 
+    def surprisal(self, ids: list[int]) -> list[float]:
+        """Surprisal in bits of each token of ``ids`` after the first (``model.bpb.surprisal``):
+        one forward over them in the engine process, after any reply in progress."""
+        with self._lock:
+            self._request += 1
+            request = self._request
+            self._conn.send(("surprisal", request, list(ids)))
+            while True:
+                if not self._conn.poll(POLL_S):
+                    if self._process.poll() is not None:
+                        raise EngineProcessError(self._ended())
+                    continue
+                answer, payload = self._receive()
+                if answer != request:
+                    continue  # the tail of an earlier reply whose reader went away
+                if isinstance(payload, str):
+                    raise EngineProcessError(payload)
+                return payload["surprisal"]
+
     def _send_cancel(self, request: int) -> bool:
         try:
             self._conn.send(("cancel", request))
@@ -169,9 +188,11 @@ class EngineProcess:
 
 def serve(conn: Connection, checkpoint: str | None) -> None:
     """The engine process: load the model, then answer ``(request, prompt, params)`` with
-    batches of events until ``None`` arrives or the app goes away."""
+    batches of events and ``("surprisal", request, ids)`` with ``{"surprisal": bits}``, in the
+    order they come, until ``None`` arrives or the app goes away."""
     try:
         from model import load_model, resolve_checkpoint_dir
+        from model.bpb import surprisal
         from model.checkpoint import TOKENIZER_DIR
         from model.engine import Engine
         from model.threads import set_threads
@@ -209,6 +230,15 @@ def serve(conn: Connection, checkpoint: str | None) -> None:
 
     threading.Thread(target=listen, daemon=True).start()
     while (message := requests.get()) is not None:
+        if message[0] == "surprisal":  # ("surprisal", request, ids): one forward, one answer
+            _, request, ids = message
+            try:
+                conn.send((request, {"surprisal": surprisal(gpt, ids)}))
+            except OSError:
+                return
+            except Exception as error:
+                conn.send((request, f"{type(error).__name__}: {error}"))
+            continue
         request, prompt, params = message
         current[0] = request
         cancel.clear()

@@ -63,7 +63,7 @@ def build_cells(tokenizer, ids: list[int], mask: list[int], entries: list[Entry]
     cells = []
     for i, token in enumerate(ids):
         name = tokenizer.special_name(token)
-        segments = ((name, False),) if name else byte_segments(tokenizer.token_bytes(token))
+        segments = ((name, False),) if name else byte_segments(tokenizer.decode_single_token_bytes(token))
         origin, event = origins.get(i, (WRITTEN, None))
         cells.append(TokenCell(start + i, token, name, segments, regions[i], mask[i], owners[i], origin, event))
     return cells
@@ -111,5 +111,5 @@ def count(cells: list[TokenCell], tokenizer) -> Counts:
         tokens=len(cells),
         special=len(cells) - len(ordinary),
         characters=len(tokenizer.decode(ordinary)),
-        bytes=sum(len(tokenizer.token_bytes(i)) for i in ordinary),
+        bytes=sum(len(tokenizer.decode_single_token_bytes(i)) for i in ordinary),
     )

@@ -41,13 +41,17 @@ class TokenInspector(Static):
         self.tokenizer = tokenizer
         self.summary = ""
 
-    def show_cell(self, cell: TokenCell | None) -> None:
-        """Show ``cell``; ``self.summary`` keeps the same facts as plain text."""
+    def show_cell(self, cell: TokenCell | None, surprise: float | None = None) -> None:
+        """Show ``cell`` (with its surprisal in bits, when the surprise view has it);
+        ``self.summary`` keeps the same facts as plain text."""
         if cell is None:
             self.summary = "Move over a token (←/→ or the mouse) to inspect it."
             self.update(Text(self.summary, style="dim"))
             return
         rows = self._rows(cell)
+        if surprise is not None:
+            rows.append(("surprise", f"{surprise:.2f} bits: the model gave it probability {2.0 ** -surprise:.2%} "
+                                     "given everything before it (temperature 1, unfiltered)"))
         table = Table.grid(padding=(0, 1))
         table.add_column(style="bold")
         table.add_column()
@@ -61,7 +65,7 @@ class TokenInspector(Static):
         raw = cell.special or "".join(segment for segment, _ in cell.segments)
         rows: list[tuple[str, str | Text]] = [
             ("token", Text(f"#{cell.index}  id {cell.id}  {raw!r}")),
-            ("bytes", "(special token)" if cell.special else self.tokenizer.token_bytes(cell.id).hex(" ")),
+            ("bytes", "(special token)" if cell.special else self.tokenizer.decode_single_token_bytes(cell.id).hex(" ")),
             ("where", REGION_LABELS.get(cell.region, cell.region)
              + (f", message {cell.message}" if cell.message >= 0 else "")
              + f", mask {cell.mask}" + (" (trained on)" if cell.mask else "")),
@@ -95,6 +99,7 @@ class DebugPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(id="token-counts")
+        yield Static(id="surprise-summary")
         with VerticalScroll(id="token-scroll", can_focus=False):
             yield TokenView(id="conversation-tokens")
             yield Static(id="draft-label")
@@ -104,6 +109,7 @@ class DebugPane(Vertical):
     def on_mount(self) -> None:
         self.query_one(TokenInspector).show_cell(None)
         self.show_draft([])
+        self.show_surprise(None)
 
     @property
     def conversation_view(self) -> TokenView:
@@ -142,5 +148,23 @@ class DebugPane(Vertical):
         self.draft_view.set_cells(cells)
         self.draft_view.display = bool(cells)
 
+    def show_surprise(self, bits: list[float | None] | None, note: str = "") -> None:
+        """The surprise view: colour the conversation's tokens by ``bits`` (one per cell) and show
+        ``note`` (the bits per byte, or what is being computed) above them; None turns it off."""
+        summary = self.query_one("#surprise-summary", Static)
+        summary.display = bits is not None or bool(note)
+        summary.update(Text(note, style="italic"))
+        self.conversation_view.set_surprise(bits)
+        self.border_title = "tokens (F2) · surprise (F7)" if summary.display else "tokens (F2)"
+        view = self.conversation_view
+        if 0 <= view.cursor < len(view.cells):
+            self.query_one(TokenInspector).show_cell(view.cells[view.cursor], self._bits(view, view.cursor))
+
+    @staticmethod
+    def _bits(view: TokenView, position: int) -> float | None:
+        surprise = view.surprise
+        return surprise[position] if surprise is not None and position < len(surprise) else None
+
     def on_token_view_highlighted(self, event: TokenView.Highlighted) -> None:
-        self.query_one(TokenInspector).show_cell(event.cell)
+        position = event.view.cursor
+        self.query_one(TokenInspector).show_cell(event.cell, self._bits(event.view, position))

@@ -13,6 +13,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from tokenizer.display import visible_whitespace
+from tui.surprise import surprise_style
 from tui.token_cells import TokenCell
 
 # Backgrounds per region, two shades alternating token by token.
@@ -32,14 +33,23 @@ ID_STYLE = Style(color="#8a8a8a", dim=True)
 
 
 def render_cells(cells: list[TokenCell], *, cursor: int = -1, whitespace: bool = False,
-                 ids: bool = False, dim_messages_before: int = -1, shading: bool = True) -> Text:
+                 ids: bool = False, dim_messages_before: int = -1, shading: bool = True,
+                 surprise: list[float | None] | None = None) -> Text:
     """The tokens as one Rich ``Text``; each token's span carries ``{"token": index}`` metadata
-    so the mouse can find it. Without ``shading`` only special tokens and byte badges stand out."""
+    so the mouse can find it. Without ``shading`` only special tokens and byte badges stand out.
+    With ``surprise`` (bits per cell, None for none) each token's background is its surprisal
+    instead of its region's shade."""
     text = Text(no_wrap=False, overflow="fold")
     for position, cell in enumerate(cells):
         meta = {"token": position}
-        shade = REGION_SHADES.get(cell.region, REGION_SHADES["none"])[position % 2]
-        base = Style(bgcolor=shade, underline=bool(cell.mask), meta=meta) if shading else Style(meta=meta)
+        if surprise is not None:
+            bits = surprise[position] if position < len(surprise) else None
+            base = surprise_style(bits) + Style(underline=bool(cell.mask), meta=meta)
+        elif shading:
+            shade = REGION_SHADES.get(cell.region, REGION_SHADES["none"])[position % 2]
+            base = Style(bgcolor=shade, underline=bool(cell.mask), meta=meta)
+        else:
+            base = Style(meta=meta)
         if 0 <= cell.message < dim_messages_before:
             base += Style(dim=True)
         if position == cursor:
@@ -83,6 +93,7 @@ class TokenView(Widget, can_focus=True):
         super().__init__(**kwargs)
         self.cells: list[TokenCell] = []
         self.dim_messages_before = -1
+        self.surprise: list[float | None] | None = None  # bits per cell while the surprise view is on
         self._rendered: tuple[tuple, Text] | None = None  # layout, paint and scrolling share one render
 
     def set_cells(self, cells: list[TokenCell], dim_messages_before: int = -1) -> None:
@@ -93,13 +104,20 @@ class TokenView(Widget, can_focus=True):
             self.cursor = len(cells) - 1
         self.refresh(layout=True)
 
+    def set_surprise(self, surprise: list[float | None] | None) -> None:
+        """Colour the tokens by these bits (one per cell), or by region again with None."""
+        self.surprise = surprise
+        self._rendered = None
+        self.refresh(layout=True)
+
     def render(self) -> Text:
         if not self.cells:
             return Text("(no tokens)", style="dim")
         key = (self.cursor, self.show_whitespace, self.show_ids, self.dim_messages_before)
         if self._rendered is None or self._rendered[0] != key:
             self._rendered = key, render_cells(self.cells, cursor=self.cursor, whitespace=self.show_whitespace,
-                                               ids=self.show_ids, dim_messages_before=self.dim_messages_before)
+                                               ids=self.show_ids, dim_messages_before=self.dim_messages_before,
+                                               surprise=self.surprise)
         return self._rendered[1]
 
     def get_content_height(self, container, viewport, width: int) -> int:
