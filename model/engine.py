@@ -38,7 +38,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -48,7 +48,8 @@ import torch.nn.functional as F
 from glasschat.errors import UserError
 from model.calculator import calculate
 from model.events import GenerationStats, SamplingParams, Stop, TokenEvent
-from model.gpt import GPT, SOFTCAP
+from model.gpt import GPT, SOFTCAP, GPTConfig, rotary_tables
+from model.weights import DTYPES, Rows, StateSource, format_of, pack_matrix, pack_table
 
 MAX_TOOL_EXPRESSION_TOKENS = 256  # a python block longer than this is not evaluated
 
@@ -63,10 +64,12 @@ class Generation(NamedTuple):
 
 
 class _Layer(NamedTuple):
-    wqkv: torch.Tensor  # (C, (H + 2·Hkv)·D), q/k rotary halves interleaved per head
-    wo: torch.Tensor  # (C, C): attention output, transposed
-    wfc: torch.Tensor  # (C, 4C): MLP up, transposed
-    wproj: torch.Tensor  # (4C, C) view of nn.Linear's (C, 4C) layout: more inputs than outputs
+    """One block's matrices, each packed by ``model.weights`` for ``x @ W``."""
+
+    wqkv: object  # (C, (H + 2·Hkv)·D), q/k rotary halves interleaved per head
+    wo: object  # (C, C): attention output
+    wfc: object  # (C, 4C): MLP up
+    wproj: object  # (4C, C): MLP down
 
 
 class _Scratch(NamedTuple):
@@ -103,13 +106,35 @@ class Engine:
     its own cache and generator, and the weights are only read.
     """
 
-    def __init__(self, gpt: GPT, tokenizer, threads: int | None = 1):
-        if tokenizer.vocab_size != gpt.config.vocab_size:
-            raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is {gpt.config.vocab_size}")
+    def __init__(self, gpt: GPT, tokenizer, threads: int | None = 1, weight_format: str | None = None):
+        """Pack ``gpt``'s weights (copies: ``gpt`` keeps its own) in ``weight_format`` (default:
+        the model's dtype)."""
+        self.gpt = gpt
+        head = gpt.lm_head.weight
+        self._setup(gpt.config, StateSource(gpt.state_dict()), tokenizer, threads,
+                    weight_format or format_of(head.dtype), head.device, None)
+
+    @classmethod
+    def from_weights(cls, config: GPTConfig, source: StateSource, tokenizer, weight_format: str,
+                     threads: int | None = 1, progress: Callable[[int, int], None] | None = None) -> Engine:
+        """An engine packed straight from ``source`` (e.g. a mapped checkpoint, which drops each
+        tensor's pages once it is packed), with no ``GPT`` built: the packed weights are the one
+        copy. ``progress(done_bytes, total_bytes)`` is called as the weights are packed."""
+        engine = cls.__new__(cls)
+        engine.gpt = None
+        engine._setup(config, source, tokenizer, threads, weight_format, torch.device("cpu"), progress)
+        return engine
+
+    def _setup(self, config: GPTConfig, source: StateSource, tokenizer, threads, weight_format: str, device, progress) -> None:
+        if tokenizer.vocab_size != config.vocab_size:
+            raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is {config.vocab_size}")
+        if weight_format == "int8" and device.type != "cpu":
+            raise UserError("int8 weights run on the CPU only")
         if threads is not None:
             torch.set_num_threads(threads)
-        self.gpt, self.tokenizer, self.config = gpt, tokenizer, gpt.config
-        self.device, self.dtype = gpt.lm_head.weight.device, gpt.lm_head.weight.dtype
+        self.tokenizer, self.config, self.device = tokenizer, config, device
+        self.weight_format = weight_format
+        self.dtype = torch.float32 if weight_format == "int8" else DTYPES[weight_format]  # of the activations
         special = tokenizer.special_ids
         self._stop_ids = {special["<|assistant_end|>"]: "assistant_end", special["<|bos|>"]: "bos"}
         self._python_start, self._python_end = special["<|python_start|>"], special["<|python_end|>"]
@@ -121,20 +146,42 @@ class Engine:
         self._attention_scale = c.head_dim**0.5  # (sqrt(D) q) . (sqrt(D) k) / sqrt(D)
         self._residual_scale = 1 / sqrt_c  # the residual stream's scale relative to nanochat's
         self._fp32 = self.dtype == torch.float32  # complex64 exists for fp32 only
-        eps = torch.finfo(self.dtype).eps  # RMSNorm's default
+        self._eps = torch.finfo(self.dtype).eps  # RMSNorm's default
+        names = [f"transformer.h.{i}.{m}.weight" for i in range(c.n_layer)
+                 for m in ("attn.c_q", "attn.c_k", "attn.c_v", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")]
+        names += ["transformer.wte.weight", "lm_head.weight"]
+        total, done = sum(source.nbytes(n) for n in names), 0
+
+        def packed(used: list[str], *parts) -> None:
+            # the source may drop what was copied; report progress
+            nonlocal done
+            source.release(used, keep=[t for part in parts for t in part.views])
+            done += sum(source.nbytes(n) for n in used)
+            if progress is not None:
+                progress(done, total)
+
         with torch.no_grad():
-            self._layers = [_pack_layer(block, c) for block in gpt.transformer.h]
-            # a row is a token's first residual: its embedding RMS-normalised (at the residual's
-            # scale), then the sqrt(eps) channel
-            wte = gpt.transformer.wte.weight.detach().float()
-            wte = wte / (wte.square().sum(dim=1, keepdim=True) + c.n_embd * eps).sqrt()
-            self._wte = torch.cat([wte, torch.full_like(wte[:, :1], eps**0.5)], dim=1).to(self.dtype)
+            self._layers = []
+            for i in range(c.n_layer):
+                used = names[6 * i : 6 * i + 6]
+                self._layers.append(_pack_layer(source, i, c, weight_format))
+                packed(used, *self._layers[-1])
+            # a row is looked up per token and normalised then (cheaper than a normalised copy)
+            self._wte = pack_table(source.rows("transformer.wte.weight"), weight_format)
+            packed(["transformer.wte.weight"], self._wte)
             # (C, V), holding the final norm's sqrt(C) and the softcap's 1/15
-            self._lm_head = (gpt.lm_head.weight.t() * (sqrt_c / SOFTCAP)).contiguous()
+            self._lm_head = pack_matrix(source.rows("lm_head.weight"), weight_format, sqrt_c / SOFTCAP)
+            packed(["lm_head.weight"], self._lm_head)
             # e^{-iθ}: nanochat rotates by -θ, with its bf16-rounded tables; (T, 1, D/2) for a
             # prefill, and one tensor per position for decode steps (indexing a list is free)
-            self._rotation = torch.complex(gpt.cos.float(), -gpt.sin.float()).unsqueeze(1).to(self.device)
+            cos, sin = rotary_tables(c.sequence_len, c.head_dim)
+            self._rotation = torch.complex(cos.float(), -sin.float()).unsqueeze(1).to(self.device)
             self._rotations = list(self._rotation.unsqueeze(1).unbind(0))
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of the weights as the engine holds them."""
+        return sum(m.nbytes for layer in self._layers for m in layer) + self._wte.nbytes + self._lm_head.nbytes
 
     # ---- public
 
@@ -262,24 +309,35 @@ class Engine:
         rotation = self._rotations[pos] if T == 1 else self._rotation[:T]
         slots = cache.narrow(4, pos, T).unbind(0)  # per layer (2, B, Hkv, T, D): where the new keys and values go
         window = cache.narrow(4, 0, end).flatten(0, 1).unbind(0)  # keys, values, keys, ... of positions 0..end
-        x_eps = torch.embedding(self._wte, ids)  # (B·T, C + 1): the residual stream and its sqrt(eps) channel
+        x_eps = self._embed(ids)  # (B·T, C + 1): the residual stream and its sqrt(eps) channel
         x = h = x_eps.narrow(1, 0, c.n_embd)  # the first layer's input: the rows are normalised already
         for layer, slot, k, v in zip(self._layers, slots, window[0::2], window[1::2]):
-            torch.mm(h, layer.wqkv, out=s.qkv)
+            layer.wqkv.mm(h, out=s.qkv)
             _rotate_(s.pairs, rotation)
             s.qk.div_(torch.linalg.vector_norm(s.qk, dim=-1, keepdim=True).clamp_min_(1e-30))  # a zero head stays zero
             slot.copy_(s.kv)
             y = F.scaled_dot_product_attention(s.q, k, v, is_causal=T > 1, scale=self._attention_scale,
                                                enable_gqa=c.n_head != c.n_kv_head)
-            x.addmm_(y.transpose(1, 2).reshape(B * T, -1), layer.wo, alpha=self._residual_scale)
+            layer.wo.addmm_(x, y.transpose(1, 2).reshape(B * T, -1), alpha=self._residual_scale)
             h = x / torch.linalg.vector_norm(x_eps, dim=-1, keepdim=True)
-            torch.mm(h, layer.wfc, out=s.hidden)
-            x.addmm_(s.hidden.relu_().square_(), layer.wproj, alpha=self._residual_scale)
+            layer.wfc.mm(h, out=s.hidden)
+            layer.wproj.addmm_(x, s.hidden.relu_().square_(), alpha=self._residual_scale)
             h = x / torch.linalg.vector_norm(x_eps, dim=-1, keepdim=True)
         if T > 1:
             h = h.view(B, T, -1).select(1, T - 1)
-        logits = torch.mm(h, self._lm_head)  # already divided by the softcap's 15
+        logits = self._lm_head.mm(h)  # already divided by the softcap's 15
         return torch.tanh_(logits if self._fp32 else logits.float()).mul_(SOFTCAP)
+
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """The first residual of each token: its embedding RMS-normalised (at the residual's
+        scale), then the sqrt(eps) channel."""
+        c = self.config
+        rows = self._wte.rows(ids).float()
+        rows = rows / (rows.square().sum(dim=1, keepdim=True) + c.n_embd * self._eps).sqrt()
+        x_eps = torch.empty((ids.numel(), c.n_embd + 1), dtype=self.dtype, device=self.device)
+        x_eps.narrow(1, 0, c.n_embd).copy_(rows)
+        x_eps.narrow(1, c.n_embd, 1).fill_(self._eps**0.5)
+        return x_eps
 
     # ---- sampling
 
@@ -342,18 +400,21 @@ class Engine:
         return prompt
 
 
-def _pack_layer(block, config) -> _Layer:
-    """The engine's layout of one block's weights (see the module docstring)."""
+def _pack_layer(source: StateSource, i: int, config: GPTConfig, weight_format: str) -> _Layer:
+    """The engine's layout of block ``i``'s weights (see the module docstring)."""
     H, Hkv, D = config.n_head, config.n_kv_head, config.head_dim
-    attn, mlp = block.attn, block.mlp
+    prefix = f"transformer.h.{i}."
     # within each head, put channel i and its rotary partner i + D/2 side by side
     interleave = torch.stack([torch.arange(D // 2), torch.arange(D // 2, D)], dim=1).flatten()
-    q = attn.c_q.weight.view(H, D, -1)[:, interleave].flatten(0, 1)
-    k = attn.c_k.weight.view(Hkv, D, -1)[:, interleave].flatten(0, 1)
+    q = source.rows(prefix + "attn.c_q.weight").take((torch.arange(H)[:, None] * D + interleave).flatten())
+    k = source.rows(prefix + "attn.c_k.weight").take((torch.arange(Hkv)[:, None] * D + interleave).flatten())
     sqrt_c = config.n_embd**0.5
-    wqkv = (torch.cat([q, k, attn.c_v.weight]).t() * sqrt_c).contiguous()
-    wfc = (mlp.c_fc.weight.t() * sqrt_c).contiguous()
-    return _Layer(wqkv, attn.c_proj.weight.t().contiguous(), wfc, mlp.c_proj.weight.t())
+    return _Layer(
+        pack_matrix(Rows.cat([q, k, source.rows(prefix + "attn.c_v.weight")]), weight_format, sqrt_c),
+        pack_matrix(source.rows(prefix + "attn.c_proj.weight"), weight_format),
+        pack_matrix(source.rows(prefix + "mlp.c_fc.weight"), weight_format, sqrt_c),
+        pack_matrix(source.rows(prefix + "mlp.c_proj.weight"), weight_format),
+    )
 
 
 def _rotate_(pairs: torch.Tensor, rotation: torch.Tensor) -> None:
