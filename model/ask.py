@@ -32,13 +32,12 @@ def readable(tokenizer, event: TokenEvent) -> str:
 
 
 def run_ask(args) -> int:
-    from model.checkpoint import load_model, resolve_checkpoint_dir
+    from glasschat.progress import LoadProgress
+    from model.checkpoint import load_engine, resolve_checkpoint_dir
     from model.cli import sampling_params
-    from model.engine import Engine
 
     params = sampling_params(args)
-    gpt, tokenizer = load_model(resolve_checkpoint_dir(args.checkpoint))
-    engine = Engine(gpt, tokenizer)
+    engine, tokenizer = load_engine(resolve_checkpoint_dir(args.checkpoint), args.quantize, progress=LoadProgress())
     prompt = tokenizer.render_for_completion({"messages": [{"role": "user", "content": args.prompt}]})
 
     ids: list[int] = []

@@ -1,5 +1,5 @@
-"""The ``glasschat`` subcommands of the ``model`` package: ``ask``, ``import-nanochat``,
-``export-hf``."""
+"""The ``glasschat`` subcommands of the ``model`` package: ``ask``, ``quantize``,
+``import-nanochat``, ``export-hf``."""
 
 from model.events import SamplingParams
 
@@ -19,6 +19,13 @@ def add_sampling_arguments(parser, seed_default: int | None = None, seed_help: s
     parser.add_argument("--seed", type=int, default=seed_default, metavar="S", help=seed_help)
     parser.add_argument("--max-tokens", type=int, default=_DEFAULTS.max_tokens, metavar="N",
                         help=f"the most tokens in one reply (default {_DEFAULTS.max_tokens})")
+    add_quantize_argument(parser)
+
+
+def add_quantize_argument(parser) -> None:
+    """``--quantize int8``: run the weights int8, quantized as the model loads (nothing written)."""
+    parser.add_argument("--quantize", choices=("int8",), default=None,
+                        help="run the weights as int8, quantized at load time (an int8 checkpoint runs int8 anyway)")
 
 
 def sampling_params(args) -> SamplingParams:
@@ -38,6 +45,14 @@ def register(subparsers) -> None:
     ask.add_argument("--json", action="store_true",
                      help='print {"text", "ids", "stop_reason", "ttft_ms", "tokens_per_s"} instead of streaming')
     ask.set_defaults(func=_run_ask)
+
+    quantizer = subparsers.add_parser(
+        "quantize", help="Write an int8 copy of a checkpoint (about a quarter of the fp32 size, decodes faster).",
+        description="Quantize every matrix and embedding table of CKPT to int8 with one scale per output row, "
+        "and write the result as a new checkpoint directory DIR, usable wherever --checkpoint is.")
+    quantizer.add_argument("checkpoint", metavar="CKPT", help="glasschat checkpoint directory")
+    quantizer.add_argument("--out", metavar="DIR", required=True, help="directory to write (must not exist)")
+    quantizer.set_defaults(func=_run_quantize)
 
     importer = subparsers.add_parser(
         "import-nanochat", help="Convert a nanochat checkpoint directory to a glasschat checkpoint.",
@@ -65,6 +80,14 @@ def _run_ask(args) -> int:
     from model.ask import run_ask
 
     return run_ask(args)
+
+
+def _run_quantize(args) -> int:
+    from model.checkpoint import quantize_checkpoint
+
+    out = quantize_checkpoint(args.checkpoint, args.out)
+    print(f"wrote {out}")
+    return 0
 
 
 def _run_import(args) -> int:

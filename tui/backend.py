@@ -16,6 +16,7 @@ class ModelInfo:
     name: str
     parameters: int
     sequence_len: int
+    weight_format: str = "fp32"  # how the engine holds the weights: fp32, int8 …
 
     @property
     def size_label(self) -> str:
@@ -34,8 +35,11 @@ class Backend:
     info: ModelInfo
 
 
-def load_backend(checkpoint: str | None, *, in_process: bool = False) -> Backend:
-    """Load a checkpoint directory (or the bundled default model).
+def load_backend(checkpoint: str | None, *, in_process: bool = False, quantize: str | None = None,
+                 progress=None) -> Backend:
+    """Load a checkpoint directory (or the bundled default model); ``quantize="int8"`` runs it
+    int8. ``progress(done_bytes, total_bytes)`` follows the load (e.g. a terminal line, or the
+    status bar of an app that loads in the background).
 
     The chat runs the engine in its own process (``tui.engine_process``: a UI and an engine
     sharing one interpreter lock slow each other down); headless commands, where nothing else
@@ -45,18 +49,16 @@ def load_backend(checkpoint: str | None, *, in_process: bool = False) -> Backend
         from tokenizer import Tokenizer
         from tui.engine_process import EngineProcess
 
-        engine = EngineProcess(checkpoint)
-        info = ModelInfo(model_name(engine.directory), engine.parameters, engine.sequence_len)
+        engine = EngineProcess(checkpoint, quantize=quantize, progress=progress)
+        info = ModelInfo(model_name(engine.directory), engine.parameters, engine.sequence_len, engine.weight_format)
         return Backend(engine, Tokenizer.load(engine.tokenizer_directory), info)
 
-    from model import load_model, resolve_checkpoint_dir
-    from model.engine import Engine
+    from model.checkpoint import load_engine, parameter_count, resolve_checkpoint_dir
 
     directory = resolve_checkpoint_dir(checkpoint)
-    gpt, tokenizer = load_model(directory)
-    parameters = sum(p.numel() for p in gpt.parameters())
-    return Backend(Engine(gpt, tokenizer), tokenizer,
-                   ModelInfo(model_name(directory), parameters, gpt.config.sequence_len))
+    engine, tokenizer = load_engine(directory, quantize, progress=progress)
+    info = ModelInfo(model_name(directory), parameter_count(engine.config), engine.config.sequence_len, engine.weight_format)
+    return Backend(engine, tokenizer, info)
 
 
 def model_name(directory) -> str:

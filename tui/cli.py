@@ -44,7 +44,9 @@ def run_chat(args) -> int:
     script = read_lines(args.replay) if args.replay else None
     if script is not None and not script:
         raise UserError(f"{args.replay}: no conversations in the script")
-    backend = load_backend(args.checkpoint)
+    from glasschat.progress import LoadProgress
+
+    backend = load_backend(args.checkpoint, quantize=args.quantize, progress=LoadProgress())
 
     from tui.app import GlasschatApp
 

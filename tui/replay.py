@@ -153,13 +153,14 @@ def replay_script(backend, entries: list[Line], params: SamplingParams) -> Itera
 
 def replay_command(args) -> int:
     """``glasschat replay SCRIPT``: write the transcript to ``--out`` (or stdout)."""
+    from glasschat.progress import LoadProgress
     from tui.backend import load_backend
 
     entries = read_lines(args.script)
     if not entries:
         raise UserError(f"{args.script}: no conversations in the script")
     params = args.params
-    backend = load_backend(args.checkpoint, in_process=True)
+    backend = load_backend(args.checkpoint, in_process=True, quantize=args.quantize, progress=LoadProgress())
     meta = {"model": backend.info.name, "params": asdict(params)}
     records, failed = [], 0
     for record in replay_script(backend, entries, params):

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from glasschat.errors import UserError
+from model.cli import add_quantize_argument
 from model.training.recipe import RECIPES, STAGES
 
 
@@ -65,6 +66,7 @@ def _register_eval(subparsers) -> None:
                    help="sampling temperature, repeatable; 0 is greedy (default: 0 and 0.7)")
     p.add_argument("--seed", type=int, default=1234, help="seed of the held-out prompts and of sampling")
     p.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
+    add_quantize_argument(p)
     p.add_argument("--json", action="store_true", help="print the full report (with failures) as JSON")
     p.set_defaults(func=_eval)
 
@@ -109,6 +111,6 @@ def _eval(args) -> int:
     checkpoint = resolve_checkpoint_dir(args.checkpoint)
     log = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
     report = evaluate_checkpoint(checkpoint, args.per_skill, tuple(args.temperature or (0.0, 0.7)),
-                                 seed=args.seed, threads=args.threads, log=log)
+                                 seed=args.seed, threads=args.threads, log=log, quantize=args.quantize)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

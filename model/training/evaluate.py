@@ -78,19 +78,20 @@ def evaluate(engine, tokenizer, items: Sequence[EvalItem], temperature: float, s
 
 
 def evaluate_checkpoint(checkpoint: str | Path, per_skill: int, temperatures: Sequence[float] = (0.0, 0.7),
-                        seed: int = 1234, threads: int = 1, log: Callable[[str], None] = print) -> dict:
-    """Load a checkpoint and evaluate it at each temperature on the same held-out prompts."""
-    from model import Engine, load_model
+                        seed: int = 1234, threads: int = 1, log: Callable[[str], None] = print,
+                        quantize: str | None = None) -> dict:
+    """Load a checkpoint (``quantize="int8"``: run it int8) and evaluate it at each temperature
+    on the same held-out prompts."""
+    from model.checkpoint import load_engine
     from model.training.recipe import word_pools
 
-    gpt, tokenizer = load_model(checkpoint)
-    engine = Engine(gpt, tokenizer, threads=threads)
+    engine, tokenizer = load_engine(checkpoint, quantize, threads=threads)
     _, heldout_words, _ = word_pools(tokenizer)
     items = eval_items(heldout_words, per_skill, seed=seed)
     log(f"eval: {len(items)} held-out prompts ({per_skill} per skill, {len(heldout_words)} held-out words) "
         f"at temperature {', '.join(f'{t:g}' for t in temperatures)}")
     runs = [evaluate(engine, tokenizer, items, t, seed, log) for t in temperatures]
-    return {"checkpoint": str(checkpoint), "per_skill": per_skill, "seed": seed,
+    return {"checkpoint": str(checkpoint), "weight_format": engine.weight_format, "per_skill": per_skill, "seed": seed,
             "heldout_words": len(heldout_words), "runs": runs}
 
 

@@ -44,7 +44,7 @@ class StatusBar(Static):
         near_full = status.context_used >= WARN_FRACTION * window
         self.set_class(near_full, "warn")
         text = Text()
-        text.append(f" {model.name} ({model.size_label}) ", style="bold")
+        text.append(f" {model.name} ({model.size_label}, {model.weight_format}) ", style="bold")
         text.append(f"│ ctx {status.context_used}/{window} ", style="bold" if near_full else "")
         if status.dropped:
             text.append(f"({status.dropped} oldest msgs not sent) ")
