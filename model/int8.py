@@ -21,26 +21,42 @@ This module is the only place that knows the kernel: ``Int8Matrix`` offers ``y =
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from functools import cache
 
 import torch
 
 QMAX = 127
-_CHUNK_ROWS = 4096  # quantize this many rows at a time: the fp32 temporaries stay small
+# Work on blocks of rows of at most this many weights: the temporaries of quantizing and packing
+# (an fp32 block, the quantized tensor fbgemm copies from) stay a few MB even for a lm_head of
+# 65536 rows, and a mapped source can drop each block's pages as soon as it is done.
+BLOCK_WEIGHTS = 1 << 22
+
+Consumed = Callable[[int, int], None]  # rows [start, end) of the source have been read for good
 
 
-def quantize(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def block_rows(shape: tuple[int, int]) -> int:
+    return max(1, BLOCK_WEIGHTS // max(1, shape[1]))
+
+
+def quantize(w: torch.Tensor, consumed: Consumed | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(q, scale)``: ``w`` (rows, cols) as int8 with one fp32 scale per row. A row of zeros
-    gets scale 1 (and stays zeros)."""
+    gets scale 1 (and stays zeros). ``w`` is only read; ``consumed`` hears of each block done."""
     q = torch.empty(w.shape, dtype=torch.int8)
     scale = torch.empty(w.shape[0], dtype=torch.float32)
-    for start in range(0, w.shape[0], _CHUNK_ROWS):
-        rows = w[start : start + _CHUNK_ROWS].float()  # may be ``w`` itself: never written to
-        amax = rows.abs().amax(dim=1)
-        s = torch.where(amax > 0, amax / QMAX, torch.ones_like(amax))
-        q[start : start + _CHUNK_ROWS] = torch.div(rows, s[:, None]).round_().clamp_(-QMAX, QMAX)
-        scale[start : start + _CHUNK_ROWS] = s
+    step = block_rows(tuple(w.shape))
+    for start in range(0, w.shape[0], step):
+        q[start : start + step], scale[start : start + step] = _quantize_block(w[start : start + step])
+        if consumed is not None:
+            consumed(start, min(start + step, w.shape[0]))
     return q, scale
+
+
+def _quantize_block(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = w.float()  # may be ``w`` itself: never written to
+    amax = rows.abs().amax(dim=1)
+    s = torch.where(amax > 0, amax / QMAX, torch.ones_like(amax))
+    return torch.div(rows, s[:, None]).round_().clamp_(-QMAX, QMAX).to(torch.int8), s
 
 
 def dequantize(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -67,36 +83,77 @@ def _reduce_range() -> bool:
 
 
 class Int8Matrix:
-    """``y = x @ W`` for ``W`` of shape ``(in, out)``, held as fbgemm's packed int8 copy of
-    ``q`` (``(out, in)``, nn.Linear's layout) with per-output-channel ``scale``."""
+    """``y = x @ W`` for ``W`` of shape ``(in, out)``, held as fbgemm's packed int8 copies of
+    blocks of ``W``'s output rows, with per-output-channel scales.
+
+    ``Int8Matrix(q, scale)`` packs int8 rows (``(out, in)``, nn.Linear's layout);
+    ``Int8Matrix.from_float(w, scale)`` quantizes float rows block by block as it packs them.
+    Each block is one kernel call; the kernel quantizes the input from its own min and max, the
+    same for every block, so the blocks give what one call would.
+    """
 
     format = "int8"
     views = ()  # fbgemm packs a copy of its own: nothing here views the source's tensors
 
-    def __init__(self, q: torch.Tensor, scale: torch.Tensor):
+    def __init__(self, q: torch.Tensor, scale: torch.Tensor, consumed: Consumed | None = None):
         if q.dtype != torch.int8 or q.dim() != 2 or scale.shape != (q.shape[0],):
             raise ValueError(f"int8 matrix needs q (out, in) int8 and scale (out,), got {tuple(q.shape)} {q.dtype}, {tuple(scale.shape)}")
-        out_features, in_features = q.shape
+        self._start(q.shape)
+        step = block_rows(tuple(q.shape))
+        for start in range(0, q.shape[0], step):
+            self._add_block(q[start : start + step], scale[start : start + step])
+            if consumed is not None:
+                consumed(start, min(start + step, q.shape[0]))
+
+    @classmethod
+    def from_float(cls, w: torch.Tensor, scale: float = 1.0, consumed: Consumed | None = None) -> Int8Matrix:
+        """Quantize ``w`` (``(out, in)``, read only) times ``scale``, one block at a time."""
+        matrix = cls.__new__(cls)
+        matrix._start(w.shape)
+        step = block_rows(tuple(w.shape))
+        for start in range(0, w.shape[0], step):
+            q, s = _quantize_block(w[start : start + step])
+            matrix._add_block(q, s * scale)
+            if consumed is not None:
+                consumed(start, min(start + step, w.shape[0]))
+        return matrix
+
+    def _start(self, shape) -> None:
+        out_features, in_features = shape
         self.shape = (in_features, out_features)
-        self.nbytes = q.numel() + 4 * out_features
+        self.nbytes = out_features * in_features + 4 * out_features
+        self._blocks: list[tuple[int, int, object]] = []
+        self._reduce_range = _reduce_range()
+
+    def _add_block(self, q: torch.Tensor, scale: torch.Tensor) -> None:
         with warnings.catch_warnings():
             # quantized-tensor constructors warn that they are deprecated; the packed weight they
             # build here is the only way into the kernel, and no quantized tensor outlives this call
             warnings.simplefilter("ignore", UserWarning)
             weight = torch._make_per_channel_quantized_tensor(
-                q.contiguous(), scale.double(), torch.zeros(out_features, dtype=torch.long), 0
+                q.contiguous(), scale.double(), torch.zeros(q.shape[0], dtype=torch.long), 0
             )
-            self._packed = torch.ops.quantized.linear_prepack(weight, None)
-        self._reduce_range = _reduce_range()
+            packed = torch.ops.quantized.linear_prepack(weight, None)
+        start = self._blocks[-1][1] if self._blocks else 0
+        self._blocks.append((start, start + q.shape[0], packed))
 
     def mm(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """``x @ W`` (fp32), into ``out`` when given."""
-        y = torch.ops.quantized.linear_dynamic(x, self._packed, self._reduce_range)
-        return y if out is None else out.copy_(y)
+        if len(self._blocks) == 1:
+            y = torch.ops.quantized.linear_dynamic(x, self._blocks[0][2], self._reduce_range)
+            return y if out is None else out.copy_(y)
+        if out is None:
+            out = torch.empty((x.shape[0], self.shape[1]), dtype=torch.float32)
+        for start, end, packed in self._blocks:
+            out[:, start:end] = torch.ops.quantized.linear_dynamic(x, packed, self._reduce_range)
+        return out
 
     def addmm_(self, acc: torch.Tensor, x: torch.Tensor, alpha: float = 1.0) -> None:
         """``acc += alpha · x @ W``."""
-        acc.add_(torch.ops.quantized.linear_dynamic(x, self._packed, self._reduce_range), alpha=alpha)
+        if len(self._blocks) == 1:
+            acc.add_(torch.ops.quantized.linear_dynamic(x, self._blocks[0][2], self._reduce_range), alpha=alpha)
+        else:
+            acc.add_(self.mm(x), alpha=alpha)
 
 
 class Int8Table:

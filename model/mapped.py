@@ -84,9 +84,19 @@ class MappedFile:
             begin, end = self._spans[name]
             if any(b < end and begin < e for b, e in kept):
                 continue
-            begin, end = -(-begin // _PAGE) * _PAGE, end // _PAGE * _PAGE  # whole pages inside the tensor only
-            if end > begin:
-                self._map.madvise(mmap.MADV_DONTNEED, begin, end - begin)
+            self._drop(begin, end)
+
+    def release_rows(self, name: str, start: int, end: int) -> None:
+        """Drop the pages of rows ``[start, end)`` of the named tensor (copied elsewhere for good)."""
+        tensor = self.tensors[name]
+        row_bytes = tensor[0].numel() * tensor.element_size() if tensor.dim() > 0 and len(tensor) else 0
+        base = self._spans[name][0]
+        self._drop(base + start * row_bytes, base + end * row_bytes)
+
+    def _drop(self, begin: int, end: int) -> None:
+        begin, end = -(-begin // _PAGE) * _PAGE, end // _PAGE * _PAGE  # whole pages inside the span only
+        if end > begin:
+            self._map.madvise(mmap.MADV_DONTNEED, begin, end - begin)
 
 
 def _extent(t: torch.Tensor) -> int:

@@ -40,10 +40,12 @@ def format_of(dtype: torch.dtype) -> str:
 
 class Rows(NamedTuple):
     """A matrix in nn.Linear's ``(out, in)`` layout as stored: floats (``scale`` None), or int8
-    with one scale per row."""
+    with one scale per row. ``consumed(start, end)``, when given, may be told that rows
+    ``[start, end)`` have been copied for good (a mapped file then drops their pages at once)."""
 
     data: torch.Tensor
     scale: torch.Tensor | None = None
+    consumed: int8.Consumed | None = None
 
     def take(self, index: torch.Tensor) -> Rows:
         return Rows(self.data[index], None if self.scale is None else self.scale[index])
@@ -61,7 +63,7 @@ class Rows(NamedTuple):
 
     def quantized(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(q, scale)``: the stored int8, or these floats quantized."""
-        return (self.data, self.scale) if self.scale is not None else int8.quantize(self.data)
+        return (self.data, self.scale) if self.scale is not None else int8.quantize(self.data, self.consumed)
 
 
 class Dense:
@@ -94,15 +96,20 @@ class DenseTable:
 def pack_matrix(rows: Rows, weight_format: str, scale: float = 1.0):
     """``rows`` (nn.Linear's ``(out, in)``) times ``scale``, packed for ``x @ W`` in ``weight_format``."""
     if weight_format == "int8":
-        q, s = rows.quantized()
-        return int8.Int8Matrix(q, s * scale)
+        if rows.scale is None:
+            return int8.Int8Matrix.from_float(rows.data, scale, rows.consumed)
+        return int8.Int8Matrix(rows.data, rows.scale * scale, rows.consumed)
     dtype = DTYPES[weight_format]
     out_features, in_features = rows.data.shape
     if out_features < in_features and scale == 1:
         return Dense(rows.dense(dtype).t())
     w = rows.data if rows.scale is None else rows.dense(dtype)
     packed = torch.empty((in_features, out_features), dtype=dtype, device=w.device)
-    packed.copy_(w.t())  # converts the dtype on the way: one copy, no temporary
+    step = int8.block_rows((out_features, in_features))
+    for start in range(0, out_features, step):  # by blocks, so that the source's pages go as they are copied
+        packed[:, start : start + step].copy_(w[start : start + step].t())  # converts the dtype on the way
+        if rows.consumed is not None and w is rows.data:
+            rows.consumed(start, min(start + step, out_features))
     if scale != 1:
         packed.mul_(scale)
     return Dense(packed)
@@ -129,7 +136,10 @@ class StateSource:
         return "int8" if head.dtype == torch.int8 else format_of(head.dtype)
 
     def rows(self, name: str) -> Rows:
-        return Rows(self.state[name], self.state.get(name + SCALE_SUFFIX))
+        return Rows(self.state[name], self.state.get(name + SCALE_SUFFIX), self._consumed(name))
+
+    def _consumed(self, name: str) -> int8.Consumed | None:
+        return None
 
     def nbytes(self, name: str) -> int:
         return sum(t.numel() * t.element_size() for t in (self.state[name], self.state.get(name + SCALE_SUFFIX)) if t is not None)
@@ -149,3 +159,6 @@ class MappedSource(StateSource):
     def release(self, names: Iterable[str], keep: Iterable[torch.Tensor] = ()) -> None:
         names = [n for name in names for n in (name, name + SCALE_SUFFIX) if n in self.state]
         self.mapped.release(names, keep)
+
+    def _consumed(self, name: str) -> int8.Consumed:
+        return lambda start, end: self.mapped.release_rows(name, start, end)
