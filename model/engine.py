@@ -9,11 +9,13 @@ are produced and one ``Stop`` per row (see ``model.events``). The model's math i
   for its last position only. ``num_samples`` rows share one prefill and then decode as a batch.
 - Few torch calls per layer: at batch 1 a small model's decode step costs its weights'
   bandwidth plus a few microseconds per call, more than the arithmetic. The weights are re-laid
-  out once, when the engine is made: q, k and v fused into one matrix, and every matrix with at
-  least as many outputs as inputs stored transposed, the layout a matrix-vector product streams
-  fastest. Within each q/k head the two rotary halves are interleaved, so the rotation is one
-  complex multiply (attention scores and the QK norm do not depend on the order of a head's
-  channels). A layer writes only into buffers made once per call (``_Scratch``: the fused q/k/v
+  out once, when the engine is made: q, k and v fused into one matrix, each matrix packed by
+  ``model.weights`` in the engine's weight format (fp32: every matrix with at least as many
+  outputs as inputs stored transposed, the layout a matrix-vector product streams fastest;
+  int8: ``model.int8``'s kernel, a quarter of the bytes per step). The forward only asks a
+  packed matrix for ``x @ W``. Within each q/k head the two rotary halves are interleaved, so
+  the rotation is one complex multiply (attention scores and the QK norm do not depend on the
+  order of a head's channels). A layer writes only into buffers made once per call (``_Scratch``: the fused q/k/v
   projection, rotated and normalised in place, and the MLP's hidden layer) and into the residual
   stream, which the output projections update in place.
 - RMSNorm runs as ``x/|x|``, its ``sqrt(n)`` folded into the weights that read the result (and
@@ -21,13 +23,15 @@ are produced and one ``Stop`` per row (see ``model.events``). The model's math i
   residual stream runs at ``1/sqrt(C)`` of nanochat's scale (the output projections add into it
   with that factor), which every reader normalises away, and it carries one extra channel
   holding ``sqrt(eps)``: its norm is then RMSNorm's ``sqrt(|x|² + eps)``, never zero, so its
-  norms need no clamp. The embedding table is normalised once, when the engine is made. The
-  logits are those of ``GPT.forward`` to fp32 rounding; the tests hold greedy decoding to it
-  token for token.
+  norms need no clamp. A token's embedding row is normalised when it is looked up (C numbers:
+  cheaper than keeping a normalised copy of the table). In fp32 the logits are those of
+  ``GPT.forward`` to fp32 rounding; the tests hold greedy decoding to it token for token.
 - Sampling (temperature, top-k, top-p) runs on the device with a per-call ``torch.Generator``;
   the only host transfer per step is the chosen ids and their probabilities.
 
-The re-laid-out weights are copies: make a new ``Engine`` after changing the model's weights.
+``Engine(gpt, tokenizer)`` packs copies of a ``GPT``'s weights (make a new engine after changing
+them); ``Engine.from_weights`` packs from a state source with no ``GPT`` at all, which is how
+``model.checkpoint.load_engine`` loads a checkpoint for generation with one copy in memory.
 ``torch.set_num_threads`` is process-wide; the engine sets it (to 1 unless told otherwise)
 when it is made, because two threads on a shared two-core machine run slower than one.
 """
