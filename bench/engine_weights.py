@@ -119,8 +119,11 @@ def child(row: str, checkpoint: str, prompt_len: int, tokens: int) -> None:
     """In the child: load, decode greedily, print the report as JSON."""
     import torch
 
+    from model.checkpoint import read_config
+
     torch.set_num_threads(1)
-    prompt = torch.randint(65536 - 9, (prompt_len,), generator=torch.Generator().manual_seed(prompt_len)).tolist()
+    vocab = read_config(checkpoint)[0].vocab_size - 9  # ordinary tokens only
+    prompt = torch.randint(vocab, (prompt_len,), generator=torch.Generator().manual_seed(prompt_len)).tolist()
     started = time.perf_counter()
     if row == "nanochat":
         stream, weight_bytes = _nanochat_stream(checkpoint, prompt, tokens)

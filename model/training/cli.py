@@ -102,6 +102,7 @@ def _train(args) -> int:
 def _eval(args) -> int:
     import torch
 
+    from glasschat.progress import LoadProgress
     from model import resolve_checkpoint_dir
     from model.training.evaluate import evaluate_checkpoint, format_report
 
@@ -111,6 +112,7 @@ def _eval(args) -> int:
     checkpoint = resolve_checkpoint_dir(args.checkpoint)
     log = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
     report = evaluate_checkpoint(checkpoint, args.per_skill, tuple(args.temperature or (0.0, 0.7)),
-                                 seed=args.seed, threads=args.threads, log=log, quantize=args.quantize)
+                                 seed=args.seed, threads=args.threads, log=log, quantize=args.quantize,
+                                 progress=LoadProgress())
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

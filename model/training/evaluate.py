@@ -79,13 +79,13 @@ def evaluate(engine, tokenizer, items: Sequence[EvalItem], temperature: float, s
 
 def evaluate_checkpoint(checkpoint: str | Path, per_skill: int, temperatures: Sequence[float] = (0.0, 0.7),
                         seed: int = 1234, threads: int = 1, log: Callable[[str], None] = print,
-                        quantize: str | None = None) -> dict:
-    """Load a checkpoint (``quantize="int8"``: run it int8) and evaluate it at each temperature
-    on the same held-out prompts."""
+                        quantize: str | None = None, progress=None) -> dict:
+    """Load a checkpoint (``quantize="int8"``: run it int8; ``progress`` follows the load) and
+    evaluate it at each temperature on the same held-out prompts."""
     from model.checkpoint import load_engine
     from model.training.recipe import word_pools
 
-    engine, tokenizer = load_engine(checkpoint, quantize, threads=threads)
+    engine, tokenizer = load_engine(checkpoint, quantize, progress=progress, threads=threads)
     _, heldout_words, _ = word_pools(tokenizer)
     items = eval_items(heldout_words, per_skill, seed=seed)
     log(f"eval: {len(items)} held-out prompts ({per_skill} per skill, {len(heldout_words)} held-out words) "
