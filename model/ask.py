@@ -31,14 +31,14 @@ def readable(tokenizer, event: TokenEvent) -> str:
     return event.text + TOOL_MARKERS.get(name, "")
 
 
-def ask(prompt: str, params: SamplingParams, checkpoint: str | None = None, as_json: bool = False) -> int:
-    """Answer ``prompt`` with the model in ``checkpoint`` (default: the bundled one), streaming
-    the reply to stdout, or printing one JSON object when ``as_json``."""
-    from model.checkpoint import load_model, resolve_checkpoint_dir
-    from model.engine import Engine
+def ask(prompt: str, params: SamplingParams, checkpoint: str | None = None, as_json: bool = False,
+        quantize: str | None = None) -> int:
+    """Answer ``prompt`` with the model in ``checkpoint`` (default: the bundled one; ``quantize="int8"``
+    runs it int8), streaming the reply to stdout, or printing one JSON object when ``as_json``."""
+    from glasschat.progress import LoadProgress
+    from model.checkpoint import load_engine, resolve_checkpoint_dir
 
-    gpt, tokenizer = load_model(resolve_checkpoint_dir(checkpoint))
-    engine = Engine(gpt, tokenizer)
+    engine, tokenizer = load_engine(resolve_checkpoint_dir(checkpoint), quantize, progress=LoadProgress())
     prompt_ids = tokenizer.render_for_completion({"messages": [{"role": "user", "content": prompt}]})
 
     ids: list[int] = []

@@ -85,16 +85,24 @@ class LocalBackend:
         pass  # the weights go with the object
 
 
-def load_local_backend(checkpoint: str | None) -> LocalBackend:
-    """Load a checkpoint directory (or the bundled default model) into this process."""
-    from model import load_model, resolve_checkpoint_dir
-    from model.engine import Engine
+def load_local_backend(checkpoint: str | None, quantize: str | None = None, progress=None) -> LocalBackend:
+    """Load a checkpoint directory (or the bundled default model) into this process, mapped and
+    packed straight into the engine (``model.checkpoint.load_engine``): ``quantize="int8"``
+    runs the weights int8; ``progress(done_bytes, total_bytes)`` follows the load."""
+    from model.checkpoint import load_engine, resolve_checkpoint_dir
 
     directory = resolve_checkpoint_dir(checkpoint)
-    gpt, tokenizer = load_model(directory)
-    parameters = sum(p.numel() for p in gpt.parameters())
-    return LocalBackend(Engine(gpt, tokenizer), tokenizer,
-                        ModelInfo(model_name(directory), parameters, gpt.config.sequence_len))
+    engine, tokenizer = load_engine(directory, quantize, progress=progress)
+    return LocalBackend(engine, tokenizer, model_info(directory, engine))
+
+
+def model_info(directory, engine: Engine) -> ModelInfo:
+    """What the status bar shows for ``engine`` loaded from ``directory``."""
+    from model.checkpoint import parameter_count
+
+    config = engine.config
+    return ModelInfo(model_name(directory), parameter_count(config), config.sequence_len, engine.weight_format,
+                     engine.device.type)
 
 
 def model_name(directory) -> str:

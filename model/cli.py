@@ -1,5 +1,5 @@
-"""The ``glasschat`` subcommands of the ``model`` package: ``ask``, ``import-nanochat``,
-``export-hf``."""
+"""The ``glasschat`` subcommands of the ``model`` package: ``ask``, ``quantize``,
+``import-nanochat``, ``export-hf``."""
 
 from model.sampling_options import add_sampling_arguments, sampling_params
 
@@ -15,6 +15,14 @@ def register(subparsers) -> None:
     ask.add_argument("--json", action="store_true",
                      help='print {"text", "ids", "stop_reason", "ttft_ms", "tokens_per_s"} instead of streaming')
     ask.set_defaults(func=_run_ask)
+
+    quantizer = subparsers.add_parser(
+        "quantize", help="Write an int8 copy of a checkpoint (about a quarter of the fp32 size, decodes faster).",
+        description="Quantize every matrix and embedding table of CKPT to int8 with one scale per output row, "
+        "and write the result as a new checkpoint directory DIR, usable wherever --checkpoint is.")
+    quantizer.add_argument("checkpoint", metavar="CKPT", help="glasschat checkpoint directory")
+    quantizer.add_argument("--out", metavar="DIR", required=True, help="directory to write (must not exist)")
+    quantizer.set_defaults(func=_run_quantize)
 
     importer = subparsers.add_parser(
         "import-nanochat", help="Convert a nanochat checkpoint (any generation) to a glasschat checkpoint.",
@@ -56,7 +64,15 @@ def _run_ask(args) -> int:
 
     params = sampling_params(args)
     set_threads()
-    return ask(args.prompt, params, checkpoint=args.checkpoint, as_json=args.json)
+    return ask(args.prompt, params, checkpoint=args.checkpoint, as_json=args.json, quantize=args.quantize)
+
+
+def _run_quantize(args) -> int:
+    from model.checkpoint import quantize_checkpoint
+
+    out = quantize_checkpoint(args.checkpoint, args.out)
+    print(f"wrote {out}")
+    return 0
 
 
 def _run_import(args) -> int:

@@ -21,6 +21,13 @@ def add_sampling_arguments(parser, seed_default: int | None = None, seed_help: s
     parser.add_argument("--seed", type=int, default=seed_default, metavar="S", help=seed_help)
     parser.add_argument("--max-tokens", type=int, default=_DEFAULTS.max_tokens, metavar="N",
                         help=f"the most tokens in one reply (default {_DEFAULTS.max_tokens})")
+    add_quantize_argument(parser)
+
+
+def add_quantize_argument(parser) -> None:
+    """``--quantize int8``: run the weights int8, quantized as the model loads (nothing written)."""
+    parser.add_argument("--quantize", choices=("int8",), default=None,
+                        help="run the weights as int8, quantized at load time (an int8 checkpoint runs int8 anyway)")
 
 
 def sampling_params(args) -> SamplingParams:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from glasschat.errors import UserError
+from model.sampling_options import add_quantize_argument
 from training.recipe import RECIPES
 from training.stages import STAGES
 
@@ -66,6 +67,7 @@ def _register_eval(subparsers) -> None:
                    help="sampling temperature, repeatable; 0 is greedy (default: 0 and 0.7)")
     p.add_argument("--seed", type=int, default=1234, help="seed of the held-out prompts and of sampling")
     p.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
+    add_quantize_argument(p)
     p.add_argument("--json", action="store_true", help="print the full report (with failures) as JSON")
     p.set_defaults(func=_eval)
 
@@ -101,6 +103,7 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
+    from glasschat.progress import LoadProgress
     from model import resolve_checkpoint_dir
     from model.threads import set_threads
     from training.evaluate import evaluate_checkpoint, format_report
@@ -111,6 +114,6 @@ def _eval(args) -> int:
     checkpoint = resolve_checkpoint_dir(args.checkpoint)
     log = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
     report = evaluate_checkpoint(checkpoint, args.per_skill, tuple(args.temperature or (0.0, 0.7)),
-                                 seed=args.seed, log=log)
+                                 seed=args.seed, log=log, quantize=args.quantize, progress=LoadProgress())
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

@@ -78,14 +78,15 @@ def evaluate(engine, tokenizer, items: Sequence[EvalItem], temperature: float, s
 
 
 def evaluate_checkpoint(checkpoint: str | Path, per_skill: int, temperatures: Sequence[float] = (0.0, 0.7),
-                        seed: int = 1234, log: Callable[[str], None] = print) -> dict:
-    """Load a checkpoint and evaluate it at each temperature on the same held-out prompts (on
-    the torch threads its caller set)."""
-    from model import Engine, load_model
+                        seed: int = 1234, log: Callable[[str], None] = print, quantize: str | None = None,
+                        progress=None) -> dict:
+    """Load a checkpoint (``quantize="int8"``: run it int8; ``progress`` follows the load) and
+    evaluate it at each temperature on the same held-out prompts (on the torch threads its
+    caller set)."""
+    from model.checkpoint import load_engine
     from training.word_pools import word_pools
 
-    gpt, tokenizer = load_model(checkpoint)
-    engine = Engine(gpt, tokenizer)
+    engine, tokenizer = load_engine(checkpoint, quantize, progress=progress)
     _, heldout_words, _ = word_pools(tokenizer)
     items = eval_items(heldout_words, per_skill, seed=seed)
     log(f"eval: {len(items)} held-out prompts ({per_skill} per skill, {len(heldout_words)} held-out words) "

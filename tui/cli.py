@@ -44,7 +44,9 @@ def run_chat(args) -> int:
     script = read_lines(args.replay) if args.replay else None
     if script is not None and not script:
         raise UserError(f"{args.replay}: no conversations in the script")
-    backend = load_backend(args.checkpoint)
+    from glasschat.progress import LoadProgress
+
+    backend = load_backend(args.checkpoint, quantize=args.quantize, progress=LoadProgress())
 
     from tui.app import GlasschatApp
 
@@ -71,7 +73,9 @@ def run_replay(args) -> int:
     entries = read_lines(args.script)
     if not entries:
         raise UserError(f"{args.script}: no conversations in the script")
-    backend = load_backend(args.checkpoint, in_process=True)
+    from glasschat.progress import LoadProgress
+
+    backend = load_backend(args.checkpoint, in_process=True, quantize=args.quantize, progress=LoadProgress())
     meta = {"model": backend.info.name, "params": asdict(params)}
     records, failed = [], 0
     try:
