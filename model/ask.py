@@ -37,8 +37,14 @@ def run_ask(args) -> int:
     from model.engine import Engine
 
     params = sampling_params(args)
-    gpt, tokenizer = load_model(resolve_checkpoint_dir(args.checkpoint))
-    engine = Engine(gpt, tokenizer)
+    if args.server:
+        from model.remote import connect
+
+        engine = connect(args.server, args.checkpoint, args.api_key)
+        tokenizer = engine.tokenizer
+    else:
+        gpt, tokenizer = load_model(resolve_checkpoint_dir(args.checkpoint))
+        engine = Engine(gpt, tokenizer)
     prompt = tokenizer.render_for_completion({"messages": [{"role": "user", "content": args.prompt}]})
 
     ids: list[int] = []

@@ -21,6 +21,15 @@ def add_sampling_arguments(parser, seed_default: int | None = None, seed_help: s
                         help=f"the most tokens in one reply (default {_DEFAULTS.max_tokens})")
 
 
+def add_server_arguments(parser) -> None:
+    """``--server URL`` and ``--api-key``: generate on a vLLM server or ``glasschat serve``
+    instead of in this process (``--checkpoint`` then only names the tokenizer to render with)."""
+    parser.add_argument("--server", metavar="URL", default=None,
+                        help="generate on this OpenAI/vLLM-style server (e.g. http://127.0.0.1:8000) instead of locally")
+    parser.add_argument("--api-key", metavar="KEY", default=None,
+                        help="API key for --server (default: $GLASSCHAT_API_KEY)")
+
+
 def sampling_params(args) -> SamplingParams:
     """The ``SamplingParams`` of options added by ``add_sampling_arguments`` (checked)."""
     return SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -35,6 +44,7 @@ def register(subparsers) -> None:
         "calculator calls show as [calculator: ...] [result: ...].")
     ask.add_argument("prompt", metavar="PROMPT", help="what to ask")
     add_sampling_arguments(ask, seed_help="seed for a reproducible answer (default: a new one each time)")
+    add_server_arguments(ask)
     ask.add_argument("--json", action="store_true",
                      help='print {"text", "ids", "stop_reason", "ttft_ms", "tokens_per_s"} instead of streaming')
     ask.set_defaults(func=_run_ask)

@@ -34,13 +34,20 @@ class Backend:
     info: ModelInfo
 
 
-def load_backend(checkpoint: str | None, *, in_process: bool = False) -> Backend:
-    """Load a checkpoint directory (or the bundled default model).
+def load_backend(checkpoint: str | None, *, in_process: bool = False, server: str | None = None,
+                 api_key: str | None = None) -> Backend:
+    """Load a checkpoint directory (or the bundled default model), or connect to ``server``
+    (``model.remote``; the checkpoint then only gives the tokenizer).
 
     The chat runs the engine in its own process (``tui.engine_process``: a UI and an engine
     sharing one interpreter lock slow each other down); headless commands, where nothing else
     runs, use it in-process.
     """
+    if server:
+        from model.remote import connect
+
+        remote = connect(server, checkpoint, api_key)
+        return Backend(remote, remote.tokenizer, remote.info)
     if not in_process:
         from tokenizer import Tokenizer
         from tui.engine_process import EngineProcess

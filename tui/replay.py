@@ -135,20 +135,30 @@ def replay_conversation(backend, conversation: dict, params: SamplingParams) -> 
     return {"messages": messages, "turns": turns}
 
 
-def replay_script(backend, entries: list[Line], params: SamplingParams) -> Iterator[dict]:
-    """Replay every conversation of a script; a bad one yields ``{"line", "error"}`` and the
-    others still run."""
-    for entry in entries:
-        problem = entry_error(entry)
-        if problem is None:
-            try:
-                record = replay_conversation(backend, entry.data, params)
-            except UserError as error:
-                problem = str(error)
-        if problem is not None:
-            yield {"line": entry.number, "error": problem}
-        else:
-            yield {"line": entry.number, **record}
+def replay_entry(backend, entry: Line, params: SamplingParams) -> dict:
+    """One conversation's transcript record, or ``{"line", "error"}`` for a bad one."""
+    problem = entry_error(entry)
+    if problem is None:
+        try:
+            return {"line": entry.number, **replay_conversation(backend, entry.data, params)}
+        except UserError as error:
+            problem = str(error)
+    return {"line": entry.number, "error": problem}
+
+
+def replay_script(backend, entries: list[Line], params: SamplingParams, concurrency: int = 1) -> Iterator[dict]:
+    """Replay every conversation of a script, in script order; a bad one yields
+    ``{"line", "error"}`` and the others still run. ``concurrency`` conversations run at once
+    (threads: for a server, which batches them); every turn is sampled with the given seed, so
+    the records are the serial run's."""
+    if concurrency <= 1:
+        for entry in entries:
+            yield replay_entry(backend, entry, params)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="replay") as pool:
+        yield from pool.map(lambda entry: replay_entry(backend, entry, params), entries)
 
 
 def replay_command(args) -> int:
@@ -159,10 +169,12 @@ def replay_command(args) -> int:
     if not entries:
         raise UserError(f"{args.script}: no conversations in the script")
     params = args.params
-    backend = load_backend(args.checkpoint, in_process=True)
+    if args.concurrency < 1:
+        raise UserError("--concurrency: must be >= 1")
+    backend = load_backend(args.checkpoint, in_process=True, server=args.server, api_key=args.api_key)
     meta = {"model": backend.info.name, "params": asdict(params)}
     records, failed = [], 0
-    for record in replay_script(backend, entries, params):
+    for record in replay_script(backend, entries, params, args.concurrency):
         record["meta"] = meta
         if "error" in record:
             failed += 1

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from glasschat.errors import UserError
+from model.cli import add_server_arguments
 from model.training.recipe import RECIPES, STAGES
 
 
@@ -66,6 +67,7 @@ def _register_eval(subparsers) -> None:
     p.add_argument("--seed", type=int, default=1234, help="seed of the held-out prompts and of sampling")
     p.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--json", action="store_true", help="print the full report (with failures) as JSON")
+    add_server_arguments(p)
     p.set_defaults(func=_eval)
 
 
@@ -108,7 +110,17 @@ def _eval(args) -> int:
     torch.set_num_threads(args.threads)
     checkpoint = resolve_checkpoint_dir(args.checkpoint)
     log = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
-    report = evaluate_checkpoint(checkpoint, args.per_skill, tuple(args.temperature or (0.0, 0.7)),
-                                 seed=args.seed, threads=args.threads, log=log)
+    remote = None
+    if args.server:
+        from model.remote import connect
+
+        remote = connect(args.server, args.checkpoint, args.api_key)
+        checkpoint = remote.info.name
+    try:
+        report = evaluate_checkpoint(checkpoint, args.per_skill, tuple(args.temperature or (0.0, 0.7)),
+                                     seed=args.seed, threads=args.threads, log=log, remote=remote)
+    finally:
+        if remote is not None:
+            remote.close()
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

@@ -78,13 +78,18 @@ def evaluate(engine, tokenizer, items: Sequence[EvalItem], temperature: float, s
 
 
 def evaluate_checkpoint(checkpoint: str | Path, per_skill: int, temperatures: Sequence[float] = (0.0, 0.7),
-                        seed: int = 1234, threads: int = 1, log: Callable[[str], None] = print) -> dict:
-    """Load a checkpoint and evaluate it at each temperature on the same held-out prompts."""
+                        seed: int = 1234, threads: int = 1, log: Callable[[str], None] = print,
+                        remote=None) -> dict:
+    """Load a checkpoint and evaluate it at each temperature on the same held-out prompts; with
+    ``remote`` (a ``model.remote.RemoteBackend``) the model on that server instead."""
     from model import Engine, load_model
     from model.training.recipe import word_pools
 
-    gpt, tokenizer = load_model(checkpoint)
-    engine = Engine(gpt, tokenizer, threads=threads)
+    if remote is not None:
+        engine, tokenizer = remote, remote.tokenizer
+    else:
+        gpt, tokenizer = load_model(checkpoint)
+        engine = Engine(gpt, tokenizer, threads=threads)
     _, heldout_words, _ = word_pools(tokenizer)
     items = eval_items(heldout_words, per_skill, seed=seed)
     log(f"eval: {len(items)} held-out prompts ({per_skill} per skill, {len(heldout_words)} held-out words) "
