@@ -8,7 +8,7 @@ import importlib
 
 from glasschat.cli import add_group
 
-BENCHMARKS = ("tokenizer", "engine", "tui")
+BENCHMARKS = ("tokenizer", "engine", "tui", "serve")
 
 
 def register(subparsers) -> None:
