@@ -85,7 +85,10 @@ class _Events:
         self.cancel = threading.Event()
 
     def put(self, item) -> None:  # on the batcher's thread
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the server has shut down: nobody is listening
+            self.cancel.set()
 
     def start(self, prompt: list[int], params, stop_ids: dict[int, str], tools: bool) -> None:
         if self.served.batcher.waiting >= MAX_WAITING:

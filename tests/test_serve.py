@@ -432,3 +432,40 @@ def test_glasschat_serve_command_listens_on_loopback_and_ask_uses_it(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+async def test_the_app_streams_from_a_server_with_the_token_pane_open_and_survives_its_errors(
+        default_model, server, tmp_path):
+    from tui.app import GlasschatApp
+    from tui.store import ConversationStore
+
+    engine, tokenizer = default_model
+    remote = RemoteBackend(server[0], tokenizer)
+    app = GlasschatApp(Backend(remote, tokenizer, remote.info), store=ConversationStore(tmp_path / "store"),
+                       params=SamplingParams(temperature=0))
+    question = "What is 12 + 30?"
+    expected = engine.generate(prompt_of(tokenizer, question), GREEDY)[0]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f2")
+        app.chat_input.load_text(question)
+        await pilot.press("enter")
+        for _ in range(500):
+            if app.generation is None and len(app.messages) == 2:
+                break
+            await pilot.pause(0.02)
+        turn = app.turns[1]
+        assert turn.ids == expected.ids and turn.forced == expected.forced
+        assert all(len(top) == 5 for top, forced in zip(turn.top, turn.forced) if not forced)
+        assert app.query_one("#debug-pane").display
+        # the server goes away: one notice, the conversation stays well-formed
+        remote.url = remote._client.base_url = "http://127.0.0.1:9"
+        app.chat_input.load_text("spell banana")
+        await pilot.press("enter")
+        for _ in range(500):
+            if app.generation is None and app._notifications:
+                break
+            await pilot.pause(0.02)
+        notice = list(app._notifications)[-1].message
+        assert "cannot connect" in notice and "\n" not in notice.strip()
+        assert [m["role"] for m in app.messages] == ["user", "assistant", "user"]
+    remote.close()
