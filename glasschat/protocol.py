@@ -31,7 +31,7 @@ FINISH = {"assistant_end": "stop", "bos": "stop", "stop_token": "stop", "max_tok
           "context_full": "length"}
 # fields a client may send at their no-op value (the official client and vLLM clients do)
 _NO_OP = {"n": 1, "best_of": 1, "echo": False, "frequency_penalty": 0, "presence_penalty": 0,
-          "stop": None, "user": None, "suffix": None, "logit_bias": None, "stream_options": None}
+          "stop": None, "user": None, "suffix": None, "logit_bias": None}
 
 
 class ProtocolError(UserError):
@@ -71,8 +71,6 @@ def _check_unknown(body: dict, known: set[str]) -> None:
             continue
         if name in _NO_OP and (value == _NO_OP[name] or value in (None, [], {})):
             continue
-        if name == "stream_options":
-            continue
         raise ProtocolError(f"{name}: not supported by this server")
 
 
@@ -92,7 +90,7 @@ class CompletionRequest:
 
     FIELDS = frozenset({"model", "prompt", "max_tokens", "temperature", "top_k", "top_p", "seed", "stream",
                         "logprobs", "return_token_ids", "return_tokens_as_token_ids", "stop_token_ids",
-                        "skip_special_tokens", "include_stop_str_in_output"})
+                        "skip_special_tokens", "include_stop_str_in_output", "stream_options"})
 
     @classmethod
     def parse(cls, body: Any, vocab_size: int, context: int) -> CompletionRequest:
@@ -144,7 +142,7 @@ class ChatRequest:
     model: str | None = None
 
     FIELDS = frozenset({"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_k",
-                        "top_p", "seed", "stream"})
+                        "top_p", "seed", "stream", "stream_options"})
 
     @classmethod
     def parse(cls, body: Any, context: int) -> ChatRequest:

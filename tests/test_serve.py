@@ -469,3 +469,15 @@ async def test_the_app_streams_from_a_server_with_the_token_pane_open_and_surviv
         assert "cannot connect" in notice and "\n" not in notice.strip()
         assert [m["role"] for m in app.messages] == ["user", "assistant", "user"]
     remote.close()
+
+
+def test_eval_on_a_server_scores_like_the_local_engine(server, capsys):
+    from glasschat.cli import main
+
+    args = ["eval", "--per-skill", "2", "--temperature", "0", "--json"]
+    assert main(args) == 0
+    local = json.loads(capsys.readouterr().out)["runs"][0]
+    assert main([*args, "--server", server[0]]) == 0
+    remote = json.loads(capsys.readouterr().out)["runs"][0]
+    assert {s: r["correct"] for s, r in remote["skills"].items()} == {s: r["correct"] for s, r in local["skills"].items()}
+    assert remote["mean_reply_tokens"] == local["mean_reply_tokens"]
