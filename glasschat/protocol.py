@@ -263,6 +263,36 @@ class ChunkWriter:
         return choice
 
 
+@dataclass
+class ChatWriter:
+    """Turns one chat reply's engine events into ``delta.content`` text, as ``glasschat ask``
+    prints a reply (calculator calls as ``[calculator: ...][result: ...]``, no stop token)."""
+
+    tokenizer: Any
+    text: list[str] = field(default_factory=list)
+    tokens: int = 0
+
+    def __post_init__(self) -> None:
+        self.decoder = self.tokenizer.stream_decoder()
+
+    def token(self, event: TokenEvent) -> str:
+        from model.ask import readable
+
+        self.tokens += 1
+        piece = self.decoder.feed(event.id)
+        name = self.tokenizer.special_name(event.id)
+        if name not in ("<|assistant_end|>", "<|bos|>"):
+            piece = readable(self.tokenizer, TokenEvent(event.id, piece, event.forced))
+        self.text.append(piece)
+        return piece
+
+    def stop(self, stop: Stop) -> tuple[str, str]:
+        """The last text and the ``finish_reason``."""
+        tail = self.decoder.flush()
+        self.text.append(tail)
+        return tail, FINISH.get(stop.reason, "stop")
+
+
 def _log(prob: float | None) -> float | None:
     if prob is None:
         return None

@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from glasschat.protocol import (
     MAX_BODY_BYTES,
     ChatRequest,
+    ChatWriter,
     ChunkWriter,
     CompletionRequest,
     ProtocolError,
     error_body,
 )
-from model.ask import readable
 from model.events import Stop, TokenEvent
 
 MAX_WAITING = 256  # requests queued beyond the batch; more are refused with 503
@@ -226,16 +226,14 @@ def create_app(served: Served):
         events.start(prompt, req.params, default_stops, tools=True)
         head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": served.name}
-        decoder = tokenizer.stream_decoder()
+        writer = ChatWriter(tokenizer)
 
-        def piece(item: TokenEvent) -> str:
-            if item.id in default_stops:
-                return decoder.feed(item.id)
-            return readable(tokenizer, TokenEvent(item.id, decoder.feed(item.id), item.forced))
+        def usage() -> dict:
+            return {"prompt_tokens": len(prompt), "completion_tokens": writer.tokens,
+                    "total_tokens": len(prompt) + writer.tokens}
 
         if req.stream:
             async def chunks():
-                count = 0
                 try:
                     yield _sse({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                                      "finish_reason": None}]})
@@ -243,18 +241,15 @@ def create_app(served: Served):
                         text, finish = [], None
                         for item in batch:
                             if isinstance(item, TokenEvent):
-                                count += 1
-                                text.append(piece(item))
+                                text.append(writer.token(item))
                             else:
-                                text.append(decoder.flush())
-                                finish = "stop" if item.reason in default_stops.values() else "length"
+                                tail, finish = writer.stop(item)
+                                text.append(tail)
                         out = [_sse({**head, "choices": [{"index": 0, "delta": {"content": "".join(text)},
                                                           "finish_reason": finish}]})]
                         if finish is not None:
                             if req.include_usage:
-                                usage = {"prompt_tokens": len(prompt), "completion_tokens": count,
-                                         "total_tokens": len(prompt) + count}
-                                out.append(_sse({**head, "choices": [], "usage": usage}))
+                                out.append(_sse({**head, "choices": [], "usage": usage()}))
                             out.append(b"data: [DONE]\n\n")
                         yield b"".join(out)
                 except Exception as error:
@@ -263,23 +258,20 @@ def create_app(served: Served):
                     events.close()
             return StreamingResponse(chunks(), media_type="text/event-stream")
 
-        text, count, finish = [], 0, "stop"
+        finish = "stop"
         try:
             async for batch in events.batches():
                 for item in batch:
                     if isinstance(item, TokenEvent):
-                        count += 1
-                        text.append(piece(item))
+                        writer.token(item)
                     else:
-                        text.append(decoder.flush())
-                        finish = "stop" if item.reason in default_stops.values() else "length"
+                        finish = writer.stop(item)[1]
         finally:
             events.close()
-        message = {"role": "assistant", "content": "".join(text)}
+        message = {"role": "assistant", "content": "".join(writer.text)}
         return JSONResponse({**head, "object": "chat.completion",
                              "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                             "usage": {"prompt_tokens": len(prompt), "completion_tokens": count,
-                                       "total_tokens": len(prompt) + count}})
+                             "usage": usage()})
 
     async def not_found(request: Request, exc) -> Response:
         return _error(f"no such endpoint: {request.method} {request.url.path}", exc.status_code)
