@@ -14,8 +14,9 @@
    - every sampled token streamed from vLLM has its top-5 alternatives;
    - the app, with the token pane open, streams a reply from vLLM (Textual's Pilot) whose ids
      are the local engine's;
-   - ``glasschat replay --server --concurrency 8`` equals the local replay (greedy), with the
-     wall times of the serial and concurrent replays through vLLM;
+   - ``glasschat replay --server --concurrency 8`` equals the local replay (greedy); a seeded
+     sampled replay through vLLM gives the same transcript serial and at concurrency 8, and its
+     wall times (the replay alone, no process start-up) give the speed-up;
    - closing a stream (Esc) aborts the request on the server (its running-requests gauge drops
      to 0 while the request still had hundreds of tokens to go).
 
@@ -175,28 +176,45 @@ def check_app(checks: Checks, url: str) -> None:
 
 
 def check_replay(checks: Checks, url: str, work: Path) -> None:
+    from model.events import SamplingParams
+    from tui.backend import load_backend
+    from tui.records import read_lines
+    from tui.replay import replay_script
+
     conversation = json.loads((ROOT / "docs" / "conversation.jsonl").read_text().splitlines()[0])
     lines = [conversation] + [{"messages": [{"role": "user", "content": q}]} for q in readme_questions()]
     script = work / "script.jsonl"
     script.write_text("".join(json.dumps(line) + "\n" for line in lines * 2))
 
-    def replay(out: str, *extra: str) -> tuple[list, float]:
-        start = time.perf_counter()
+    def replay(out: str, *extra: str) -> list:
         result = glasschat("replay", str(script), "--temperature", "0", "--out", str(work / out), *extra)
-        wall = time.perf_counter() - start
         if result.returncode:
             raise SystemExit(f"replay failed: {result.stderr.strip()}")
         records = [json.loads(line) for line in (work / out).read_text().splitlines()]
-        return [[(t["ids"], t["stop_reason"]) for t in r["turns"]] for r in records], wall
+        return [[(t["ids"], t["stop_reason"]) for t in r["turns"]] for r in records]
 
-    local, local_s = replay("local.jsonl")
-    serial, serial_s = replay("serial.jsonl", "--server", url)
-    parallel, parallel_s = replay("parallel.jsonl", "--server", url, "--concurrency", str(CONCURRENCY))
+    local = replay("local.jsonl")
+    parallel = replay("parallel.jsonl", "--server", url, "--concurrency", str(CONCURRENCY))
     turns = sum(len(r) for r in local)
-    checks.report(parallel == local and serial == local,
-                  f"replay --server --concurrency {CONCURRENCY} == local replay ({len(lines) * 2} conversations, "
-                  f"{turns} replies); wall: local {local_s:.1f} s, vLLM serial {serial_s:.1f} s, "
-                  f"vLLM concurrency {CONCURRENCY} {parallel_s:.1f} s (speed-up {serial_s / parallel_s:.2f}x over serial)")
+    checks.report(parallel == local, f"glasschat replay --server --concurrency {CONCURRENCY} == the local replay "
+                                     f"({len(lines) * 2} conversations, {turns} replies, greedy)")
+
+    # the replay's own wall time (no process start-up), serial and concurrent, same seed
+    entries = read_lines(script) * 2
+    backend = load_backend(None, server=url)
+    params = SamplingParams(temperature=0.7, seed=5, max_tokens=256)
+    times, transcripts = {}, {}
+    for concurrency in (1, CONCURRENCY, 1, CONCURRENCY):
+        start = time.perf_counter()
+        records = list(replay_script(backend, entries, params, concurrency))
+        times.setdefault(concurrency, []).append(time.perf_counter() - start)
+        transcripts.setdefault(concurrency, [[t["ids"] for t in r["turns"]] for r in records])
+    backend.engine.close()
+    serial, parallel_s = min(times[1]), min(times[CONCURRENCY])
+    checks.report(transcripts[1] == transcripts[CONCURRENCY],
+                  f"replay of {len(entries)} conversations through vLLM (seed 5, T=0.7): serial {serial:.1f} s, "
+                  f"concurrency {CONCURRENCY} {parallel_s:.1f} s, speed-up {serial / parallel_s:.2f}x "
+                  f"(best of 2 each); same transcript: {transcripts[1] == transcripts[CONCURRENCY]}")
 
 
 def running_requests(url: str) -> float:
