@@ -24,6 +24,7 @@ import json
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 
 from glasschat.protocol import (
@@ -77,18 +78,28 @@ def _sse(payload) -> bytes:
 
 
 class _Events:
-    """One request's events, carried from the batcher's thread to the event loop."""
+    """One request's events, carried from the batcher's thread to the event loop.
+
+    The batcher appends to a deque and wakes the loop only when the response has no wake-up
+    pending: while the loop is behind, many events cost one wake-up (a system call) instead of
+    one each. The loop clears the flag before it drains, so an event appended meanwhile either
+    is drained or schedules a new wake-up."""
 
     def __init__(self, served: Served, loop: asyncio.AbstractEventLoop):
         self.served, self.loop = served, loop
-        self.queue: asyncio.Queue = asyncio.Queue()
+        self.pending: deque = deque()
+        self.ready = asyncio.Event()
+        self.scheduled = False
         self.cancel = threading.Event()
 
     def put(self, item) -> None:  # on the batcher's thread
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
-        except RuntimeError:  # the server has shut down: nobody is listening
-            self.cancel.set()
+        self.pending.append(item)
+        if not self.scheduled:
+            self.scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self.ready.set)
+            except RuntimeError:  # the server has shut down: nobody is listening
+                self.cancel.set()
 
     def start(self, prompt: list[int], params, stop_ids: dict[int, str], tools: bool) -> None:
         if self.served.batcher.waiting >= MAX_WAITING:
@@ -98,9 +109,14 @@ class _Events:
     async def batches(self):
         """Lists of events as they arrive (all that is ready at once), the ``Stop`` last."""
         while True:
-            items = [await self.queue.get()]
-            while not self.queue.empty():
-                items.append(self.queue.get_nowait())
+            await self.ready.wait()
+            self.ready.clear()
+            self.scheduled = False
+            items = []
+            while self.pending:
+                items.append(self.pending.popleft())
+            if not items:
+                continue
             for item in items:
                 if isinstance(item, BaseException):
                     raise item
