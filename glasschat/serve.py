@@ -77,6 +77,15 @@ def _sse(payload) -> bytes:
     return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
 
 
+def _choice_sse(head: bytes, choice: dict) -> bytes:
+    """A chunk of one choice after ``head`` (the response's fixed fields, encoded once)."""
+    return head + json.dumps(choice, ensure_ascii=False).encode() + b"]}\n\n"
+
+
+def _head(fields: dict) -> bytes:
+    return b"data: " + json.dumps(fields, ensure_ascii=False).encode()[:-1] + b', "choices": ['
+
+
 class _Events:
     """One request's events, carried from the batcher's thread to the event loop.
 
@@ -188,6 +197,7 @@ def create_app(served: Served):
         writer = ChunkWriter(tokenizer, req)
         head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
                 "model": served.name}
+        prefix = _head(head)
 
         async def chunks():
             last = None
@@ -197,10 +207,10 @@ def create_app(served: Served):
                     for item in batch:
                         if isinstance(item, TokenEvent):
                             last = item.id
-                            out.append(_sse({**head, "choices": [writer.token(item, stops)]}))
+                            out.append(_choice_sse(prefix, writer.token(item, stops)))
                         else:
                             finish = writer.stop(item, last)
-                            out.append(_sse({**head, "choices": [finish]}))
+                            out.append(_choice_sse(prefix, finish))
                             if req.include_usage:
                                 out.append(_sse({**head, "choices": [], "usage": _usage(prompt, writer)}))
                             out.append(b"data: [DONE]\n\n")
