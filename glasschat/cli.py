@@ -18,7 +18,7 @@ from glasschat import __version__
 from glasschat.errors import UserError
 
 # Order here is the order of subcommands in ``glasschat --help``.
-COMMAND_MODULES = ("tui.cli", "model.cli", "training.cli", "tokenizer.cli", "bench.cli")
+COMMAND_MODULES = ("tui.cli", "model.cli", "training.cli", "glasschat.serve", "tokenizer.cli", "bench.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,7 @@
 """The ``glasschat`` subcommands of the ``model`` package: ``ask``, ``quantize``,
 ``import-nanochat``, ``export-hf``."""
 
-from model.sampling_options import add_sampling_arguments, sampling_params
+from model.sampling_options import add_sampling_arguments, add_server_arguments, sampling_params
 
 
 def register(subparsers) -> None:
@@ -12,6 +12,7 @@ def register(subparsers) -> None:
         "calculator calls show as [calculator: ...] [result: ...].")
     ask.add_argument("prompt", metavar="PROMPT", help="what to ask")
     add_sampling_arguments(ask, seed_help="seed for a reproducible answer (default: a new one each time)")
+    add_server_arguments(ask)
     ask.add_argument("--json", action="store_true",
                      help='print {"text", "ids", "stop_reason", "ttft_ms", "tokens_per_s"} instead of streaming')
     ask.set_defaults(func=_run_ask)
@@ -64,7 +65,8 @@ def _run_ask(args) -> int:
 
     params = sampling_params(args)
     set_threads()
-    return ask(args.prompt, params, checkpoint=args.checkpoint, as_json=args.json, quantize=args.quantize)
+    return ask(args.prompt, params, checkpoint=args.checkpoint, as_json=args.json, quantize=args.quantize,
+               server=args.server, api_key=args.api_key)
 
 
 def _run_quantize(args) -> int:

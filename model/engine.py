@@ -102,8 +102,21 @@ class _Cache(NamedTuple):
     prev: torch.Tensor | None
 
     def row0(self) -> _Cache:
-        return _Cache([k.narrow(0, 0, 1) for k in self.keys], [v.narrow(0, 0, 1) for v in self.values],
-                      None if self.prev is None else self.prev.narrow(0, 0, 1))
+        return self.rows(0, 1)
+
+    def rows(self, start: int, count: int) -> _Cache:
+        """Rows ``start..start+count-1``: views, written in place."""
+        return _Cache([k.narrow(0, start, count) for k in self.keys], [v.narrow(0, start, count) for v in self.values],
+                      None if self.prev is None else self.prev.narrow(0, start, count))
+
+    def move_row(self, source: int, target: int, filled: int) -> None:
+        """Copy row ``source``'s first ``filled`` positions (and its smear embedding) into row ``target``."""
+        for k, v in zip(self.keys, self.values):
+            n = min(filled, k.shape[2])  # a ring holds at most its length
+            k[target, :, :n] = k[source, :, :n]
+            v[target, :, :n] = v[source, :, :n]
+        if self.prev is not None:
+            self.prev[target] = self.prev[source]
 
 
 class _Scratch(NamedTuple):
@@ -354,13 +367,20 @@ class Engine:
             logits = logits.expand(batch, -1)
         return logits
 
-    def _forward(self, ids: torch.Tensor, pos: int, cache: _Cache, s: _Scratch) -> torch.Tensor:
+    def _forward(self, ids: torch.Tensor, pos: int | torch.Tensor, cache: _Cache, s: _Scratch,
+                 end: int | None = None) -> torch.Tensor:
         """Logits (B, V) of the last of the ``s.T`` positions per row, for ``ids`` (B·T,) placed
         at ``pos``; writes the cache at ``pos:pos+T``. A chunk of more than one token must start
-        at position 0."""
+        at position 0. ``pos`` may instead be a tensor (B,) of each row's own position for one
+        token per row (continuous batching, ``model.batching``), with ``end`` one past the largest."""
         c = self.config
-        B, T, end = s.batch, s.T, pos + s.T
-        rotation = self._rotations[pos] if T == 1 else self._rotation[:T]
+        B, T = s.batch, s.T
+        rows_apart = isinstance(pos, torch.Tensor)
+        if rows_apart:
+            rotation = self._rotation[pos].unsqueeze(1)  # (B, 1, 1, D/2): each row at its own position
+        else:
+            end = pos + T
+            rotation = self._rotations[pos] if T == 1 else self._rotation[:T]
         x_eps = self._embed(ids)  # (B·T, C + 1): the residual stream and its sqrt(eps) channel
         x = x_eps.narrow(1, 0, c.n_embd)  # the rows are normalised already
         if self._smear_gate is not None:
@@ -382,7 +402,10 @@ class Engine:
                              value=c.ve_gate_scale)
             _rotate_(s.pairs, rotation)
             s.qk.div_(torch.linalg.vector_norm(s.qk, dim=-1, keepdim=True).clamp_min_(1e-30))  # a zero head stays zero
-            y = self._attend(layer, k_cache, v_cache, pos, end, s)
+            if rows_apart:
+                y = self._attend_rows(k_cache, v_cache, pos, end, s)
+            else:
+                y = self._attend(layer, k_cache, v_cache, pos, end, s)
             layer.wo.addmm_(x, y.transpose(1, 2).reshape(B * T, -1), alpha=self._residual_scale)
             h = x / torch.linalg.vector_norm(x_eps, dim=-1, keepdim=True)
             layer.wfc.mm(h, out=s.hidden)
@@ -434,6 +457,23 @@ class Engine:
         scores = torch.matmul(k_cache.narrow(2, 0, n), s.q_groups.transpose(2, 3))
         weights = torch.softmax(scores.transpose(2, 3), dim=-1)  # (B, Hkv, G, n)
         return torch.matmul(weights, v_cache.narrow(2, 0, n)).view(s.batch, c.n_head, 1, c.head_dim)
+
+    def _attend_rows(self, k_cache: torch.Tensor, v_cache: torch.Tensor, positions: torch.Tensor, end: int,
+                     s: _Scratch) -> torch.Tensor:
+        """``_attend`` for one token per row, each row at its own position: each row's key and
+        value go to its own slot, and attention masks out the slots a row has not filled (or,
+        in a ring, has overwritten: a full ring holds exactly the window)."""
+        c = self.config
+        L = k_cache.shape[2]
+        k, v = s.kv.unbind(0)  # (B, Hkv, 1, D)
+        rows = torch.arange(s.batch, device=self.device)
+        slots = positions % L
+        k_cache[rows, :, slots] = k.select(2, 0) * self._attention_scale
+        v_cache[rows, :, slots] = v.select(2, 0)
+        n = min(end, L)
+        mask = (torch.arange(n, device=self.device) < (positions + 1).clamp(max=L)[:, None]).view(s.batch, 1, 1, n)
+        return F.scaled_dot_product_attention(s.q, k_cache.narrow(2, 0, n), v_cache.narrow(2, 0, n), attn_mask=mask,
+                                              scale=1.0, enable_gqa=c.n_head != c.n_kv_head)
 
     def _smear(self, x: torch.Tensor, T: int, prev: torch.Tensor) -> None:
         """Add to each position its gated share of the previous position's embedding, in place;

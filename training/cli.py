@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from glasschat.errors import UserError
-from model.sampling_options import add_quantize_argument
+from model.sampling_options import add_quantize_argument, add_server_arguments
 from training.recipe import RECIPES
 from training.stages import STAGES
 
@@ -68,6 +68,7 @@ def _register_eval(subparsers) -> None:
     p.add_argument("--seed", type=int, default=1234, help="seed of the held-out prompts and of sampling")
     p.add_argument("--threads", type=_positive_int, default=1, help="torch CPU threads (default 1)")
     add_quantize_argument(p)
+    add_server_arguments(p)
     p.add_argument("--json", action="store_true", help="print the full report (with failures) as JSON")
     p.set_defaults(func=_eval)
 
@@ -114,6 +115,7 @@ def _eval(args) -> int:
     checkpoint = resolve_checkpoint_dir(args.checkpoint)
     log = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
     report = evaluate_checkpoint(checkpoint, args.per_skill, tuple(args.temperature or (0.0, 0.7)),
-                                 seed=args.seed, log=log, quantize=args.quantize, progress=LoadProgress())
+                                 seed=args.seed, log=log, quantize=args.quantize, progress=LoadProgress(),
+                                 server=args.server, api_key=args.api_key)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
