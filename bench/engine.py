@@ -1,5 +1,8 @@
 """``glasschat bench engine``: our engine side by side with reference generation loops.
 
+(``--weights``: the weight formats — fp32, int8 — against nanochat's own Engine on nanochat-sized
+models, with peak memory per row: ``bench.engine_weights``.)
+
 For each model config (d4/d8/d12: n_embd 256/512/768, one layer per depth unit, heads of 128),
 vocabulary and prompt length, the same random fp32 weights run greedily through
 
@@ -52,7 +55,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--vocabs", nargs="+", type=int, default=[8192, 65536], metavar="V", help="vocabulary sizes (default: 8192 65536)")
     parser.add_argument("--prompts", nargs="+", type=int, default=[32, 512, 1024], metavar="P",
                         help="prompt lengths in tokens (default: 32 512 1024)")
-    parser.add_argument("--tokens", type=int, default=64, metavar="N", help="tokens to generate per run (default 64)")
+    parser.add_argument("--tokens", type=int, default=None, metavar="N",
+                        help="tokens to generate per run (default 64; 32 with --weights)")
     parser.add_argument("--recompute-tokens", type=int, default=8, metavar="N",
                         help="tokens for the full-recompute loop, which is slow (default 8; 0 skips it)")
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES), help="engines to run (default: all available)")
@@ -66,11 +70,28 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="only the rows the targets are read from (d4/V8192/P32, d4/V65536/P1024, d12/V65536/P32, "
                         "and the nanochat row), ours and the baseline, 48 tokens: a few minutes")
+    weights = parser.add_argument_group("--weights: weight formats and peak memory, one process per row")
+    weights.add_argument("--weights", action="store_true",
+                         help="decode tok/s and peak RSS of nanochat's Engine (fp32) and ours in fp32, int8 and int8 "
+                         "quantized at load, at nanochat's d12 and d20 shapes (V65536), each in a process of its own")
+    weights.add_argument("--models", nargs="+", choices=("d12", "d20"), default=["d12", "d20"],
+                         help="model shapes for --weights (default: d12 d20)")
+    weights.add_argument("--weight-rows", dest="weight_rows", nargs="+", choices=("nanochat", "fp32", "int8", "int8@load"),
+                         default=["nanochat", "fp32", "int8", "int8@load"], help="rows for --weights (default: all)")
+    weights.add_argument("--prompt", type=int, default=32, metavar="P", help="prompt length for --weights (default 32)")
+    weights.add_argument("--workdir", default=None, metavar="DIR",
+                         help="where --weights writes its temporary checkpoints (default: the system's temporary directory)")
 
 
 def run(args) -> int:
     import torch
 
+    if args.weights:
+        from bench import engine_weights
+
+        args.tokens, args.vocab = args.tokens or 32, 65536
+        return engine_weights.run(args)
+    args.tokens = args.tokens or 64
     torch.set_num_threads(1)
     if args.quick:
         groups = [("d4", 8192, [32]), ("d4", 65536, [1024]), ("d12", 65536, [32])]

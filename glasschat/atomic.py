@@ -98,9 +98,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp = _new_temporary(path)
     except OSError as error:
         raise write_problem(path, error) from None
+    mode = tmp.stat().st_mode & 0o777
     try:
         yield tmp
         with open(tmp, "rb+") as f:
+            # a writer may replace the file rather than write into it (safetensors creates its
+            # own, owner-only): give it back the mode it was made with
+            if os.fstat(f.fileno()).st_mode & 0o777 != mode:
+                os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as error:

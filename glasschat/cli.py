@@ -19,7 +19,7 @@ from glasschat.errors import UserError
 
 # Order here is the order of subcommands in ``glasschat --help``.
 TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")
-COMMAND_MODULES = ("tui.cli", "model.cli", "training.cli", "tokenizer.cli", "bench.cli")
+COMMAND_MODULES = ("tui.cli", "model.cli", "training.cli", "glasschat.serve", "tokenizer.cli", "bench.cli")
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -31,19 +31,28 @@ def readable(tokenizer, event: TokenEvent) -> str:
     return event.text + TOOL_MARKERS.get(name, "")
 
 
-def ask(prompt: str, params: SamplingParams, checkpoint: str | None = None, as_json: bool = False) -> int:
-    """Answer ``prompt`` with the model in ``checkpoint`` (default: the bundled one), streaming
-    the reply to stdout, or printing one JSON object when ``as_json``."""
-    from model.checkpoint import load_model, resolve_checkpoint_dir
-    from model.engine import Engine
+def ask(prompt: str, params: SamplingParams, checkpoint: str | None = None, as_json: bool = False,
+        quantize: str | None = None, server: str | None = None, api_key: str | None = None) -> int:
+    """Answer ``prompt`` with the model in ``checkpoint`` (default: the bundled one;
+    ``quantize="int8"`` runs it int8; ``server``: the model served there), streaming the reply to
+    stdout, or printing one JSON object when ``as_json``."""
+    from glasschat.progress import LoadProgress
+    from model.backend import open_backend
 
-    gpt, tokenizer = load_model(resolve_checkpoint_dir(checkpoint))
-    engine = Engine(gpt, tokenizer)
+    backend = open_backend(checkpoint, server=server, api_key=api_key, quantize=quantize, progress=LoadProgress())
+    try:
+        return _answer(backend, prompt, params, as_json)
+    finally:
+        backend.close()
+
+
+def _answer(backend, prompt: str, params: SamplingParams, as_json: bool) -> int:
+    tokenizer = backend.tokenizer
     prompt_ids = tokenizer.render_for_completion({"messages": [{"role": "user", "content": prompt}]})
 
     ids: list[int] = []
     stop: Stop | None = None
-    for event in engine.stream(prompt_ids, params):
+    for event in backend.stream(prompt_ids, params):
         if isinstance(event, Stop):
             stop = event
             continue

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from glasschat.errors import UserError
 from model.events import SamplingParams, Stop, TokenEvent
 
 if TYPE_CHECKING:
@@ -37,7 +38,8 @@ class ModelInfo:
     @property
     def label(self) -> str:
         """``name (4.2M)``, with the weight format and where it runs when known."""
-        details = ", ".join(part for part in (self.size_label, self.weight_format, self.runs_on) if part)
+        size = self.size_label if self.parameters else ""  # a server does not say
+        details = ", ".join(part for part in (size, self.weight_format, self.runs_on) if part)
         return f"{self.name} ({details})"
 
     @property
@@ -90,22 +92,43 @@ class LocalBackend:
     def surprisal(self, ids: list[int]) -> list[float]:
         from model.bpb import surprisal
 
-        return surprisal(self.engine.gpt, ids)
+        return surprisal(self.engine, ids)
 
     def close(self) -> None:
         pass  # the weights go with the object
 
 
-def load_local_backend(checkpoint: str | None) -> LocalBackend:
-    """Load a checkpoint directory (or the bundled default model) into this process."""
-    from model import load_model, resolve_checkpoint_dir
-    from model.engine import Engine
+def load_local_backend(checkpoint: str | None, quantize: str | None = None, progress=None) -> LocalBackend:
+    """Load a checkpoint directory (or the bundled default model) into this process, mapped and
+    packed straight into the engine (``model.checkpoint.load_engine``): ``quantize="int8"``
+    runs the weights int8; ``progress(done_bytes, total_bytes)`` follows the load."""
+    from model.checkpoint import load_engine, resolve_checkpoint_dir
 
     directory = resolve_checkpoint_dir(checkpoint)
-    gpt, tokenizer = load_model(directory)
-    parameters = sum(p.numel() for p in gpt.parameters())
-    return LocalBackend(Engine(gpt, tokenizer), tokenizer,
-                        ModelInfo(model_name(directory), parameters, gpt.config.sequence_len))
+    engine, tokenizer = load_engine(directory, quantize, progress=progress)
+    return LocalBackend(engine, tokenizer, model_info(directory, engine))
+
+
+def open_backend(checkpoint: str | None, *, server: str | None = None, api_key: str | None = None,
+                 quantize: str | None = None, progress=None) -> Backend:
+    """The model of a headless command: the one served at ``server`` (``model.remote``; the
+    checkpoint then only gives the tokenizer), else the checkpoint loaded in this process."""
+    if server:
+        if quantize:
+            raise UserError("--quantize: applies to a model run here, not to one on --server")
+        from model.remote import connect
+
+        return connect(server, checkpoint, api_key)
+    return load_local_backend(checkpoint, quantize, progress)
+
+
+def model_info(directory, engine: Engine) -> ModelInfo:
+    """What the status bar shows for ``engine`` loaded from ``directory``."""
+    from model.checkpoint import parameter_count
+
+    config = engine.config
+    return ModelInfo(model_name(directory), parameter_count(config), config.sequence_len, engine.weight_format,
+                     engine.device.type)
 
 
 def model_name(directory) -> str:

@@ -126,16 +126,25 @@ def measure_text(gpt, tokenizer, text: str, **kwargs) -> ByteLoss:
     return measure_ids(gpt, token_bytes_tensor(tokenizer, device), document_ids(tokenizer, text), **kwargs)
 
 
-def surprisal(gpt, ids: list[int]) -> list[float]:
+def surprisal(model, ids: list[int]) -> list[float]:
     """Per token of ``ids`` after the first: its surprisal ``-log2 p`` given every token before
     it in its window (the windows ``windows`` cuts, so a sequence longer than the model's
     context restarts its context at each window; the first token of each window has no
-    prediction and gets ``nan``)."""
-    device = next(gpt.parameters()).device
+    prediction and gets ``nan``). ``model`` is a ``GPT`` or an ``Engine`` (its packed weights,
+    int8 included: what the chat runs)."""
     bits = []
-    for window in windows(ids, gpt.config.sequence_len):
-        tensor = torch.tensor([window], dtype=torch.long, device=device)
+    for window in windows(ids, model.config.sequence_len):
         if bits:
             bits.append(math.nan)  # this window's first token: predicted by nothing
-        bits.extend((target_nats(gpt, tensor[:, :-1], tensor[:, 1:])[0] / math.log(2)).tolist())
+        bits.extend((_window_nats(model, window) / math.log(2)).tolist())
     return bits + [math.nan] * (len(ids) - 1 - len(bits))  # a last window of one token
+
+
+def _window_nats(model, window: list[int]) -> torch.Tensor:
+    """-ln p of each token of ``window`` after the first, given the ones before it."""
+    if isinstance(model, torch.nn.Module):
+        tensor = torch.tensor([window], dtype=torch.long, device=next(model.parameters()).device)
+        return target_nats(model, tensor[:, :-1], tensor[:, 1:])[0]
+    logits = model.logits(window[:-1]).float()  # an Engine: (T-1, V)
+    targets = torch.tensor(window[1:], dtype=torch.long, device=logits.device)
+    return torch.nn.functional.cross_entropy(logits, targets, reduction="none")

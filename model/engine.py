@@ -13,9 +13,11 @@ are produced and one ``Stop`` per row (see ``model.events``). The model's math i
   ``num_samples`` rows share one prefill and then decode as a batch.
 - Few torch calls per layer: at batch 1 a small model's decode step costs its weights'
   bandwidth plus a few microseconds per call, more than the arithmetic. The weights are re-laid
-  out once, when the engine is made: q, k and v fused into one matrix, and every matrix with at
-  least as many outputs as inputs stored transposed, the layout a matrix-vector product streams
-  fastest. Within each q/k head the two rotary halves are interleaved, so the rotation is one
+  out once, when the engine is made: q, k and v fused into one matrix, each matrix packed by
+  ``model.weights`` in the engine's weight format (fp32: every matrix with at least as many
+  outputs as inputs stored transposed, the layout a matrix-vector product streams fastest;
+  int8: ``model.int8``'s kernel, a quarter of the bytes per step). The forward only asks a
+  packed matrix for ``x @ W``. Within each q/k head the two rotary halves are interleaved, so the rotation is one
   complex multiply (attention scores and the QK norm do not depend on the order of a head's
   channels). A layer writes only into buffers made once per call (``_Scratch``: the fused q/k/v
   projection, rotated and normalised in place, and the MLP's hidden layer) and into the residual
@@ -25,18 +27,21 @@ are produced and one ``Stop`` per row (see ``model.events``). The model's math i
   residual stream runs at ``1/sqrt(C)`` of nanochat's scale (the output projections add into it
   with that factor), which every reader normalises away, and it carries one extra channel
   holding ``sqrt(eps)``: its norm is then RMSNorm's ``sqrt(|x|² + eps)``, never zero, so its
-  norms need no clamp. The embedding table is normalised once, when the engine is made.
+  norms need no clamp. A token's embedding row is normalised when it is looked up (C numbers:
+  cheaper than keeping a normalised copy of the table).
 - The 2026 generations' features run on the same stream. The per-layer lambdas are linear, so
   they apply to the scaled stream as they are (the sqrt(eps) channel left alone); the value
   embedding's gate and the smear gate read the normalised input, so their weights hold
   sqrt(C); q/k scaling goes into the attention scale; backout subtracts a copy of the stream.
   The smear needs the previous position's embedding: the cache keeps it per row.
-- The logits are those of ``GPT.forward`` to fp32 rounding; the tests hold greedy decoding to
-  it token for token.
+- In fp32 the logits are those of ``GPT.forward`` to fp32 rounding; the tests hold greedy
+  decoding to it token for token.
 - Sampling (temperature, top-k, top-p) runs on the device with a per-call ``torch.Generator``;
   the only host transfer per step is the chosen ids and their probabilities.
 
-The re-laid-out weights are copies: make a new ``Engine`` after changing the model's weights.
+``Engine(gpt, tokenizer)`` packs copies of a ``GPT``'s weights (make a new engine after changing
+them); ``Engine.from_weights`` packs from a state source with no ``GPT`` at all, which is how
+``model.checkpoint.load_engine`` loads a checkpoint for generation with one copy in memory.
 The engine leaves torch's thread count (process-wide) to the program's entry point
 (``model.threads``).
 """
@@ -46,7 +51,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -55,8 +60,9 @@ import torch.nn.functional as F
 
 from glasschat.errors import UserError
 from model.events import GenerationStats, SamplingParams, Stop, TokenEvent
-from model.gpt import GPT, window_mask
+from model.gpt import GPT, GPTConfig, rotary_tables, window_mask
 from model.tool import ToolState
+from model.weights import DTYPES, Rows, StateSource, format_of, pack_matrix, pack_table
 
 
 class ModelOutputError(UserError):
@@ -74,13 +80,19 @@ class Completion(NamedTuple):
 
 
 class _Layer(NamedTuple):
-    wqkv: torch.Tensor  # (C, (H + 2·Hkv)·D), q/k rotary halves interleaved per head
-    wo: torch.Tensor  # (C, C): attention output, transposed
-    wfc: torch.Tensor  # (C, 4C): MLP up, transposed
-    wproj: torch.Tensor  # (4C, C) view of nn.Linear's (C, 4C) layout: more inputs than outputs
+    """One block's weights, each matrix and table packed by ``model.weights``."""
+
+    wqkv: object  # (C, (H + 2·Hkv)·D), q/k rotary halves interleaved per head
+    wo: object  # (C, C): attention output
+    wfc: object  # (C, 4C): MLP up
+    wproj: object  # (4C, C): MLP down
     window: int  # how many earlier positions the layer attends to
-    ve: torch.Tensor | None  # (rows, Hkv·D): the value embedding (the model's own table), or None
-    wgate: torch.Tensor | None  # (gate channels, Hkv): its gate, transposed, times sqrt(C)
+    ve: object | None  # (rows, Hkv·D) table: the value embedding, or None
+    wgate: torch.Tensor | None  # (gate channels, Hkv): its gate, transposed, times sqrt(C) (tiny: always dense)
+
+    def packed(self) -> tuple:
+        """The packed matrices and tables (for their bytes and the views they keep)."""
+        return tuple(m for m in (self.wqkv, self.wo, self.wfc, self.wproj, self.ve) if m is not None)
 
 
 class _Cache(NamedTuple):
@@ -94,8 +106,21 @@ class _Cache(NamedTuple):
     prev: torch.Tensor | None
 
     def row0(self) -> _Cache:
-        return _Cache([k.narrow(0, 0, 1) for k in self.keys], [v.narrow(0, 0, 1) for v in self.values],
-                      None if self.prev is None else self.prev.narrow(0, 0, 1))
+        return self.rows(0, 1)
+
+    def rows(self, start: int, count: int) -> _Cache:
+        """Rows ``start..start+count-1``: views, written in place."""
+        return _Cache([k.narrow(0, start, count) for k in self.keys], [v.narrow(0, start, count) for v in self.values],
+                      None if self.prev is None else self.prev.narrow(0, start, count))
+
+    def move_row(self, source: int, target: int, filled: int) -> None:
+        """Copy row ``source``'s first ``filled`` positions (and its smear embedding) into row ``target``."""
+        for k, v in zip(self.keys, self.values):
+            n = min(filled, k.shape[2])  # a ring holds at most its length
+            k[target, :, :n] = k[source, :, :n]
+            v[target, :, :n] = v[source, :, :n]
+        if self.prev is not None:
+            self.prev[target] = self.prev[source]
 
 
 class _Scratch(NamedTuple):
@@ -132,11 +157,33 @@ class Engine:
     each call has its own cache and generator, and the weights are only read.
     """
 
-    def __init__(self, gpt: GPT, tokenizer):
-        if tokenizer.vocab_size != gpt.config.vocab_size:
-            raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is {gpt.config.vocab_size}")
-        self.gpt, self.tokenizer, self.config = gpt, tokenizer, gpt.config
-        self.device, self.dtype = gpt.lm_head.weight.device, gpt.lm_head.weight.dtype
+    def __init__(self, gpt: GPT, tokenizer, weight_format: str | None = None):
+        """Pack ``gpt``'s weights (copies: ``gpt`` keeps its own) in ``weight_format`` (default:
+        the model's dtype)."""
+        self.gpt = gpt
+        head = gpt.lm_head.weight
+        self._setup(gpt.config, StateSource(gpt.state_dict()), tokenizer, weight_format or format_of(head.dtype),
+                    head.device, None)
+
+    @classmethod
+    def from_weights(cls, config: GPTConfig, source: StateSource, tokenizer, weight_format: str,
+                     progress: Callable[[int, int], None] | None = None) -> Engine:
+        """An engine packed straight from ``source`` (e.g. a mapped checkpoint, which drops each
+        tensor's pages once it is packed), with no ``GPT`` built: the packed weights are the one
+        copy. ``progress(done_bytes, total_bytes)`` is called as the weights are packed."""
+        engine = cls.__new__(cls)
+        engine.gpt = None
+        engine._setup(config, source, tokenizer, weight_format, torch.device("cpu"), progress)
+        return engine
+
+    def _setup(self, config: GPTConfig, source: StateSource, tokenizer, weight_format: str, device, progress) -> None:
+        if tokenizer.vocab_size != config.vocab_size:
+            raise UserError(f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is {config.vocab_size}")
+        if weight_format == "int8" and device.type != "cpu":
+            raise UserError("int8 weights run on the CPU only")
+        self.tokenizer, self.config, self.device = tokenizer, config, device
+        self.weight_format = weight_format
+        self.dtype = torch.float32 if weight_format == "int8" else DTYPES[weight_format]  # of the activations
         special = tokenizer.special_ids
         self._stop_ids = {special["<|assistant_end|>"]: "assistant_end", special["<|bos|>"]: "bos"}
         c = self.config
@@ -146,28 +193,53 @@ class Engine:
         self._attention_scale = c.head_dim**0.5 * c.qk_scale**2  # (s·sqrt(D) q) . (s·sqrt(D) k) / sqrt(D)
         self._residual_scale = 1 / sqrt_c  # the residual stream's scale relative to nanochat's
         self._fp32 = self.dtype == torch.float32  # complex64 exists for fp32 only
-        eps = torch.finfo(self.dtype).eps  # RMSNorm's default
+        self._eps = torch.finfo(self.dtype).eps  # RMSNorm's default
+        big = [name for name in source.state if not name.endswith("_scale") and source.state[name].dim() == 2]
+        total, done = sum(source.nbytes(n) for n in big), 0
+
+        def packed(used: list[str], *parts) -> None:
+            # the source may drop what was copied; report progress
+            nonlocal done
+            source.release(used, keep=[t for part in parts for t in part.views])
+            done += sum(source.nbytes(n) for n in used)
+            if progress is not None:
+                progress(done, total)
+
+        def scalars(name: str) -> list[float]:
+            return source.state[name].float().view(-1).tolist()
+
         with torch.no_grad():
-            self._layers = [_pack_layer(gpt, i) for i in range(c.n_layer)]
+            self._layers = []
+            for i in range(c.n_layer):
+                layer, used = _pack_layer(source, i, c, weight_format, self.dtype)
+                self._layers.append(layer)
+                packed(used, *layer.packed())
             # per layer (resid, x0) lambdas as floats; None where the model has none
-            self._lambdas = list(zip(gpt.resid_lambdas.tolist(), gpt.x0_lambdas.tolist())) if c.lambdas else None
-            self._smear_gate = (gpt.smear_gate.weight.t() * sqrt_c).to(self.dtype) if c.smear_channels else None
-            self._smear_lambda = float(gpt.smear_lambda) if c.smear_channels else 0.0
-            self._backout_lambda = float(gpt.backout_lambda) if c.backout_layer >= 0 else 0.0
+            self._lambdas = list(zip(scalars("resid_lambdas"), scalars("x0_lambdas"))) if c.lambdas else None
+            self._smear_gate = None
+            if c.smear_channels:
+                self._smear_gate = (source.rows("smear_gate.weight").dense(torch.float32).t() * sqrt_c).to(self.dtype)
+            self._smear_lambda = scalars("smear_lambda")[0] if c.smear_channels else 0.0
+            self._backout_lambda = scalars("backout_lambda")[0] if c.backout_layer >= 0 else 0.0
             # the embedding rows are the first layer's normalised input unless lambdas or the smear change it
             self._first_input_normed = not c.lambdas and not c.smear_channels
-            # a row is a token's first residual: its embedding RMS-normalised (at the residual's
-            # scale), then the sqrt(eps) channel
-            wte = gpt.transformer.wte.weight.detach().float()
-            wte = wte / (wte.square().sum(dim=1, keepdim=True) + c.n_embd * eps).sqrt()
-            self._wte = torch.cat([wte, torch.full_like(wte[:, :1], eps**0.5)], dim=1).to(self.dtype)
+            # a row is looked up per token and normalised then (cheaper than a normalised copy)
+            self._wte = pack_table(source.rows("transformer.wte.weight"), weight_format)
+            packed(["transformer.wte.weight"], self._wte)
             # (C, V), holding the final norm's sqrt(C) and the softcap's 1/cap; padded rows dropped
             self._softcap = c.softcap
-            self._lm_head = (gpt.lm_head.weight[: c.vocab_size].t() * (sqrt_c / c.softcap)).contiguous()
+            self._lm_head = pack_matrix(source.rows("lm_head.weight").head(c.vocab_size), weight_format, sqrt_c / c.softcap)
+            packed(["lm_head.weight"], self._lm_head)
             # e^{-iθ}: nanochat rotates by -θ, with the model's (maybe bf16-rounded) tables; (T, 1, D/2) for a
             # prefill, and one tensor per position for decode steps (indexing a list is free)
-            self._rotation = torch.complex(gpt.cos.float(), -gpt.sin.float()).unsqueeze(1).to(self.device)
+            cos, sin = rotary_tables(c.sequence_len, c.head_dim, c.rotary_base, c.rotary_bf16)
+            self._rotation = torch.complex(cos.float(), -sin.float()).unsqueeze(1).to(self.device)
             self._rotations = list(self._rotation.unsqueeze(1).unbind(0))
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of the weights as the engine holds them."""
+        return sum(m.nbytes for layer in self._layers for m in layer.packed()) + self._wte.nbytes + self._lm_head.nbytes
 
     # ---- public
 
@@ -252,6 +324,16 @@ class Engine:
 
     # ---- the model, with a KV cache
 
+    @torch.inference_mode()
+    def logits(self, ids: list[int]) -> torch.Tensor:
+        """Logits (T, V) at every position of ``ids`` (at most ``sequence_len`` tokens), one
+        forward from an empty cache: what scoring given text needs (``model.bpb.surprisal``), on
+        the same packed weights, int8 included, that generate."""
+        ids = self._check_prompt(ids)
+        T = len(ids)
+        tensor = torch.tensor(ids, dtype=torch.long, device=self.device)
+        return self._forward(tensor, 0, self._allocate_cache(1, T), self._scratch(1, T), every_position=True)
+
     def _allocate_cache(self, batch: int, length: int) -> _Cache:
         """Keys and values per layer for ``L`` positions: ``length``, or ``window + 1`` for a
         layer whose window is shorter."""
@@ -299,14 +381,22 @@ class Engine:
             logits = logits.expand(batch, -1)
         return logits
 
-    def _forward(self, ids: torch.Tensor, pos: int, cache: _Cache, s: _Scratch) -> torch.Tensor:
-        """Logits (B, V) of the last of the ``s.T`` positions per row, for ``ids`` (B·T,) placed
+    def _forward(self, ids: torch.Tensor, pos: int | torch.Tensor, cache: _Cache, s: _Scratch,
+                 end: int | None = None, every_position: bool = False) -> torch.Tensor:
+        """Logits (B, V) of the last of the ``s.T`` positions per row (``every_position``: (B·T, V)
+        of them all), for ``ids`` (B·T,) placed
         at ``pos``; writes the cache at ``pos:pos+T``. A chunk of more than one token must start
-        at position 0."""
+        at position 0. ``pos`` may instead be a tensor (B,) of each row's own position for one
+        token per row (continuous batching, ``model.batching``), with ``end`` one past the largest."""
         c = self.config
-        B, T, end = s.batch, s.T, pos + s.T
-        rotation = self._rotations[pos] if T == 1 else self._rotation[:T]
-        x_eps = torch.embedding(self._wte, ids)  # (B·T, C + 1): the residual stream and its sqrt(eps) channel
+        B, T = s.batch, s.T
+        rows_apart = isinstance(pos, torch.Tensor)
+        if rows_apart:
+            rotation = self._rotation[pos].unsqueeze(1)  # (B, 1, 1, D/2): each row at its own position
+        else:
+            end = pos + T
+            rotation = self._rotations[pos] if T == 1 else self._rotation[:T]
+        x_eps = self._embed(ids)  # (B·T, C + 1): the residual stream and its sqrt(eps) channel
         x = x_eps.narrow(1, 0, c.n_embd)  # the rows are normalised already
         if self._smear_gate is not None:
             self._smear(x, T, cache.prev)
@@ -320,28 +410,42 @@ class Engine:
                 h = None
             if h is None:
                 h = x / torch.linalg.vector_norm(x_eps, dim=-1, keepdim=True)
-            torch.mm(h, layer.wqkv, out=s.qkv)
+            layer.wqkv.mm(h, out=s.qkv)
             if layer.ve is not None:  # v += scale·sigmoid(gate(h))·ve[ids], per kv head
                 gate = torch.mm(h.narrow(1, 0, layer.wgate.shape[0]), layer.wgate).sigmoid_()
-                s.v.addcmul_(gate.unsqueeze(-1), torch.embedding(layer.ve, ids).view(B * T, c.n_kv_head, c.head_dim),
+                s.v.addcmul_(gate.unsqueeze(-1), layer.ve.rows(ids).view(B * T, c.n_kv_head, c.head_dim),
                              value=c.ve_gate_scale)
             _rotate_(s.pairs, rotation)
             s.qk.div_(torch.linalg.vector_norm(s.qk, dim=-1, keepdim=True).clamp_min_(1e-30))  # a zero head stays zero
-            y = self._attend(layer, k_cache, v_cache, pos, end, s)
-            x.addmm_(y.transpose(1, 2).reshape(B * T, -1), layer.wo, alpha=self._residual_scale)
+            if rows_apart:
+                y = self._attend_rows(k_cache, v_cache, pos, end, s)
+            else:
+                y = self._attend(layer, k_cache, v_cache, pos, end, s)
+            layer.wo.addmm_(x, y.transpose(1, 2).reshape(B * T, -1), alpha=self._residual_scale)
             h = x / torch.linalg.vector_norm(x_eps, dim=-1, keepdim=True)
-            torch.mm(h, layer.wfc, out=s.hidden)
-            x.addmm_(s.hidden.relu_().square_(), layer.wproj, alpha=self._residual_scale)
+            layer.wfc.mm(h, out=s.hidden)
+            layer.wproj.addmm_(x, s.hidden.relu_().square_(), alpha=self._residual_scale)
             if i == c.backout_layer:
                 x_backout = x.clone()
             h = None
         if x_backout is not None:
             x.add_(x_backout, alpha=-self._backout_lambda)
         h = x / torch.linalg.vector_norm(x_eps, dim=-1, keepdim=True)
-        if T > 1:
+        if T > 1 and not every_position:
             h = h.view(B, T, -1).select(1, T - 1)
-        logits = torch.mm(h, self._lm_head)  # already divided by the softcap
+        logits = self._lm_head.mm(h)  # already divided by the softcap
         return torch.tanh_(logits if self._fp32 else logits.float()).mul_(self._softcap)
+
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """The first residual of each token: its embedding RMS-normalised (at the residual's
+        scale), then the sqrt(eps) channel."""
+        c = self.config
+        rows = self._wte.rows(ids).float()
+        rows = rows / (rows.square().sum(dim=1, keepdim=True) + c.n_embd * self._eps).sqrt()
+        x_eps = torch.empty((ids.numel(), c.n_embd + 1), dtype=self.dtype, device=self.device)
+        x_eps.narrow(1, 0, c.n_embd).copy_(rows)
+        x_eps.narrow(1, c.n_embd, 1).fill_(self._eps**0.5)
+        return x_eps
 
     def _attend(self, layer: _Layer, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: int, end: int,
                 s: _Scratch) -> torch.Tensor:
@@ -368,6 +472,23 @@ class Engine:
         scores = torch.matmul(k_cache.narrow(2, 0, n), s.q_groups.transpose(2, 3))
         weights = torch.softmax(scores.transpose(2, 3), dim=-1)  # (B, Hkv, G, n)
         return torch.matmul(weights, v_cache.narrow(2, 0, n)).view(s.batch, c.n_head, 1, c.head_dim)
+
+    def _attend_rows(self, k_cache: torch.Tensor, v_cache: torch.Tensor, positions: torch.Tensor, end: int,
+                     s: _Scratch) -> torch.Tensor:
+        """``_attend`` for one token per row, each row at its own position: each row's key and
+        value go to its own slot, and attention masks out the slots a row has not filled (or,
+        in a ring, has overwritten: a full ring holds exactly the window)."""
+        c = self.config
+        L = k_cache.shape[2]
+        k, v = s.kv.unbind(0)  # (B, Hkv, 1, D)
+        rows = torch.arange(s.batch, device=self.device)
+        slots = positions % L
+        k_cache[rows, :, slots] = k.select(2, 0) * self._attention_scale
+        v_cache[rows, :, slots] = v.select(2, 0)
+        n = min(end, L)
+        mask = (torch.arange(n, device=self.device) < (positions + 1).clamp(max=L)[:, None]).view(s.batch, 1, 1, n)
+        return F.scaled_dot_product_attention(s.q, k_cache.narrow(2, 0, n), v_cache.narrow(2, 0, n), attn_mask=mask,
+                                              scale=1.0, enable_gqa=c.n_head != c.n_kv_head)
 
     def _smear(self, x: torch.Tensor, T: int, prev: torch.Tensor) -> None:
         """Add to each position its gated share of the previous position's embedding, in place;
@@ -437,23 +558,32 @@ class Engine:
         return prompt
 
 
-def _pack_layer(gpt: GPT, i: int) -> _Layer:
-    """The engine's layout of block ``i``'s weights (see the module docstring)."""
-    config = gpt.config
+def _pack_layer(source: StateSource, i: int, config: GPTConfig, weight_format: str,
+                dtype: torch.dtype) -> tuple[_Layer, list[str]]:
+    """The engine's layout of block ``i``'s weights (see the module docstring), and the names
+    of the tensors it read."""
     H, Hkv, D = config.n_head, config.n_kv_head, config.head_dim
-    attn, mlp = gpt.transformer.h[i].attn, gpt.transformer.h[i].mlp
+    prefix = f"transformer.h.{i}."
+    names = [prefix + m for m in ("attn.c_q.weight", "attn.c_k.weight", "attn.c_v.weight", "attn.c_proj.weight",
+                                  "mlp.c_fc.weight", "mlp.c_proj.weight")]
     # within each head, put channel i and its rotary partner i + D/2 side by side
     interleave = torch.stack([torch.arange(D // 2), torch.arange(D // 2, D)], dim=1).flatten()
-    q = attn.c_q.weight.view(H, D, -1)[:, interleave].flatten(0, 1)
-    k = attn.c_k.weight.view(Hkv, D, -1)[:, interleave].flatten(0, 1)
+    q = source.rows(names[0]).take((torch.arange(H)[:, None] * D + interleave).flatten())
+    k = source.rows(names[1]).take((torch.arange(Hkv)[:, None] * D + interleave).flatten())
     sqrt_c = config.n_embd**0.5
-    wqkv = (torch.cat([q, k, attn.c_v.weight]).t() * sqrt_c).contiguous()
-    wfc = (mlp.c_fc.weight.t() * sqrt_c).contiguous()
     ve = wgate = None
     if i in config.value_embed_layers:
-        ve = gpt.value_embeds[str(i)].weight  # read by row: no copy
-        wgate = (attn.ve_gate.weight.t() * sqrt_c).contiguous()
-    return _Layer(wqkv, attn.c_proj.weight.t().contiguous(), wfc, mlp.c_proj.weight.t(), config.window(i), ve, wgate)
+        names += [f"value_embeds.{i}.weight", prefix + "attn.ve_gate.weight"]
+        ve = pack_table(source.rows(names[-2]), weight_format)
+        wgate = (source.rows(names[-1]).dense(torch.float32).t() * sqrt_c).to(dtype).contiguous()
+    layer = _Layer(
+        pack_matrix(Rows.cat([q, k, source.rows(names[2])]), weight_format, sqrt_c),
+        pack_matrix(source.rows(names[3]), weight_format),
+        pack_matrix(source.rows(names[4]), weight_format, sqrt_c),
+        pack_matrix(source.rows(names[5]), weight_format),
+        config.window(i), ve, wgate,
+    )
+    return layer, names
 
 
 def _rotate_(pairs: torch.Tensor, rotation: torch.Tensor) -> None:

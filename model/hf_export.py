@@ -3,8 +3,10 @@
 The output directory holds ``config.json`` (``model_type: nanochat``), ``generation_config.json``
 and ``model.safetensors`` under transformers' parameter names, so
 ``AutoModelForCausalLM.from_pretrained(DIR)`` loads it and anything that serves transformers
-models (vLLM, TGI, multi-GPU inference) can run a model trained or imported here. Our tokenizer
-files are copied into ``tokenizer/`` beside it.
+models (vLLM, TGI, multi-GPU inference) can run a model trained or imported here. The tokenizer
+is written in Hugging Face's format (``tokenizer.json`` and its config, ``model.hf_tokenizer``:
+``AutoTokenizer.from_pretrained(DIR)`` loads it, so vLLM runs with it) and in ours, under
+``tokenizer/``.
 
 transformers computes the rotary tables in fp32 where this model rounds them to bf16; logits
 differ by about 1e-3, so generations can part ways at near-ties. transformers is not needed to
@@ -29,6 +31,7 @@ from safetensors.torch import save_file
 from glasschat.atomic import atomic_path, atomic_write_text, check_dir_target, make_dir
 from glasschat.errors import UserError
 from model.checkpoint import TOKENIZER_DIR, load_model, read_config
+from model.hf_tokenizer import hf_tokenizer_files
 
 _LAYER_NAMES = {
     "attn.c_q": "self_attn.q_proj",
@@ -114,6 +117,8 @@ def export_hf(checkpoint: str | os.PathLike, out: str | os.PathLike, dtype: torc
     generation = {"bos_token_id": tokenizer.bos_id, "eos_token_id": stops, "pad_token_id": tokenizer.bos_id}
     make_dir(out)
     tokenizer.save(out / TOKENIZER_DIR)
+    for name, text in hf_tokenizer_files(tokenizer, gpt.config.sequence_len).items():
+        atomic_write_text(out / name, text)
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(tensors, tmp, metadata={"format": "pt"})
     atomic_write_text(out / "generation_config.json", json.dumps(generation, indent=2) + "\n")

@@ -1,5 +1,6 @@
 """The command-line options every generating command takes (``ask``, ``chat``, ``replay``):
-``--checkpoint`` and the sampling settings, turned into ``SamplingParams``. For CLI modules only;
+``--checkpoint`` and the sampling settings, turned into ``SamplingParams``; ``--quantize``;
+``--server`` and ``--api-key``. For CLI modules only;
 library functions take ``SamplingParams``."""
 
 from model.events import SamplingParams
@@ -21,6 +22,22 @@ def add_sampling_arguments(parser, seed_default: int | None = None, seed_help: s
     parser.add_argument("--seed", type=int, default=seed_default, metavar="S", help=seed_help)
     parser.add_argument("--max-tokens", type=int, default=_DEFAULTS.max_tokens, metavar="N",
                         help=f"the most tokens in one reply (default {_DEFAULTS.max_tokens})")
+    add_quantize_argument(parser)
+
+
+def add_quantize_argument(parser) -> None:
+    """``--quantize int8``: run the weights int8, quantized as the model loads (nothing written)."""
+    parser.add_argument("--quantize", choices=("int8",), default=None,
+                        help="run the weights as int8, quantized at load time (an int8 checkpoint runs int8 anyway)")
+
+
+def add_server_arguments(parser) -> None:
+    """``--server URL`` and ``--api-key``: generate on a vLLM server or ``glasschat serve``
+    instead of in this process (``--checkpoint`` then only names the tokenizer to render with)."""
+    parser.add_argument("--server", metavar="URL", default=None,
+                        help="generate on this OpenAI/vLLM-style server (e.g. http://127.0.0.1:8000) instead of locally")
+    parser.add_argument("--api-key", metavar="KEY", default=None,
+                        help="API key for --server (default: $GLASSCHAT_API_KEY)")
 
 
 def sampling_params(args) -> SamplingParams:

@@ -121,16 +121,19 @@ BAD_CHECKPOINTS = {
     "unexpected tensor": (lambda d: rewrite_weights(d, lambda t: t.update({"transformer.h.2.attn.c_q.weight": torch.zeros(2)})), r"unexpected tensor\(s\) transformer.h.2"),
     "wrong shape": (lambda d: rewrite_weights(d, lambda t: t.update({"lm_head.weight": torch.zeros(384, 16)})), r"lm_head.weight has shape \(384, 16\), the config needs \(384, 32\)"),
     "integer tensor": (lambda d: rewrite_weights(d, lambda t: t.update({"lm_head.weight": torch.zeros(384, 32, dtype=torch.int32)})), "expected floating point"),
+    "unknown weight format": (lambda d: edit_config(d, lambda c: c.update(weight_format="int4")), "field 'weight_format'"),
+    "int8 format, float tensors": (lambda d: edit_config(d, lambda c: c.update(weight_format="int8")), r"missing tensor\(s\) .*_scale"),
     "vocab mismatch": (lambda d: (edit_config(d, lambda c: c["model"].update(vocab_size=400)), rewrite_weights(d, lambda t: None)), "tokenizer has 384 tokens but .*vocab_size 400"),
 }
 
 
+@pytest.mark.parametrize("loader", [load_model, checkpoint.load_engine], ids=["load_model", "load_engine"])
 @pytest.mark.parametrize("case", BAD_CHECKPOINTS)
-def test_bad_checkpoint_is_a_one_line_user_error_naming_the_file(saved, case):
+def test_bad_checkpoint_is_a_one_line_user_error_naming_the_file(saved, case, loader):
     damage, message = BAD_CHECKPOINTS[case]
     damage(saved)
     with pytest.raises(UserError, match=message) as error:
-        load_model(saved)
+        loader(saved)
     assert "\n" not in str(error.value)
     assert str(saved) in str(error.value)
 

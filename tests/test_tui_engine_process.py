@@ -60,6 +60,26 @@ def test_engine_process_matches_the_engine_and_stops_on_request(checkpoint, tiny
 
 
 @pytest.mark.slow
+def test_engine_process_quantizes_on_request_and_reports_its_load(checkpoint, tiny_tokenizer):
+    from model.checkpoint import load_engine
+    from tui.engine_process import EngineProcess
+
+    prompt = tiny_tokenizer.render_for_completion({"messages": [{"role": "user", "content": "Hello there!"}]})
+    params = SamplingParams(temperature=0, max_tokens=8, top_alternatives=2)
+    local, _ = load_engine(checkpoint, "int8")
+    progress = []
+    remote = EngineProcess(str(checkpoint), place_cpus=False, quantize="int8",
+                           progress=lambda done, total: progress.append((done, total)))
+    try:
+        assert remote.weight_format == "int8"
+        assert progress and progress[-1][0] == progress[-1][1] > 0
+        strip = lambda es: [(e.id, e.prob, e.top) if isinstance(e, TokenEvent) else e.reason for e in es]  # noqa: E731
+        assert strip(remote.stream(prompt, params)) == strip(local.stream(prompt, params))
+    finally:
+        remote.close()
+
+
+@pytest.mark.slow
 def test_engine_process_reports_a_bad_checkpoint(tmp_path):
     from tui.engine_process import EngineProcess
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from glasschat.errors import UserError
+from model.sampling_options import add_quantize_argument, add_server_arguments
 from training.recipe import RECIPES
 from training.stages import STAGES
 
@@ -73,6 +74,8 @@ def _register_eval(subparsers) -> None:
                    help="sampling temperature, repeatable; 0 is greedy (default: 0 and 0.7)")
     p.add_argument("--seed", type=int, default=1234, help="seed of the held-out prompts and of sampling")
     p.add_argument("--threads", type=_thread_count, default=1, help="torch CPU threads (default 1)")
+    add_quantize_argument(p)
+    add_server_arguments(p)
     p.add_argument("--json", action="store_true", help="print the full report (with failures) as JSON")
     p.add_argument("--bpb", nargs="+", metavar="FILE",
                    help="instead: bits per byte on these text files (each one document, nanochat's measure), per file "
@@ -112,6 +115,7 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
+    from glasschat.progress import LoadProgress
     from model import resolve_checkpoint_dir
     from model.threads import set_threads
     from training.evaluate import evaluate_checkpoint, format_report
@@ -121,11 +125,14 @@ def _eval(args) -> int:
     set_threads(args.threads)
     checkpoint = resolve_checkpoint_dir(args.checkpoint)
     if args.bpb:
+        if args.server or args.quantize:
+            raise UserError("--bpb: scores a checkpoint run here in fp32, so it takes neither --server nor --quantize")
         from model.bpb_report import evaluate_files
 
         return evaluate_files(args.bpb, checkpoint, as_json=args.json, threads=args.threads)
     log = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
     report = evaluate_checkpoint(checkpoint, args.per_skill, tuple(args.temperature or (0.0, 0.7)),
-                                 seed=args.seed, log=log)
+                                 seed=args.seed, log=log, quantize=args.quantize, progress=LoadProgress(),
+                                 server=args.server, api_key=args.api_key)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

@@ -78,24 +78,36 @@ def evaluate(engine, tokenizer, items: Sequence[EvalItem], temperature: float, s
 
 
 def evaluate_checkpoint(checkpoint: str | Path, per_skill: int, temperatures: Sequence[float] = (0.0, 0.7),
-                        seed: int = 1234, log: Callable[[str], None] = print) -> dict:
-    """Load a checkpoint and evaluate it at each temperature on the same held-out prompts (on
-    the torch threads its caller set)."""
-    from model import Engine, load_model
+                        seed: int = 1234, log: Callable[[str], None] = print, quantize: str | None = None,
+                        progress=None, server: str | None = None, api_key: str | None = None) -> dict:
+    """Load a checkpoint (``quantize="int8"``: run it int8; ``progress`` follows the load), or
+    with ``server`` the model served there (the checkpoint then gives the tokenizer), and
+    evaluate it at each temperature on the same held-out prompts (on the torch threads its
+    caller set)."""
+    from model.backend import open_backend
     from model.events import SamplingParams
-    from training.word_pools import word_pools
 
     for temperature in temperatures:  # every item's sampling parameters, checked before the model loads
         SamplingParams(temperature=temperature, seed=seed)
     SamplingParams(seed=seed + per_skill * len(SKILLS))  # the item seeds run from seed upwards
-    gpt, tokenizer = load_model(checkpoint)
-    engine = Engine(gpt, tokenizer)
+    backend = open_backend(checkpoint, server=server, api_key=api_key, quantize=quantize, progress=progress)
+    try:
+        return _evaluate_backend(backend, backend.info.name if server else str(checkpoint), per_skill, temperatures,
+                                 seed, log)
+    finally:
+        backend.close()
+
+
+def _evaluate_backend(engine, label: str, per_skill: int, temperatures: Sequence[float], seed: int, log) -> dict:
+    from training.word_pools import word_pools
+
+    tokenizer = engine.tokenizer
     _, heldout_words, _ = word_pools(tokenizer)
     items = eval_items(heldout_words, per_skill, seed=seed)
     log(f"eval: {len(items)} held-out prompts ({per_skill} per skill, {len(heldout_words)} held-out words) "
         f"at temperature {', '.join(f'{t:g}' for t in temperatures)}")
     runs = [evaluate(engine, tokenizer, items, t, seed, log) for t in temperatures]
-    return {"checkpoint": str(checkpoint), "per_skill": per_skill, "seed": seed,
+    return {"checkpoint": label, "per_skill": per_skill, "seed": seed,
             "heldout_words": len(heldout_words), "runs": runs}
 
 

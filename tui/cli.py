@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from model.sampling_options import add_sampling_arguments, sampling_params
+from model.sampling_options import add_sampling_arguments, add_server_arguments, sampling_params
 
 
 def register(subparsers) -> None:
@@ -10,6 +10,7 @@ def register(subparsers) -> None:
         "chat", help="Chat with a model in the terminal app (the default command).",
         description="Chat with a model and watch its tokens: F1 lists the keys, F2 shows the tokens.")
     add_sampling_arguments(chat, None, "fixed seed for reproducible replies (default: a new seed each reply)")
+    add_server_arguments(chat)
     chat.add_argument("--resume", action="store_true", help="continue the most recent saved conversation")
     chat.add_argument("--replay", metavar="SCRIPT", default=None,
                       help="play a conversation script (JSONL) turn by turn, then hand over to you")
@@ -25,6 +26,10 @@ def register(subparsers) -> None:
     replay.add_argument("script", metavar="SCRIPT", help="conversation script (JSONL or a JSON list)")
     replay.add_argument("--out", metavar="FILE", default=None, help="transcript file (default: stdout)")
     add_sampling_arguments(replay, 0, "seed for every reply (default 0)")
+    add_server_arguments(replay)
+    replay.add_argument("--concurrency", type=int, default=1, metavar="N",
+                        help="conversations replayed at once (with --server; default 1). The transcript "
+                        "stays in script order and, with a seed, equals the serial one")
     replay.set_defaults(func=run_replay)
 
 
@@ -44,7 +49,10 @@ def run_chat(args) -> int:
     script = read_lines(args.replay) if args.replay else None
     if script is not None and not script:
         raise UserError(f"{args.replay}: no conversations in the script")
-    backend = load_backend(args.checkpoint)
+    from glasschat.progress import LoadProgress
+
+    backend = load_backend(args.checkpoint, quantize=args.quantize, progress=LoadProgress(), server=args.server,
+                           api_key=args.api_key)
 
     from tui import terminal_input
     from tui.app import GlasschatApp
@@ -77,13 +85,18 @@ def run_replay(args) -> int:
     entries = read_lines(args.script)
     if not entries:
         raise UserError(f"{args.script}: no conversations in the script")
+    if args.concurrency < 1:
+        raise UserError("--concurrency: must be >= 1")
     if args.out is not None:
         check_file_target(args.out)  # before the generating, not after it
-    backend = load_backend(args.checkpoint, in_process=True)
+    from glasschat.progress import LoadProgress
+
+    backend = load_backend(args.checkpoint, in_process=True, quantize=args.quantize, progress=LoadProgress(),
+                           server=args.server, api_key=args.api_key)
     meta = {"model": backend.info.name, "params": asdict(params)}
     records, failed = [], 0
     try:
-        for record in replay_script(backend, entries, params):
+        for record in replay_script(backend, entries, params, args.concurrency):
             record["meta"] = meta
             if "error" in record:
                 failed += 1

@@ -65,25 +65,32 @@ class EngineProcess:
     """Loads a checkpoint (or the default model) in a child process and streams from it: a
     ``model.backend.Backend``."""
 
-    def __init__(self, checkpoint: str | None, start_timeout_s: float = 300.0, place_cpus: bool = True) -> None:
+    def __init__(self, checkpoint: str | None, start_timeout_s: float = 300.0, place_cpus: bool = True,
+                 quantize: str | None = None, progress=None) -> None:
         """``place_cpus``: give the engine a CPU of its own and keep this process on the others
-        (see ``split_cpus``; this changes the calling process's CPU affinity)."""
+        (see ``split_cpus``; this changes the calling process's CPU affinity). ``quantize``: run
+        the weights int8. ``progress(done_bytes, total_bytes)`` follows the child's load."""
         placement = split_cpus() if place_cpus else None
         ours, theirs = socket.socketpair()
         # the child's stderr goes to a file: on the chat's terminal it would tear the screen
         self._log = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "tui.engine_process", str(theirs.fileno()), checkpoint or "",
-             str(placement[0]) if placement else ""],
+             str(placement[0]) if placement else "", quantize or ""],
             pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log)
         theirs.close()
         self._conn = Connection(ours.detach())
         self._lock = threading.Lock()
         self._request = 0
-        if not self._conn.poll(start_timeout_s):
-            self.close()
-            raise EngineProcessError("the engine process did not start")
-        hello = self._receive()
+        while True:  # progress reports, then the hello (or an error)
+            if not self._conn.poll(start_timeout_s):
+                self.close()
+                raise EngineProcessError("the engine process did not start")
+            hello = self._receive()
+            if "progress" not in hello:
+                break
+            if progress is not None:
+                progress(*hello["progress"])
         if "error" in hello:
             self.close()
             raise UserError(hello["error"])
@@ -91,8 +98,10 @@ class EngineProcess:
         self.tokenizer_directory: str = hello["tokenizer"]
         self.parameters: int = hello["parameters"]
         self.sequence_len: int = hello["sequence_len"]
+        self.weight_format: str = hello["weight_format"]
         self.tokenizer = Tokenizer.load(self.tokenizer_directory)
-        self.info = ModelInfo(model_name(self.directory), self.parameters, self.sequence_len)
+        self.info = ModelInfo(model_name(self.directory), self.parameters, self.sequence_len, self.weight_format,
+                              hello["runs_on"])
         if placement:  # only once the engine runs: a failed start leaves this process as it was
             os.sched_setaffinity(0, placement[1])
 
@@ -186,26 +195,32 @@ class EngineProcess:
         self._log.close()
 
 
-def serve(conn: Connection, checkpoint: str | None) -> None:
-    """The engine process: load the model, then answer ``(request, prompt, params)`` with
-    batches of events and ``("surprisal", request, ids)`` with ``{"surprisal": bits}``, in the
-    order they come, until ``None`` arrives or the app goes away."""
+def serve(conn: Connection, checkpoint: str | None, quantize: str | None = None) -> None:
+    """The engine process: load the model (sending ``{"progress": (done, total)}`` as it
+    packs), then answer ``(request, prompt, params)`` with batches of events and
+    ``("surprisal", request, ids)`` with ``{"surprisal": bits}``, in the order they come, until
+    ``None`` arrives or the app goes away."""
     try:
-        from model import load_model, resolve_checkpoint_dir
         from model.bpb import surprisal
-        from model.checkpoint import TOKENIZER_DIR
-        from model.engine import Engine
+        from model.checkpoint import TOKENIZER_DIR, load_engine, parameter_count, resolve_checkpoint_dir
         from model.threads import set_threads
 
         set_threads()
         directory = resolve_checkpoint_dir(checkpoint)
-        gpt, tokenizer = load_model(directory)
-        engine = Engine(gpt, tokenizer)
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:  # a few reports a second at most
+            if time.perf_counter() - last[0] >= 0.1 or done >= total:
+                last[0] = time.perf_counter()
+                conn.send({"progress": (done, total)})
+
+        engine, tokenizer = load_engine(directory, quantize, progress=progress)
     except UserError as error:
         conn.send({"error": str(error)})
         return
     conn.send({"directory": str(directory), "tokenizer": str(directory / TOKENIZER_DIR),
-               "parameters": sum(p.numel() for p in gpt.parameters()), "sequence_len": gpt.config.sequence_len})
+               "parameters": parameter_count(engine.config), "sequence_len": engine.config.sequence_len,
+               "weight_format": engine.weight_format, "runs_on": engine.device.type})
 
     requests: queue.Queue = queue.Queue()
     cancel = threading.Event()
@@ -233,7 +248,7 @@ def serve(conn: Connection, checkpoint: str | None) -> None:
         if message[0] == "surprisal":  # ("surprisal", request, ids): one forward, one answer
             _, request, ids = message
             try:
-                conn.send((request, {"surprisal": surprisal(gpt, ids)}))
+                conn.send((request, {"surprisal": surprisal(engine, ids)}))
             except OSError:
                 return
             except Exception as error:
@@ -262,5 +277,5 @@ def serve(conn: Connection, checkpoint: str | None) -> None:
 if __name__ == "__main__":
     if sys.argv[3]:
         os.sched_setaffinity(0, {int(sys.argv[3])})
-    serve(Connection(int(sys.argv[1])), sys.argv[2] or None)
+    serve(Connection(int(sys.argv[1])), sys.argv[2] or None, sys.argv[4] or None)
     os._exit(0)  # no interpreter teardown: nothing is left to flush

@@ -131,17 +131,27 @@ def replay_conversation(backend: Backend, conversation: dict, params: SamplingPa
     return {"messages": session.messages, "turns": turns}
 
 
-def replay_script(backend: Backend, entries: list[Line], params: SamplingParams) -> Iterator[dict]:
-    """Replay every conversation of a script; a bad one yields ``{"line", "error"}`` and the
-    others still run."""
-    for entry in entries:
-        problem = entry_error(entry)
-        if problem is None:
-            try:
-                record = replay_conversation(backend, entry.data, params)
-            except UserError as error:
-                problem = str(error)
-        if problem is not None:
-            yield {"line": entry.number, "error": problem}
-        else:
-            yield {"line": entry.number, **record}
+def replay_entry(backend: Backend, entry: Line, params: SamplingParams) -> dict:
+    """One conversation's transcript record, or ``{"line", "error"}`` for a bad one."""
+    problem = entry_error(entry)
+    if problem is None:
+        try:
+            return {"line": entry.number, **replay_conversation(backend, entry.data, params)}
+        except UserError as error:
+            problem = str(error)
+    return {"line": entry.number, "error": problem}
+
+
+def replay_script(backend: Backend, entries: list[Line], params: SamplingParams, concurrency: int = 1) -> Iterator[dict]:
+    """Replay every conversation of a script, in script order; a bad one yields
+    ``{"line", "error"}`` and the others still run. ``concurrency`` conversations run at once
+    (threads: for a server, which batches them); every turn is sampled with the given seed, so
+    the records are the serial run's."""
+    if concurrency <= 1:
+        for entry in entries:
+            yield replay_entry(backend, entry, params)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="replay") as pool:
+        yield from pool.map(lambda entry: replay_entry(backend, entry, params), entries)

@@ -1,0 +1,150 @@
+"""``glasschat bench serve``: N concurrent clients against ``glasschat serve``, beside the
+single-stream local engine.
+
+The server runs as its own process (``glasschat serve --port 0``, one torch thread); the clients
+are threads of this process, each a ``model.remote.RemoteBackend`` stream (the remote backend
+as ``ask``/replay use it: HTTP, SSE parsing, decoding the ids). Every client asks greedy
+questions in turn (the README conversation's single-turn prompts); per client count the bench
+prints the aggregate tokens/s (all tokens over the wall time), p50/p95 time to first token
+(client-side, from the request to the first token), the mean batch the server decoded (from its
+log line), and how many replies differ from the local engine's serial greedy run (the target is
+none). The baseline, measured in the same run before and after the clients, is the local engine
+streaming the same questions one after another in this process: its aggregate tokens/s is the
+"single-stream" figure the ratios divide by. Medians over ``--repeat`` runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HELP = "Aggregate tokens/s and time to first token of 1/4/16 concurrent clients of glasschat serve vs one local stream."
+QUESTIONS = ["hi", "who are you?", "what can you do?", "What is 12 + 30?", "spell banana",
+             "how many r's in strawberry?", "reverse the word house", "write me a poem about the sea",
+             "what is 7 * 8?", "spell strawberry", "reverse the word garden", "thanks, bye!"]
+TARGET = 3.0  # aggregate at 16 clients over the single-stream figure
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--checkpoint", metavar="DIR", default=None, help="model (default: the bundled one)")
+    parser.add_argument("--clients", nargs="+", type=int, default=[1, 4, 16], metavar="N",
+                        help="concurrent client counts (default 1 4 16)")
+    parser.add_argument("--requests", type=int, default=48, metavar="N",
+                        help="requests per client count, shared among the clients (default 48)")
+    parser.add_argument("--max-tokens", type=int, default=128, metavar="N", help="tokens per reply at most (default 128)")
+    parser.add_argument("--repeat", type=int, default=3, metavar="N", help="runs per client count (default 3)")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def _start_server(checkpoint: str | None, max_batch: int) -> tuple[subprocess.Popen, str]:
+    command = [sys.executable, "-m", "glasschat", "serve", "--port", "0", "--max-batch", str(max_batch)]
+    if checkpoint:
+        command += ["--checkpoint", checkpoint]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    found = re.search(r"(http://\S+)/v1", line)
+    if not found:
+        process.kill()
+        raise RuntimeError(f"glasschat serve did not start: {line}{process.stderr.read()}")
+    return process, found.group(1)
+
+
+def run(args) -> int:
+    import torch
+
+    from glasschat.errors import UserError
+    from model import load_model, resolve_checkpoint_dir
+    from model.engine import Engine
+    from model.events import SamplingParams, Stop, TokenEvent
+    from model.remote import RemoteBackend
+
+    if min(args.clients) < 1 or args.requests < 1 or args.repeat < 1:
+        raise UserError("--clients, --requests and --repeat must be >= 1")
+    torch.set_num_threads(1)
+    directory = resolve_checkpoint_dir(args.checkpoint)
+    gpt, tokenizer = load_model(directory)
+    engine = Engine(gpt, tokenizer)
+    params = SamplingParams(temperature=0, max_tokens=args.max_tokens)
+    prompts = [tokenizer.render_for_completion({"messages": [{"role": "user", "content": q}]}) for q in QUESTIONS]
+    expected = [engine.generate(p, params)[0].ids for p in prompts]
+
+    def local_run() -> float:
+        start, tokens = time.perf_counter(), 0
+        for i in range(args.requests):
+            tokens += sum(isinstance(e, TokenEvent) for e in engine.stream(prompts[i % len(prompts)], params))
+        return tokens / (time.perf_counter() - start)
+
+    def clients_run(remote, clients: int) -> dict:
+        jobs = list(range(args.requests))
+        lock = threading.Lock()
+        ttfts, tokens, wrong = [], [0], [0]
+
+        def client() -> None:
+            while True:
+                with lock:
+                    if not jobs:
+                        return
+                    i = jobs.pop()
+                ids, stop = [], None
+                for event in remote.stream(prompts[i % len(prompts)], params):
+                    if isinstance(event, Stop):
+                        stop = event
+                    else:
+                        ids.append(event.id)
+                with lock:
+                    ttfts.append(stop.stats.ttft_s)
+                    tokens[0] += len(ids)
+                    wrong[0] += ids != expected[i % len(prompts)]
+
+        start = time.perf_counter()
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - start
+        return {"tok_s": tokens[0] / wall, "p50": _percentile(ttfts, 0.5) * 1000, "p95": _percentile(ttfts, 0.95) * 1000,
+                "wrong": wrong[0]}
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    print(f"bench serve: {directory}, {args.requests} greedy requests per run (max {args.max_tokens} tokens), "
+          f"{args.repeat} runs, medians; CPU {cpu}, {os.cpu_count()} cores, 1 torch thread per process, "
+          f"load average {os.getloadavg()[0]:.1f} at start")
+    process, url = _start_server(args.checkpoint, max(args.clients))
+    remote = RemoteBackend(url, tokenizer, max_connections=max(args.clients) + 4)
+    try:
+        local, rows = [], {c: [] for c in args.clients}
+        for _ in range(args.repeat):  # interleaved, so load from other processes falls on all alike
+            local.append(local_run())
+            for clients in args.clients:
+                rows[clients].append(clients_run(remote, clients))
+        local.append(local_run())
+    finally:
+        remote.close()
+        process.terminate()
+        process.wait(timeout=20)
+    single = statistics.median(local)
+    print(f"{'clients':>8} {'tok/s':>9} {'x local':>8} {'TTFT p50':>9} {'TTFT p95':>9} {'differ':>7}")
+    print(f"{'local':>8} {single:>9.0f} {1.0:>8.2f} {'':>9} {'':>9} {'':>7}")
+    figures = {}
+    for clients, runs in rows.items():
+        tok_s = statistics.median(r["tok_s"] for r in runs)
+        figures[clients] = tok_s
+        print(f"{clients:>8} {tok_s:>9.0f} {tok_s / single:>8.2f} {statistics.median(r['p50'] for r in runs):>7.1f}ms "
+              f"{statistics.median(r['p95'] for r in runs):>7.1f}ms {sum(r['wrong'] for r in runs):>7}")
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+    top = max(args.clients)
+    ratio = figures[top] / single
+    differ = sum(r["wrong"] for runs in rows.values() for r in runs)
+    print(f"target: {top} clients >= {TARGET:g}x the single local stream: {ratio:.2f}x "
+          f"({'met' if ratio >= TARGET else 'missed'}); replies differing from serial greedy: {differ}")
+    return 0

@@ -1,0 +1,532 @@
+"""``glasschat serve`` and the remote backend, over real HTTP on loopback: the remote backend's
+events equal the local engine's, concurrent requests do not cross, disconnects and Esc cancel,
+bad requests and failing servers give one-line errors, and the official ``openai`` client works."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+import uvicorn
+
+from glasschat.errors import UserError
+from glasschat.protocol import parse_chunk
+from glasschat.serve import Served, create_app, encode_with_specials
+from model import load_model, resolve_checkpoint_dir
+from model.batching import Batcher
+from model.engine import Engine
+from model.events import SamplingParams, Stop, TokenEvent
+from model.gpt import GPT, GPTConfig
+from model.remote import RemoteBackend, RemoteError
+from model.backend import Backend, LocalBackend
+from tui.chat_file import Line
+from tui.replay import replay_script
+
+torch.set_num_threads(1)
+
+GREEDY = SamplingParams(temperature=0, max_tokens=120, top_alternatives=5)
+QUESTIONS = ["hi", "What is 12 + 30?", "spell banana", "how many r's in strawberry?", "reverse the word house",
+             "who are you?", "write me a poem about the sea", "what is 7 * 8?"]
+
+
+def serving(served: Served):
+    return serving_app(create_app(served))
+
+
+@contextmanager
+def serving_app(app):
+    """``app`` under uvicorn on a free loopback port, in a thread."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(500):
+        if server.started:
+            break
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+class Recording:
+    """Wraps a batcher: remembers how every request ended."""
+
+    def __init__(self, batcher: Batcher):
+        self.batcher, self.stops = batcher, []
+
+    def submit(self, prompt, params, put, cancel, stop_ids=None, tools=True):
+        def record(item):
+            if isinstance(item, Stop):
+                self.stops.append(item)
+            put(item)
+        self.batcher.submit(prompt, params, record, cancel, stop_ids, tools)
+
+    def __getattr__(self, name):
+        return getattr(self.batcher, name)
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    gpt, tokenizer = load_model(resolve_checkpoint_dir(None))
+    return Engine(gpt, tokenizer), tokenizer
+
+
+@pytest.fixture(scope="module")
+def server(default_model):
+    engine, tokenizer = default_model
+    batcher = Recording(Batcher(engine, max_batch=16))
+    served = Served(batcher, tokenizer, "checkpoints/default", engine.config.sequence_len)
+    with serving(served) as url:
+        yield url, served
+    batcher.close()
+
+
+@pytest.fixture
+def remote(server, default_model):
+    backend = RemoteBackend(server[0], default_model[1])
+    yield backend
+    backend.close()
+
+
+def prompt_of(tokenizer, question):
+    return tokenizer.render_for_completion({"messages": [{"role": "user", "content": question}]})
+
+
+def token_events(events):
+    return [e for e in events if isinstance(e, TokenEvent)]
+
+
+def test_remote_events_equal_the_local_engines_tool_call_included(default_model, remote):
+    engine, tokenizer = default_model
+    assert remote.sequence_len == engine.config.sequence_len and remote.probabilities == "raw"
+    for question in ["What is 12 + 30?", "spell strawberry"]:
+        prompt = prompt_of(tokenizer, question)
+        local, served = list(engine.stream(prompt, GREEDY)), list(remote.stream(prompt, GREEDY))
+        assert [(e.id, e.forced, e.text) for e in token_events(served)] == \
+            [(e.id, e.forced, e.text) for e in token_events(local)]
+        assert served[-1].reason == local[-1].reason == "assistant_end"
+        for mine, theirs in zip(token_events(local), token_events(served)):
+            if mine.forced:
+                assert theirs.prob is None and theirs.top == ()
+            else:  # top-5 alternatives for every sampled token, the model's own probabilities
+                assert theirs.prob == pytest.approx(mine.prob, rel=1e-5)
+                assert [t for t, _ in theirs.top] == [t for t, _ in mine.top] and len(theirs.top) == 5
+    calculator = token_events(served := list(remote.stream(prompt_of(tokenizer, "What is 12 + 30?"), GREEDY)))
+    assert any(e.forced for e in calculator)  # the calculator ran on the client, its result forced
+
+
+def test_concurrent_requests_decode_together_without_crosstalk(default_model, server, remote):
+    engine, tokenizer = default_model
+    prompts = [prompt_of(tokenizer, q) for q in QUESTIONS * 2]
+    serial = [[e.id for e in token_events(engine.stream(p, GREEDY))] for p in prompts]
+    results = [None] * len(prompts)
+    steps_before = server[1].batcher.steps, server[1].batcher.rows_decoded
+
+    def ask(i):
+        results[i] = [e.id for e in token_events(remote.stream(prompts[i], GREEDY))]
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == serial
+    steps = server[1].batcher.steps - steps_before[0]
+    rows = server[1].batcher.rows_decoded - steps_before[1]
+    assert rows / steps > 1.5  # rows really shared decode steps
+
+
+def test_batcher_seeded_sampling_is_the_serial_runs(default_model):
+    engine, tokenizer = default_model
+    batcher = Batcher(engine, max_batch=4)
+    try:
+        params = SamplingParams(temperature=0.9, top_k=40, top_p=0.95, seed=11, max_tokens=60, top_alternatives=3)
+        prompts = [prompt_of(tokenizer, q) for q in QUESTIONS]  # 8 prompts through 4 rows: some wait
+        serial = [[(e.id, e.prob) for e in token_events(engine.stream(p, params))] for p in prompts]
+        results = [None] * len(prompts)
+
+        def run(i):
+            results[i] = [(e.id, e.prob) for e in token_events(batcher.stream(prompts[i], params))]
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for got, want in zip(results, serial):
+            assert [i for i, _ in got] == [i for i, _ in want]
+            assert [p for _, p in got] == pytest.approx([p for _, p in want], rel=1e-4)
+    finally:
+        batcher.close()
+
+
+NANOCHAT_FIXTURES = Path(__file__).parent / "fixtures" / "nanochat"
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_batcher_runs_every_feature_of_the_2026_generations(quantize, tmp_path, capsys):
+    # 92d63d4: sliding-window layers (ring caches of 129 of 256 positions), value embeddings,
+    # lambdas, smear, backout, a padded vocabulary; int8 as well. Prompts of different lengths
+    # through 2 rows: rows join and leave mid-way (a finished row's cache moves), and the long
+    # ones wrap their rings. Every batched reply is the serial one, token for token.
+    from glasschat.cli import main
+    from model import int8
+    from model.checkpoint import load_engine
+
+    if quantize and not int8.available():
+        pytest.skip("this torch build has no int8 kernel")
+    assert main(["import-nanochat", str(NANOCHAT_FIXTURES / "92d63d4"), "--out", str(tmp_path / "m")]) == 0
+    capsys.readouterr()
+    engine, _ = load_engine(tmp_path / "m", quantize)
+    reference = torch.load(NANOCHAT_FIXTURES / "92d63d4" / "expected.pt", weights_only=True)["prompt"].tolist()
+    prompts = [(reference * 20)[:n] for n in (3, 150, 40, 200)]
+    params = [SamplingParams(temperature=0, max_tokens=m, top_alternatives=2) for m in (90, 50, 30, 45)]
+    serial = [[e.id for e in token_events(engine.stream(p, q))] for p, q in zip(prompts, params)]
+    batcher = Batcher(engine, max_batch=2)
+    try:
+        results = [None] * len(prompts)
+
+        def run(i):
+            results[i] = [e.id for e in token_events(batcher.stream(prompts[i], params[i], tools=False))]
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if quantize is None:
+            assert results == serial
+        else:
+            # int8's kernel quantizes its input with one scale per call, shared by the rows of a
+            # batch: a batched reply equals the serial one up to that rounding, so greedy replies
+            # may part at a near-tie. Each prompt's prefill runs alone: its first token is exact
+            assert [r[0] for r in results] == [r[0] for r in serial]
+            assert all(len(r) == q.max_tokens or r[-1] in engine._stop_ids for r, q in zip(results, params))
+        assert batcher.rows_decoded > batcher.steps  # rows did decode together
+    finally:
+        batcher.close()
+
+
+def random_served(tiny_tokenizer, sequence_len=2048):
+    """A random model whose greedy replies never pick a special token: they run to max_tokens."""
+    config = GPTConfig(sequence_len=sequence_len, vocab_size=tiny_tokenizer.vocab_size, n_layer=2, n_head=2,
+                       n_kv_head=2, n_embd=32)
+    gpt = GPT(config).init_weights(seed=0, zero_outputs=False).eval()
+    with torch.no_grad():
+        gpt.lm_head.weight[list(tiny_tokenizer.special_ids.values())] = 0
+    batcher = Recording(Batcher(Engine(gpt, tiny_tokenizer), max_batch=4))
+    return Served(batcher, tiny_tokenizer, "random", sequence_len)
+
+
+def test_a_disconnect_and_esc_cancel_the_generation(tiny_tokenizer):
+    served = random_served(tiny_tokenizer)
+    with serving(served) as url:
+        body = {"prompt": [1, 2, 3], "max_tokens": 2000, "stream": True, "return_token_ids": True, "temperature": 0}
+        with httpx.Client(base_url=url) as client:
+            with client.stream("POST", "/v1/completions", json=body) as response:
+                for line in response.iter_lines():
+                    if line.startswith("data:"):
+                        break  # the client goes away after one chunk
+        for _ in range(500):
+            if served.batcher.stops:
+                break
+            time.sleep(0.01)
+        stop = served.batcher.stops[-1]
+        assert stop.reason == "cancelled" and stop.stats.generated_tokens < 2000
+
+        remote = RemoteBackend(url, tiny_tokenizer)
+        cancel = threading.Event()
+        events = []
+        for event in remote.stream(tiny_tokenizer.encode("hello"), SamplingParams(temperature=0, max_tokens=2000), cancel):
+            events.append(event)
+            cancel.set()  # Esc after the first token
+        remote.close()
+        assert isinstance(events[-1], Stop) and events[-1].reason == "cancelled"
+        for _ in range(500):
+            if len(served.batcher.stops) == 2:
+                break
+            time.sleep(0.01)
+        assert served.batcher.stops[-1].reason == "cancelled"
+        assert served.batcher.stops[-1].stats.generated_tokens < 2000
+        assert served.batcher.active == 0
+    served.batcher.close()
+
+
+def test_max_tokens_and_context_end_a_remote_reply_like_the_engine(tiny_tokenizer):
+    served = random_served(tiny_tokenizer, sequence_len=64)
+    engine = served.batcher.engine
+    with serving(served) as url:
+        remote = RemoteBackend(url, tiny_tokenizer)
+        prompt = tiny_tokenizer.encode("Hello there")
+        for params in (SamplingParams(temperature=0, max_tokens=7), SamplingParams(temperature=0, max_tokens=200)):
+            local, theirs = list(engine.stream(prompt, params)), list(remote.stream(prompt, params))
+            assert [e.id for e in token_events(theirs)] == [e.id for e in token_events(local)]
+            assert theirs[-1].reason == local[-1].reason
+        remote.close()
+    served.batcher.close()
+
+
+def test_bad_requests_are_one_line_json_errors_and_the_server_goes_on(server):
+    url = server[0]
+    with httpx.Client(base_url=url) as client:
+        cases = [
+            ({"prompt": "hi", "max_tokens": 0}, "max_tokens"),
+            ({"prompt": "hi", "max_tokens": 100000}, "max_tokens"),
+            ({"prompt": [1, 99999]}, "prompt"),
+            ({"prompt": []}, "prompt"),
+            ({"prompt": "hi", "logprobs": 21}, "logprobs"),
+            ({"prompt": "hi", "temperature": "hot"}, "temperature"),
+            ({"prompt": "hi", "n": 3}, "n"),
+            ({"prompt": "hi", "model": "other"}, "model"),
+            ({"prompt": [1] * 600}, "prompt"),
+        ]
+        for body, field in cases:
+            response = client.post("/v1/completions", json=body)
+            assert 400 <= response.status_code < 500, body
+            message = response.json()["error"]["message"]
+            assert message.startswith(field) and "\n" not in message
+        assert client.post("/v1/completions", content=b"{not json").status_code == 400
+        assert client.post("/v1/completions", content=b"x" * (2 << 20)).status_code == 413
+        assert client.post("/v1/chat/completions", json={"messages": [{"role": "robot", "content": "x"}]}
+                           ).status_code == 400
+        assert client.get("/v1/nothing").json()["error"]["code"] == 404
+        ok = client.post("/v1/completions", json={"prompt": "hi", "max_tokens": 3, "return_token_ids": True})
+        assert ok.status_code == 200 and 1 <= len(ok.json()["choices"][0]["token_ids"]) <= 3
+
+
+def test_completion_fields_follow_vllm(server, default_model):
+    tokenizer = default_model[1]
+    prompt = prompt_of(tokenizer, "spell banana")
+    body = {"prompt": prompt, "max_tokens": 60, "temperature": 0, "stream": True, "logprobs": 5,
+            "return_token_ids": True, "return_tokens_as_token_ids": True, "skip_special_tokens": False,
+            "include_stop_str_in_output": True, "stop_token_ids": [tokenizer.encode_special("<|assistant_end|>")]}
+    chunks = []
+    with httpx.stream("POST", server[0] + "/v1/completions", json=body) as response:
+        for line in response.iter_lines():
+            if line.startswith("data:") and line != "data: [DONE]":
+                chunks.append(json.loads(line[5:]))
+    ids = [t for c in chunks for t in c["choices"][0]["token_ids"]]
+    assert ids == default_model[0].generate(prompt, GREEDY)[0].ids
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"][0]["stop_reason"] == tokenizer.encode_special("<|assistant_end|>")
+    first = chunks[0]["choices"][0]["logprobs"]
+    assert first["tokens"] == [f"token_id:{ids[0]}"] and len(first["top_logprobs"][0]) == 5
+    assert all(key.startswith("token_id:") for key in first["top_logprobs"][0])
+    text = "".join(c["choices"][0]["text"] for c in chunks)
+    assert text.endswith("<|assistant_end|>") and "b a n a n a" in text
+
+
+def test_tokenize_maps_special_names_like_a_hugging_face_tokenizer(server, default_model):
+    tokenizer = default_model[1]
+    text = "日本語 🎉<|user_start|>hi<|assistant_end|>"
+    got = httpx.post(server[0] + "/tokenize", json={"prompt": text}).json()["tokens"]
+    assert got == encode_with_specials(tokenizer, text)
+    assert got[-1] == tokenizer.encode_special("<|assistant_end|>")
+
+
+def test_api_key_is_required_when_set_and_the_openai_client_works(default_model):
+    openai = pytest.importorskip("openai")
+    engine, tokenizer = default_model
+    batcher = Batcher(engine, max_batch=4)
+    served = Served(batcher, tokenizer, "checkpoints/default", engine.config.sequence_len, api_key="s3cret")
+    with serving(served) as url:
+        assert httpx.get(url + "/v1/models").status_code == 401
+        assert httpx.get(url + "/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        with pytest.raises(RemoteError, match="HTTP 401"):
+            RemoteBackend(url, tokenizer, api_key="wrong")
+        client = openai.OpenAI(base_url=url + "/v1", api_key="s3cret")
+        assert [m.id for m in client.models.list().data] == ["checkpoints/default"]
+        chat = client.chat.completions.create(model="checkpoints/default", temperature=0,
+                                              messages=[{"role": "user", "content": "What is 12 + 30?"}])
+        assert chat.choices[0].message.content == "[calculator: 12 + 30][result: 42]The answer is 42."
+        assert chat.choices[0].finish_reason == "stop"
+        pieces = client.chat.completions.create(model="checkpoints/default", temperature=0, stream=True,
+                                                messages=[{"role": "user", "content": "spell banana"}])
+        assert "".join(p.choices[0].delta.content or "" for p in pieces if p.choices) == \
+            "Letter by letter: b a n a n a."
+        completion = client.completions.create(model="checkpoints/default", prompt="spell", max_tokens=5,
+                                               temperature=0, logprobs=2)
+        assert completion.choices[0].finish_reason == "length"
+        assert len(completion.choices[0].logprobs.token_logprobs) == 5
+        streamed = client.completions.create(model="checkpoints/default", prompt="spell", max_tokens=5,
+                                             temperature=0, stream=True)
+        assert "".join(c.choices[0].text for c in streamed if c.choices) == completion.choices[0].text
+    batcher.close()
+
+
+def test_a_server_with_another_tokenizer_is_refused_in_one_line(tiny_tokenizer, default_model):
+    served = random_served(tiny_tokenizer)
+    with serving(served) as url:
+        with pytest.raises(RemoteError, match="tokenizer is not this model's") as caught:
+            RemoteBackend(url, default_model[1])
+        assert "\n" not in str(caught.value)
+    served.batcher.close()
+
+
+def test_connection_refused_and_a_mid_stream_error_chunk_are_one_line(tiny_tokenizer):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(RemoteError, match="cannot connect") as caught:
+        RemoteBackend(f"http://127.0.0.1:{port}", tiny_tokenizer)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(UserError, match="http"):
+        RemoteBackend("ftp://example", tiny_tokenizer)
+
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, StreamingResponse
+    from starlette.routing import Route
+
+    async def models(request):
+        return JSONResponse({"data": [{"id": "m", "max_model_len": 100}]})
+
+    async def tokenize(request):
+        body = await request.json()
+        return JSONResponse({"tokens": encode_with_specials(tiny_tokenizer, body["prompt"])})
+
+    async def completions(request):
+        async def chunks():
+            yield 'data: {"choices": [{"token_ids": [65], "finish_reason": null}]}\n\n'
+            yield 'data: {"error": {"message": "the engine died", "code": 500}}\n\n'
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+
+    app = Starlette(routes=[Route("/v1/models", models), Route("/tokenize", tokenize, methods=["POST"]),
+                            Route("/v1/completions", completions, methods=["POST"])])
+    with serving_app(app) as url:
+        remote = RemoteBackend(url, tiny_tokenizer)
+        events = []
+        with pytest.raises(RemoteError, match="the engine died") as caught:
+            for event in remote.stream([1, 2], SamplingParams()):
+                events.append(event)
+        assert [e.id for e in events] == [65] and "\n" not in str(caught.value)
+        remote.close()
+
+
+def test_parse_chunk_reads_vllm_chunks():
+    chunk = {"choices": [{"text": "\ufffd", "token_ids": [230, 151],
+                          "logprobs": {"tokens": ["token_id:230", "token_id:151"], "token_logprobs": [-0.5, 0.0],
+                                       "top_logprobs": [{"token_id:230": -0.5, "token_id:7": -1.5},
+                                                        {"token_id:151": 0.0}]},
+                          "finish_reason": "stop", "stop_reason": 151}]}
+    parsed = parse_chunk(chunk)
+    assert [e.id for e in parsed.tokens] == [230, 151]
+    assert parsed.tokens[0].prob == pytest.approx(0.6065, rel=1e-3)
+    assert parsed.tokens[0].top[0][0] == 230 and parsed.tokens[0].top[1][0] == 7
+    assert parsed.finish_reason == "stop" and parsed.stop_reason == 151
+    assert parse_chunk({"choices": [], "usage": {}}).tokens == []
+    with pytest.raises(ValueError, match="token_ids"):
+        parse_chunk({"choices": [{"text": "x"}]})
+
+
+def test_replay_with_concurrency_equals_the_serial_local_replay(default_model, remote):
+    engine, tokenizer = default_model
+    local = LocalBackend(engine, tokenizer, remote.info)
+    over_http = remote
+    assert isinstance(remote, Backend)  # the seam every chat talks to
+    script = [Line(n, {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "x"},
+                                    {"role": "user", "content": "now multiply that by 3"}]})
+              for n, q in enumerate(["What is 12 + 30?", "hi", "what is 5 * 6?", "spell banana", "who are you?"], 1)]
+    script.append(Line(6, {"messages": [{"role": "robot", "content": "?"}]}))
+    params = SamplingParams(temperature=0.7, seed=3, max_tokens=80)
+
+    def strip(records):
+        for record in records:
+            for turn in record.get("turns", []):
+                turn.pop("ttft_ms"), turn.pop("tokens_per_s")
+        return records
+
+    serial = strip(list(replay_script(local, script, params)))
+    parallel = strip(list(replay_script(over_http, script, params, concurrency=4)))
+    greedy = SamplingParams(temperature=0, max_tokens=80)
+    assert [r["line"] for r in parallel] == list(range(1, 7)) and "error" in parallel[-1]
+    assert strip(list(replay_script(over_http, script, greedy, concurrency=4))) == \
+        strip(list(replay_script(local, script, greedy)))
+    # sampled: the same seed gives the same transcript at any concurrency (the server's draws)
+    assert parallel == strip(list(replay_script(over_http, script, params)))
+    assert len(serial) == len(parallel)
+
+
+@pytest.mark.slow
+def test_glasschat_serve_command_listens_on_loopback_and_ask_uses_it(tmp_path):
+    process = subprocess.Popen([sys.executable, "-m", "glasschat", "serve", "--port", "0", "--api-key", "k"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        url = re.search(r"http://(\S+)/v1", line)
+        assert url and url.group(1).startswith("127.0.0.1:"), line
+        ask = subprocess.run([sys.executable, "-m", "glasschat", "ask", "What is 12 + 30?", "--temperature", "0",
+                              "--json", "--server", f"http://{url.group(1)}"], capture_output=True, text=True,
+                             env={**__import__("os").environ, "GLASSCHAT_API_KEY": "k"}, timeout=120)
+        assert ask.returncode == 0, ask.stderr
+        assert json.loads(ask.stdout)["text"].endswith("The answer is 42.")
+        refused = subprocess.run([sys.executable, "-m", "glasschat", "ask", "hi", "--server",
+                                  f"http://{url.group(1)}"], capture_output=True, text=True, timeout=120,
+                                 env={k: v for k, v in __import__("os").environ.items() if k != "GLASSCHAT_API_KEY"})
+        assert refused.returncode == 2 and "HTTP 401" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+async def test_the_app_streams_from_a_server_with_the_token_pane_open_and_survives_its_errors(
+        default_model, server, tmp_path):
+    from tui.app import GlasschatApp
+    from tui.store import ConversationStore
+
+    engine, tokenizer = default_model
+    remote = RemoteBackend(server[0], tokenizer)
+    app = GlasschatApp(remote, store=ConversationStore(tmp_path / "store"),
+                       params=SamplingParams(temperature=0))
+    question = "What is 12 + 30?"
+    expected = engine.generate(prompt_of(tokenizer, question), GREEDY)[0]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f2")
+        app.chat_input.load_text(question)
+        await pilot.press("enter")
+        for _ in range(500):
+            if app.live_reply is None and len(app.session.messages) == 2:
+                break
+            await pilot.pause(0.02)
+        turn = app.session.turn(1)
+        assert turn.ids == expected.ids and turn.forced == expected.forced
+        assert all(len(top) == 5 for top, forced in zip(turn.top, turn.forced) if not forced)
+        assert app.query_one("#debug-pane").display
+        # the server goes away: one notice, the conversation stays well-formed
+        remote.url = remote._client.base_url = "http://127.0.0.1:9"
+        app.chat_input.load_text("spell banana")
+        await pilot.press("enter")
+        for _ in range(500):
+            if app.live_reply is None and app._notifications:
+                break
+            await pilot.pause(0.02)
+        notice = list(app._notifications)[-1].message
+        assert "cannot connect" in notice and "\n" not in notice.strip()
+        assert [m["role"] for m in app.session.messages] == ["user", "assistant", "user"]
+    remote.close()
+
+
+def test_eval_on_a_server_scores_like_the_local_engine(server, capsys):
+    from glasschat.cli import main
+
+    args = ["eval", "--per-skill", "2", "--temperature", "0", "--json"]
+    assert main(args) == 0
+    local = json.loads(capsys.readouterr().out)["runs"][0]
+    assert main([*args, "--server", server[0]]) == 0
+    remote = json.loads(capsys.readouterr().out)["runs"][0]
+    assert {s: r["correct"] for s, r in remote["skills"].items()} == {s: r["correct"] for s, r in local["skills"].items()}
+    assert remote["mean_reply_tokens"] == local["mean_reply_tokens"]
