@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 from glasschat import paths
 from glasschat.cli import main
-from glasschat.errors import UserError
 
 torch.set_num_threads(1)
 

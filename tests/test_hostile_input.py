@@ -21,7 +21,6 @@ from glasschat import paths
 from glasschat.atomic import WriteError, atomic_write_text
 from glasschat.cli import main
 from glasschat.loading import LoadError, read_json, read_json_lines, read_text
-from model import save_checkpoint
 from scripted import scripted_gpt
 
 torch.set_num_threads(1)

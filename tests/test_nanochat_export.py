@@ -3,7 +3,6 @@ encodes, renders conversations and counts bytes exactly as glasschat does."""
 
 import importlib.util
 import json
-import pickle
 import subprocess
 import sys
 from pathlib import Path

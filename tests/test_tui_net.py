@@ -3,7 +3,6 @@ conversation or the draft."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest

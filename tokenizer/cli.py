@@ -2,7 +2,6 @@
 
 import json
 import sys
-from pathlib import Path
 
 from glasschat.command_group import add_group
 from glasschat.errors import UserError

@@ -75,11 +75,6 @@ class Tokenizer:
         return len(self._ranks) + len(SPECIAL_TOKENS)
 
     @property
-    def ranks(self) -> dict[bytes, int]:
-        """The BPE tokens' bytes and ranks (a copy)."""
-        return dict(self._ranks)
-
-    @property
     def bos_id(self) -> int:
         return self.special_ids["<|bos|>"]
 
