@@ -29,11 +29,11 @@ import sys
 import time
 from pathlib import Path
 
-from bench.machine import cpu_name
+from bench.machine import NANOCHAT_REFERENCE, cpu_name
 
 HELP = "Bits-per-byte tokens/s of glasschat eval --bpb vs nanochat's evaluate_bpb loop, same d12 weights and windows."
 CACHE = Path(".cache") / "bench-bpb"
-REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "nanochat" / "16788ee"
+REFERENCE = NANOCHAT_REFERENCE / "16788ee"
 TARGET = 2.0
 
 

@@ -16,11 +16,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from glasschat.paths import SOURCE_ROOT
+from bench.machine import NANOCHAT_REFERENCE
 
 COMMIT = "92d63d4"
 SIZES = dict(sequence_len=2048, vocab_size=32768, n_layer=12, n_head=6, n_kv_head=6, n_embd=768, window_pattern="SSSL")
-DEFAULT_REFERENCE = SOURCE_ROOT.parent / "shared" / "reference" / "nanochat"
+DEFAULT_REFERENCE = NANOCHAT_REFERENCE
 
 
 def reference_folder(reference: str | os.PathLike | None) -> Path | None:

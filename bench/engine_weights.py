@@ -34,7 +34,9 @@ import tempfile
 import time
 from pathlib import Path
 
-NANOCHAT_REFERENCE = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "nanochat" / "16788ee"
+from bench import machine
+
+NANOCHAT_REFERENCE = machine.NANOCHAT_REFERENCE / "16788ee"
 MODELS = {"d12": 12, "d20": 20}
 ROWS = ("nanochat", "fp32", "int8", "int8@load")
 GB = 1e9

@@ -1,8 +1,13 @@
-"""The machine a benchmark ran on, for its report line."""
+"""The machine a benchmark runs on: its CPU for the report line, and where nanochat's reference
+code sits beside the source tree (the baseline several benchmarks race)."""
 
 from __future__ import annotations
 
 import platform
+from pathlib import Path
+
+# ../shared/reference/nanochat beside the source tree: nanochat's own package, one folder per commit
+NANOCHAT_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "nanochat"
 
 
 def cpu_name() -> str:
