@@ -268,7 +268,13 @@ def _child(config_path: str) -> int:
                 self.exit()
 
     app = MeasuredApp(backend, store=ConversationStore(workdir / "store"), params=SamplingParams(**config["params"]))
-    app.run()
+    if os.environ.get("GLASSCHAT_BENCH_PROFILE"):
+        import cProfile
+        profiler = cProfile.Profile()
+        profiler.runcall(app.run)
+        profiler.dump_stats(os.environ["GLASSCHAT_BENCH_PROFILE"] + ("-pane" if config["pane"] else "-chat"))
+    else:
+        app.run()
     return app.return_code or 0
 
 
