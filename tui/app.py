@@ -42,6 +42,8 @@ from tui.live_reply import EngineFailure, LiveReply
 from tui.token_cells import TokenCell
 from tui.widgets.chat_input import ChatInput
 from tui.widgets.chat_log import ChatLog
+from tui.widgets.confidence import ConfidenceLegend, Inspect, reply_tokens
+from tui.widgets.messages import AssistantMessage
 from tui.widgets.debug_pane import DebugPane
 from tui.widgets.raw_view import RawView
 from tui.widgets.status_bar import Status, StatusBar
@@ -79,6 +81,7 @@ class GlasschatApp(App):
         self._resume = resume
         self._draft_timer: Timer | None = None
         self.surprise_on = False
+        self.confidence_on = False
         # the surprise view's last answer: (the ids it scored, bits per cell, the headline)
         self._surprise: tuple[tuple[int, ...], list[float | None], str] | None = None
         self._surprise_pending: tuple[int, ...] | None = None
@@ -90,6 +93,7 @@ class GlasschatApp(App):
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
             with Vertical(id="chat-column"):
+                yield ConfidenceLegend(id="confidence-legend")
                 yield ChatLog(id="chat-log")
                 yield RawView(id="raw-view")
                 yield ChatInput(id="input")
@@ -182,6 +186,9 @@ class GlasschatApp(App):
         params = with_seed(params)
         widget = await self.chat_log.start_reply()
         live = LiveReply(self.session.begin_reply(prompt, params.seed), widget, ReplyBlocks(self.tokenizer.special_name))
+        widget.message = live.turn.message
+        if self.confidence_on:
+            await widget.set_confident(True)
         self.live_reply = live
         self.set_state("generating…")
         engine_params = replace(params, top_alternatives=max(params.top_alternatives, INSPECTOR_ALTERNATIVES))
@@ -210,6 +217,9 @@ class GlasschatApp(App):
         pieces, end = live.drain()
         if pieces:
             await live.widget.write(pieces)
+        if live.fresh:
+            fresh, live.fresh = live.fresh, []
+            live.widget.add_tokens(fresh)
         if pieces or end is not None:
             live.shown.append((time.perf_counter(), len(live.turn.ids)))
         if end is None and self._tokens_visible() and time.monotonic() - self._live_tokens_at > LIVE_TOKENS_INTERVAL_S:
@@ -316,6 +326,8 @@ class GlasschatApp(App):
             self.notify(f"Cannot open the conversation: {error}", severity="error", timeout=10)
             return
         await self.chat_log.load(self.session.messages)
+        if self.confidence_on:
+            await self.show_confidence()
         self.chat_log.jump_to_newest()
         last = self.session.last_turn
         if last is not None:
@@ -341,6 +353,40 @@ class GlasschatApp(App):
             self.action_toggle_tokens()
         else:
             self.refresh_tokens()
+
+    async def action_toggle_confidence(self) -> None:
+        """Colour every generated token by its probability, in the chat and the token pane."""
+        self.confidence_on = not self.confidence_on
+        self.query_one(ConfidenceLegend).display = self.confidence_on
+        await self.show_confidence()
+        self.debug_pane.conversation_view.set_confidence(self.confidence_on)
+        if self.query_one(RawView).display:
+            self.refresh_tokens()
+
+    async def show_confidence(self) -> None:
+        """Every shown reply as coloured tokens (or as Markdown again), as ``confidence_on`` says."""
+        entries = self.session.entries
+        for widget in self.chat_log.query(AssistantMessage):
+            tokens = None
+            if self.confidence_on and not widget.tokens and widget is not getattr(self.live_reply, "widget", None):
+                widget.message = self.chat_log.message_index(widget)
+                turn = entries[widget.message].turn if 0 <= widget.message < len(entries) else None
+                tokens = [] if turn is None else reply_tokens(self.tokenizer, turn.ids, turn.probs, turn.forced)
+            await widget.set_confident(self.confidence_on, tokens)
+
+    @on(Inspect)
+    def on_inspect(self, event: Inspect) -> None:
+        """A click on a coloured token or a sparkline bar: that token in the token pane's inspector."""
+        if not self.debug_pane.display:
+            self.action_toggle_tokens()
+        view = self.debug_pane.conversation_view
+        positions = [i for i, cell in enumerate(view.cells) if cell.message == event.message]
+        position = positions[1 + event.index] if 1 + event.index < len(positions) else None
+        if position is None:
+            self.notify("That token is not in the token pane (the reply was re-encoded).", severity="warning")
+            return
+        view.focus()
+        view.cursor = position
 
     def action_toggle_raw(self) -> None:
         raw = self.query_one(RawView)
@@ -404,6 +450,8 @@ class GlasschatApp(App):
                 await self.action_regenerate()
             elif command.name == "edit":
                 await self.action_edit_last()
+            elif command.name == "confidence":
+                await self.action_toggle_confidence()
             elif command.name == "help":
                 self.action_help()
         except Exception as error:  # a mistake in the command, or a bug: a notification either way
@@ -484,7 +532,7 @@ class GlasschatApp(App):
             self.debug_pane.show_conversation(cells, dropped)
             self.refresh_surprise(cells)
         if raw.display:
-            raw.show(cells)
+            raw.show(cells, confidence=self.confidence_on)
 
     def refresh_surprise(self, cells: list[TokenCell]) -> None:
         """The surprise view for ``cells``: the last answer if it scored these tokens, else one

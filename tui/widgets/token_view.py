@@ -43,10 +43,12 @@ def cell_pieces(cell: TokenCell, position: int, *, whitespace: bool = False, ids
     special tokens and byte badges stand out."""
     meta = {"token": position}
     event = cell.event if cell.origin == GENERATED else None
+    special = SPECIAL_STYLE
     if surprise:
         base = surprise_style(bits) + Style(underline=bool(cell.mask), meta=meta)
     elif confidence and event is not None:
         base = confidence_colours.token_style(event.prob, event.forced) + Style(meta=meta)
+        special = Style(bold=True)  # a generated special token keeps its probability's colour
     elif shading:
         shade = REGION_SHADES.get(cell.region, REGION_SHADES["none"])[position % 2]
         base = Style(bgcolor=shade, underline=bool(cell.mask), meta=meta)
@@ -58,7 +60,7 @@ def cell_pieces(cell: TokenCell, position: int, *, whitespace: bool = False, ids
     pieces = []
     for segment, is_byte in cell.segments:
         if cell.special:
-            style = base + SPECIAL_STYLE
+            style = base + special
         elif is_byte:
             style = base + BYTE_STYLE
         else:
