@@ -190,3 +190,26 @@ async def test_a_saved_conversation_opens_coloured(tiny_tokenizer, tmp_path):
         assert reply.query_one(ReplyTokens).as_text().plain == "The fox jumps."
         assert [bg(s.style) for s in spans] == [bg(confidence.token_style(p, False)) for p in turn.probs[:-1]]
         assert reply.query_one(ConfidenceSpark).stats == confidence.reply_stats(turn.probs, turn.forced)
+
+
+# ---- what it looks like
+
+def test_confidence_view_snapshot(snap_compare, tiny_tokenizer, tmp_path):
+    from tui_fakes import scripted_backend
+
+    from model.events import SamplingParams
+    from test_tui_snapshots import SIZE as SNAPSHOT_SIZE
+    from test_tui_snapshots import TOOL_REPLY as SNAPSHOT_REPLY
+    from test_tui_snapshots import chat_once
+    from tui.app import GlasschatApp
+    from tui.store import ConversationStore
+
+    backend = scripted_backend(tiny_tokenizer, [SNAPSHOT_REPLY], timings=(0.012, 0.112), probs=PROBS)
+    app = GlasschatApp(backend, store=ConversationStore(tmp_path), params=SamplingParams(seed=1))
+
+    async def run_before(pilot):
+        await chat_once(pilot)
+        await pilot.press("f8", "f2")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SNAPSHOT_SIZE, run_before=run_before)

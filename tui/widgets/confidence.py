@@ -106,7 +106,7 @@ class ConfidenceSpark(Static):
         text = Text("p ", style="dim")
         for bar, style, index in confidence.sparkline(probs, forced, self.BARS):
             text.append(bar, style + Style(meta={"reply_token": index}))
-        text.append("  " + confidence.describe(self.stats), style="dim")
+        text.append("\n" + confidence.describe(self.stats), style="dim")
         self.update(text)
 
     def on_click(self, event) -> None:
@@ -116,15 +116,15 @@ class ConfidenceSpark(Static):
 
 
 def legend() -> Text:
-    """``confidence  p 1.0 0.8 … 0.0  forced  · p < 0.2 is unsure: L in the token pane``."""
+    """``confidence: p 1.0 0.8 … 0.0  forced  brighter = less likely · …``: one line at 110 columns."""
     text = Text("confidence: ", style="bold")
     text.append("p ")
     for label, style in confidence.legend_steps():
         text.append(label, style)
     text.append("  ")
     text.append(" forced ", confidence.FORCED_STYLE)
-    text.append(f"  · brighter = less likely; p < {confidence.LOW_P:g} is unsure (L in the token pane jumps to it) · "
-                "click a token to inspect it · F8 hides", style="dim")
+    text.append(f"  brighter = less likely · p < {confidence.LOW_P:g} unsure (L in tokens) · click inspects",
+                style="dim")
     return text
 
 
