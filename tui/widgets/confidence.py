@@ -116,15 +116,14 @@ class ConfidenceSpark(Static):
 
 
 def legend() -> Text:
-    """``confidence: p 1.0 0.8 … 0.0  forced  brighter = less likely · …``: one line at 110 columns."""
-    text = Text("confidence: ", style="bold")
+    """``confidence p 1.0 0.8 … 0.0 forced  brighter = less likely · p < 0.2 is unsure``: one line."""
+    text = Text("confidence ", style="bold")
     text.append("p ")
     for label, style in confidence.legend_steps():
         text.append(label, style)
     text.append("  ")
     text.append(" forced ", confidence.FORCED_STYLE)
-    text.append(f"  brighter = less likely · p < {confidence.LOW_P:g} unsure (L in tokens) · click inspects",
-                style="dim")
+    text.append(f"  brighter = less likely · p < {confidence.LOW_P:g} is unsure", style="dim")
     return text
 
 
