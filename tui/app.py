@@ -39,7 +39,7 @@ from tui.screens.settings import SettingsScreen
 from tui.session import ChatSession, with_seed
 from tui.store import ConversationStore
 from tui.live_reply import EngineFailure, LiveReply
-from tui.token_cells import TokenCell
+from tui.token_cells import GENERATED, TokenCell
 from tui.widgets.chat_input import ChatInput
 from tui.widgets.chat_log import ChatLog
 from tui.widgets.confidence import ConfidenceLegend, Inspect, reply_tokens
@@ -219,7 +219,7 @@ class GlasschatApp(App):
             await live.widget.write(pieces)
         if live.fresh:
             fresh, live.fresh = live.fresh, []
-            live.widget.add_tokens(fresh)
+            live.widget.add_tokens(fresh, self.tokenizer.special_name)
         if pieces or end is not None:
             live.shown.append((time.perf_counter(), len(live.turn.ids)))
         if end is None and self._tokens_visible() and time.monotonic() - self._live_tokens_at > LIVE_TOKENS_INTERVAL_S:
@@ -381,8 +381,8 @@ class GlasschatApp(App):
             self.action_toggle_tokens()
         view = self.debug_pane.conversation_view
         positions = [i for i, cell in enumerate(view.cells) if cell.message == event.message]
-        position = positions[1 + event.index] if 1 + event.index < len(positions) else None
-        if position is None:
+        position = positions[1 + event.index] if 1 + event.index < len(positions) else None  # after <|assistant_start|>
+        if position is None or view.cells[position].origin != GENERATED:
             self.notify("That token is not in the token pane (the reply was re-encoded).", severity="warning")
             return
         view.focus()

@@ -76,8 +76,7 @@ class ReplyTokens(TokenLinesWidget):
         """Add streamed tokens: only they are laid out."""
         first = len(self.tokens)
         self.tokens.extend(tokens)
-        if self.display:
-            self.relayout(first)
+        self.relayout(first)
 
     def show(self, tokens: list[ReplyToken]) -> None:
         self.tokens = list(tokens)

@@ -142,16 +142,16 @@ class AssistantMessage(Vertical):
 
     # ---- confidence colours
 
-    def add_tokens(self, events) -> None:
-        """The streamed ``TokenEvent``s, kept (and drawn, when coloured) token by token."""
-        tokens = [ReplyToken(e.text, False, e.prob, e.forced) if not self._special(e.id)
-                  else ReplyToken(self._special(e.id), True, e.prob, e.forced) for e in events]
+    def add_tokens(self, events, special_name) -> None:
+        """The streamed ``TokenEvent``s, kept (and drawn, when coloured) token by token;
+        ``special_name`` (``Tokenizer.special_name``) names the special ones."""
+        tokens = []
+        for event in events:
+            name = special_name(event.id)
+            tokens.append(ReplyToken(name or event.text, name is not None, event.prob, event.forced))
         self.tokens.extend(tokens)
         if self.confident:
             self.query_one(ReplyTokens).extend(tokens)
-
-    def _special(self, token: int) -> str | None:
-        return self.app.tokenizer.special_name(token)
 
     async def set_confident(self, on: bool, tokens: list[ReplyToken] | None = None) -> None:
         """Show the reply as coloured tokens (``tokens``, when it was not streamed here) with
