@@ -25,7 +25,7 @@ class TokenLinesWidget(Widget):
         super().__init__(**kwargs)
         self.laid = TokenLines(80)
         self.cursor_token = -1  # drawn in its pieces' cursor style
-        self._strips: dict[int, Strip] = {}
+        self._strips: dict[int, tuple[int, Style, Strip]] = {}  # line -> (width, base style, strip)
 
     def token_count(self) -> int:
         raise NotImplementedError
@@ -68,17 +68,24 @@ class TokenLinesWidget(Widget):
                 self.laid.append(self.token_pieces(index))
         return self.laid.height
 
+    def render_lines(self, crop):
+        # the widget's own style is the same for every line of one paint, and costly to look
+        # up (it walks the ancestors' backgrounds): once per paint, not once per line
+        self._base_style = self.rich_style
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
-        width = self.size.width
-        strip = self._strips.get(y)
-        if strip is None:
-            if y >= self.laid.height:
-                return Strip.blank(width, self.rich_style)
-            cursor = self.cursor_token
-            strip = Strip([Segment(p.text, p.cursor_style if p.token == cursor else p.style)
-                           for p in self.laid.lines[y]])
-            self._strips[y] = strip
-        return strip.adjust_cell_length(width, self.rich_style).apply_style(self.rich_style)
+        width, base = self.size.width, getattr(self, "_base_style", None) or self.rich_style
+        cached = self._strips.get(y)
+        if cached is not None and cached[0] == width and cached[1] == base:
+            return cached[2]
+        if y >= self.laid.height:
+            return Strip.blank(width, base)
+        cursor = self.cursor_token
+        strip = Strip([Segment(p.text, base + (p.cursor_style if p.token == cursor else p.style))
+                       for p in self.laid.lines[y]]).adjust_cell_length(width, base)
+        self._strips[y] = (width, base, strip)
+        return strip
 
     def as_text(self) -> Text:
         """Everything drawn, as one Rich ``Text`` with the drawn styles (for tests and copying)."""

@@ -158,10 +158,10 @@ class TokenView(TokenLinesWidget, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         if not self.cells:
+            base = self.rich_style
             if y == 0:
-                return Strip([Segment("(no tokens)", Style(dim=True))]).adjust_cell_length(
-                    self.size.width, self.rich_style).apply_style(self.rich_style)
-            return Strip.blank(self.size.width, self.rich_style)
+                return Strip([Segment("(no tokens)", base + Style(dim=True))]).adjust_cell_length(self.size.width, base)
+            return Strip.blank(self.size.width, base)
         return super().render_line(y)
 
     def watch_cursor(self, cursor: int) -> None:
