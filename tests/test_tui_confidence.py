@@ -213,3 +213,35 @@ def test_confidence_view_snapshot(snap_compare, tiny_tokenizer, tmp_path):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SNAPSHOT_SIZE, run_before=run_before)
+
+
+# ---- the token pane following a streaming reply
+
+def test_cells_of_a_streaming_reply_are_built_alone_and_match_a_full_build(tiny_tokenizer):
+    from tui_fakes import scripted_backend
+
+    from model.events import SamplingParams, TokenEvent
+    from tui.chat_tokens import render_chat
+    from tui.session import ChatSession
+    from tui.token_cells import build_cells
+
+    session = ChatSession(tiny_tokenizer, 4096)
+    session.add_message({"role": "system", "content": "Be brief."})
+    backend = scripted_backend(tiny_tokenizer, [TOOL_REPLY], probs=PROBS)
+    for text in ("what is 12+30?", "and again?"):
+        prompt = session.add_user(text, 64)
+        turn = session.begin_reply(prompt, 1)
+        for k, event in enumerate(e for e in backend.stream(prompt.ids, SamplingParams(max_tokens=64))
+                                  if isinstance(e, TokenEvent)):
+            turn.add(event)
+            if k % 5 == 0:  # the pane looks a few times while the reply streams
+                entries = session.with_pending()
+                ids, mask = render_chat(tiny_tokenizer, entries)
+                assert session.cells() == build_cells(tiny_tokenizer, ids, mask, entries)
+        before = session.cells()
+        session.finish_reply(None)
+        assert session.cells()[: len(before) - len(turn.ids) - 1] == before[: len(before) - len(turn.ids) - 1]
+        ids, mask = render_chat(tiny_tokenizer, session.entries)
+        assert session.cells() == build_cells(tiny_tokenizer, ids, mask, session.entries)
+    # the conversation's own cells are built once while it does not change
+    assert session.cells()[0] is session.cells()[0]

@@ -132,7 +132,8 @@ class TokenView(TokenLinesWidget, can_focus=True):
         if dim_messages_before != self.dim_messages_before:
             first = 0
         else:
-            first = next((k for k, (a, b) in enumerate(zip(old, cells)) if a != b), min(len(old), len(cells)))
+            first = next((k for k, (a, b) in enumerate(zip(old, cells)) if a is not b and a != b),
+                         min(len(old), len(cells)))
         self.dim_messages_before = dim_messages_before
         if self.cursor >= len(cells):
             self.cursor = len(cells) - 1
