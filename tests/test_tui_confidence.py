@@ -245,3 +245,16 @@ def test_cells_of_a_streaming_reply_are_built_alone_and_match_a_full_build(tiny_
         assert session.cells() == build_cells(tiny_tokenizer, ids, mask, session.entries)
     # the conversation's own cells are built once while it does not change
     assert session.cells()[0] is session.cells()[0]
+
+
+async def test_a_reply_not_generated_here_stays_as_written(tiny_tokenizer, tmp_path):
+    app = make_app(tiny_tokenizer, ["unused"], tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        for message in ({"role": "user", "content": "hi"}, {"role": "assistant", "content": "Written by hand."}):
+            app.session.add_message(message)
+            await app.chat_log.add_message(message)
+        await pilot.press("f8")
+        await pilot.pause()
+        reply = app.chat_log.query(AssistantMessage).last()
+        assert app.confidence_on and not reply.confident
+        assert reply.query_one("Markdown").region.height > 0 and reply.text == "Written by hand."

@@ -158,6 +158,8 @@ class AssistantMessage(Vertical):
         its sparkline, or as Markdown again."""
         if tokens is not None and not self.tokens:
             self.tokens = tokens
+        if on and not self.streaming and not self.tokens:
+            on = False  # not generated here (a file without its tokens): nothing to colour, shown as written
         self.confident = on
         self.set_class(on, "confident")
         if on:
