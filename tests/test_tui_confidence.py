@@ -171,6 +171,11 @@ async def test_clicking_a_token_or_a_bar_opens_it_in_the_inspector(tiny_tokenize
         view.cursor = lows[-1]
         await pilot.press("l")
         assert view.cursor == lows[0]  # round to the first
+        # the palette's entry does the same, from wherever the keyboard is
+        app.chat_input.focus()
+        notices = len(app._notifications)
+        await app.run_action("token_view('next_low')")
+        assert view.cursor == lows[1] and len(app._notifications) == notices
 
 
 async def test_a_saved_conversation_opens_coloured(tiny_tokenizer, tmp_path):

@@ -519,7 +519,9 @@ class GlasschatApp(App):
         """Run a token view's action (``toggle_ids``) on the token pane's views, opening it first."""
         if not self.debug_pane.display:
             self.action_toggle_tokens()
-        for view in self.debug_pane.query(TokenView):
+        # only the conversation has generated tokens to move between
+        views = [self.debug_pane.conversation_view] if action == "next_low" else self.debug_pane.query(TokenView)
+        for view in views:
             getattr(view, f"action_{action}")()
 
     # ---- token pane, raw view, draft preview
