@@ -25,13 +25,15 @@ EXAMPLE_PROMPTS = 3  # how many the first screen shows
 MAX_CARD_BYTES = 256 * 1024  # a card is a page of Markdown; a bigger file is read only this far
 MAX_PROMPT_CHARS = 200  # a prompt is one line in the message box, not a document
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(.*\S)\s*$")
+# config.json names torch dtypes; the engine names what runs fp32/int8: one spelling for both
+_SHORT_DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
 class Facts:
     source: str = ""  # "bundled with glasschat", a path, "imported from nanochat ...", "served by URL"
-    stored_as: str = ""  # the weights' format on disk: float16, bfloat16, float32, int8
+    stored_as: str = ""  # the weights' format on disk: fp16, bf16, fp32, int8
     example_prompts: tuple[str, ...] = ()
 
 
@@ -71,11 +73,11 @@ def source(directory: Path, metadata: dict) -> str:
 
 
 def stored_as(config: dict) -> str:
-    """The weights' format on disk (what runs may differ: float16 is run as fp32 on a CPU)."""
+    """The weights' format on disk (what runs may differ: fp16 is run as fp32 on a CPU)."""
     if config.get("weight_format") == "int8":
         return "int8"
     dtype = config.get("dtype")
-    return dtype if isinstance(dtype, str) else ""
+    return _SHORT_DTYPES.get(dtype, dtype) if isinstance(dtype, str) else ""
 
 
 def card_prompts(path: Path) -> tuple[str, ...]:

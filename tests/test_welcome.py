@@ -66,7 +66,7 @@ def welcome_shown(app) -> bool:
 def test_the_bundled_card_gives_the_bundled_prompts_and_source():
     facts = checkpoint_facts(default_checkpoint_dir())
     assert facts.example_prompts == BUNDLED_PROMPTS
-    assert facts.source == "bundled with glasschat" and facts.stored_as == "float16"
+    assert facts.source == "bundled with glasschat" and facts.stored_as == "fp16"
 
 
 def test_card_prompts_are_read_from_their_section_only(tmp_path):
@@ -85,8 +85,9 @@ def test_without_a_card_section_prompts_come_from_config_metadata(tmp_path):
 
 
 def test_source_names_where_the_model_came_from(tmp_path):
-    write_checkpoint_files(tmp_path / "mine")
-    assert checkpoint_facts(tmp_path / "mine").source == str(tmp_path / "mine")
+    write_checkpoint_files(tmp_path / "mine", dtype="float32")
+    facts = checkpoint_facts(tmp_path / "mine")
+    assert facts.source == str(tmp_path / "mine") and facts.stored_as == "fp32"
     write_checkpoint_files(tmp_path / "cached", metadata={"imported_from": "nanochat", "source": "/data/d20",
                                                           "step": 650, "nanochat_generation": "aba30cb"})
     assert checkpoint_facts(tmp_path / "cached").source == "imported from nanochat (generation aba30cb, step 650): /data/d20"
@@ -144,7 +145,7 @@ async def test_shown_at_start_with_what_is_loaded_and_the_cards_prompts(tiny_tok
         assert welcome_shown(app)
         text = shown_text(app)
         for fact in ("checkpoints/default", "3.7M parameters", "context 512 tokens",
-                     "weights stored as float16, run as fp32 on cpu", "from bundled with glasschat",
+                     "weights stored as fp16, run as fp32 on cpu", "source: bundled with glasschat",
                      "F2 tokens", "F1 help", "Esc stop"):
             assert fact in text, fact
         assert app.query_one(Welcome).prompts == list(BUNDLED_PROMPTS)
@@ -157,7 +158,7 @@ async def test_another_models_card_gives_its_own_prompts(tiny_tokenizer, tmp_pat
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert app.query_one(Welcome).prompts == ["spell zebra", "what is 6 * 7?"]
-        assert f"from {tmp_path / 'other'}" in shown_text(app) and "weights stored as bfloat16" in shown_text(app)
+        assert f"source: {tmp_path / 'other'}" in shown_text(app) and "weights stored as bf16" in shown_text(app)
 
 
 async def test_without_prompts_a_generic_line_is_shown(tiny_tokenizer, tmp_path):
@@ -184,7 +185,7 @@ async def test_a_served_model_shows_what_the_server_says(tiny_tokenizer, tmp_pat
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         text = shown_text(app)
-        assert f"from served by {url}" in text and "size not given · context 64 tokens" in text
+        assert f"source: served by {url}" in text and "size not given · context 64 tokens" in text
         assert NO_PROMPTS in text
 
 
@@ -279,3 +280,16 @@ async def test_a_prompt_is_shown_as_written_and_clipped(tiny_tokenizer, tmp_path
         (shown,) = app.query_one(Welcome).prompts
         assert shown == prompt[:200]
         assert f"› {prompt[:200]}" in shown_text(app)
+
+
+# ---- snapshots
+
+
+def test_snapshot_first_screen_of_the_bundled_model(snap_compare, tiny_tokenizer, tmp_path):
+    info = info_of(default_checkpoint_dir(), "checkpoints/default")
+    assert snap_compare(make_app(tiny_tokenizer, tmp_path, info), terminal_size=SIZE)
+
+
+def test_snapshot_first_screen_without_prompts(snap_compare, tiny_tokenizer, tmp_path):
+    info = ModelInfo("d20-chat", 0, 2048, runs_on="127.0.0.1:8000", source="served by http://127.0.0.1:8000")
+    assert snap_compare(make_app(tiny_tokenizer, tmp_path, info), terminal_size=SIZE)

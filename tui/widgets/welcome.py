@@ -19,12 +19,12 @@ from model.backend import ModelInfo
 from tui.actions import ACTIONS, key_label
 
 KEY_ACTIONS = ("toggle_tokens", "help", "stop")  # the three keys that matter first, from the one table
-NO_PROMPTS = ("This model comes with no example prompts (its MODEL_CARD.md has no \"## Example prompts\" list): "
-              "ask it anything, and watch the tokens it reads and writes in the token pane.")
+NO_PROMPTS = ("No example prompts come with this model (a checkpoint lists them under \"## Example prompts\" in "
+              "its MODEL_CARD.md): ask it anything, and watch the tokens it reads and writes in the token pane.")
 
 
 def size_line(info: ModelInfo) -> str:
-    """``3.7M parameters · context 512 tokens · weights stored as float16, run as fp32 on cpu``."""
+    """``3.7M parameters · context 512 tokens · weights stored as fp16, run as fp32 on cpu``."""
     size = f"{info.size_label} parameters" if info.parameters else "size not given"
     parts = [size, f"context {info.sequence_len:,} tokens"]
     if info.stored_as and info.weight_format and info.stored_as != info.weight_format:
@@ -86,7 +86,7 @@ class Welcome(Vertical):
         yield Static(Text(info.name, style="bold"), id="welcome-name")
         yield Static(Text(size_line(info)), classes="welcome-fact")
         if info.source:
-            yield Static(Text(f"from {info.source}"), classes="welcome-fact")
+            yield Static(Text(f"source: {info.source}"), classes="welcome-fact")
         if info.example_prompts:
             yield Static(Text("Try one (click it, or Tab to it and press Enter; it goes into the message box):"),
                          classes="welcome-heading")
