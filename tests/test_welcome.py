@@ -96,6 +96,18 @@ def test_source_names_where_the_model_came_from(tmp_path):
     assert facts.source == f"{tmp_path / 'small'} (int8 copy of runs/big)" and facts.stored_as == "int8"
 
 
+def test_a_nanochat_folder_is_named_by_its_folder_not_the_conversion_cache():
+    from pathlib import Path
+
+    from model.checkpoint import resolve_checkpoint_dir
+
+    folder = Path(__file__).parent / "fixtures" / "nanochat" / "16788ee"
+    facts = checkpoint_facts(resolve_checkpoint_dir(str(folder)))  # converted once, into the test cache
+    found = folder / "base_checkpoints" / "d3"
+    assert facts.source == f"imported from nanochat (generation 16788ee, step 5): {found.resolve()}"
+    assert facts.example_prompts == ()
+
+
 def test_an_unreadable_config_or_card_gives_no_facts_not_an_error(tmp_path):
     directory = tmp_path / "broken"
     directory.mkdir()
