@@ -145,6 +145,9 @@ def test_training_writes_prompts_the_model_got_right_into_the_card(tiny_tokenize
     by_prompt = {i.conversation["messages"][-1]["content"]: i for i in items if len(i.conversation["messages"]) == 1}
     assert len(prompts) == 3 and all(p in by_prompt for p in prompts)
     assert [by_prompt[p].skill for p in prompts] == ["counting", "reversal", "small_talk"]
+    for prompt in prompts:  # the plainest request of its skill: the shortest one answered right
+        skill = by_prompt[prompt].skill
+        assert len(prompt) == min(len(p) for p, i in by_prompt.items() if i.skill == skill)
 
 
 # ---- the first screen in the app

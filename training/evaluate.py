@@ -17,7 +17,7 @@ from training.eval_prompts import SKILLS, EvalItem, eval_items, score
 
 MAX_REPLY_TOKENS = 200  # the longest correct reply (reversing a 12-letter word) is about 60 tokens
 FAILURES_KEPT = 5  # per skill and temperature, to show in the report
-RIGHT_KEPT = 3  # one-message prompts answered right, per skill and temperature: the card's example prompts
+RIGHT_KEPT = 20  # one-message prompts answered right, per skill and temperature: the card's example prompts
 # the skills whose right answers make the best example prompts, best first: each shows a skill
 # the model has (small talk only shows it can chat, and a follow-up needs the turn before it)
 EXAMPLE_SKILLS = ("arithmetic", "counting", "reversal", "spelling", "small_talk")
@@ -120,8 +120,9 @@ def _evaluate_backend(engine, label: str, per_skill: int, temperatures: Sequence
 def example_prompts(run: dict, count: int = 3) -> list[str]:
     """Up to ``count`` prompts ``run`` (one temperature) answered right, for the model card's
     ``## Example prompts``: one per skill of ``EXAMPLE_SKILLS`` in turn, so they show different
-    skills."""
-    pools = [list(run["skills"][skill].get("right", [])) for skill in EXAMPLE_SKILLS if skill in run["skills"]]
+    skills, the shortest of each first (the plain request, without "hey, ... for me please")."""
+    pools = [sorted(run["skills"][skill].get("right", []), key=len) for skill in EXAMPLE_SKILLS
+             if skill in run["skills"]]
     chosen: list[str] = []
     while len(chosen) < count and any(pools):
         for pool in pools:
