@@ -34,7 +34,7 @@ def size_line(info: ModelInfo) -> str:
     else:
         weights = ""
     if weights:
-        parts.append(f"{weights} on {info.runs_on}" if info.runs_on and not info.source.startswith("served") else weights)
+        parts.append(f"{weights} on {info.runs_on}" if info.runs_on else weights)  # a server says neither
     return " · ".join(parts)
 
 
