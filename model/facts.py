@@ -24,6 +24,7 @@ PROMPTS_HEADING = "## Example prompts"
 EXAMPLE_PROMPTS = 3  # how many the first screen shows
 MAX_CARD_BYTES = 256 * 1024  # a card is a page of Markdown; a bigger file is read only this far
 MAX_PROMPT_CHARS = 200  # a prompt is one line in the message box, not a document
+MAX_SOURCE_CHARS = 300  # a path or a URL; config metadata could hold anything
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(.*\S)\s*$")
 # config.json names torch dtypes; the engine names what runs fp32/int8: one spelling for both
 _SHORT_DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
@@ -43,7 +44,7 @@ def checkpoint_facts(directory: str | os.PathLike) -> Facts:
     config = _config(directory)
     metadata = config.get("metadata") if isinstance(config.get("metadata"), dict) else {}
     prompts = card_prompts(directory / CARD_FILE) or metadata_prompts(metadata)
-    return Facts(source(directory, metadata), stored_as(config), prompts)
+    return Facts(_one_line(source(directory, metadata), MAX_SOURCE_CHARS), stored_as(config), prompts)
 
 
 def _config(directory: Path) -> dict:
@@ -111,7 +112,7 @@ def _clean(prompts: list[str]) -> tuple[str, ...]:
     no control characters, clipped; empty ones dropped."""
     cleaned = []
     for prompt in prompts:
-        prompt = _CONTROL.sub(" ", prompt).strip()
+        prompt = _one_line(prompt, len(prompt))
         if len(prompt) >= 2 and prompt[0] == prompt[-1] == "`":
             prompt = prompt.strip("`").strip()
         if prompt:
@@ -119,8 +120,13 @@ def _clean(prompts: list[str]) -> tuple[str, ...]:
     return tuple(cleaned[:EXAMPLE_PROMPTS])
 
 
+def _one_line(text: str, limit: int) -> str:
+    """``text`` with control characters (a newline, an escape sequence) as spaces, clipped."""
+    return _CONTROL.sub(" ", text).strip()[:limit]
+
+
 def card_section(prompts: list[str]) -> str:
     """The ``## Example prompts`` section a model card carries, for ``card_prompts`` to read."""
-    items = "\n".join(f"- {prompt}" for prompt in prompts)
+    items = "\n".join(f"- {_one_line(prompt, MAX_PROMPT_CHARS)}" for prompt in prompts)
     return (f"{PROMPTS_HEADING}\n\nPrompts this model answered right in evaluation (greedy); the chat's first "
             f"screen offers them.\n\n{items}\n")

@@ -92,6 +92,8 @@ def test_source_names_where_the_model_came_from(tmp_path):
                                                           "step": 650, "nanochat_generation": "aba30cb"})
     assert checkpoint_facts(tmp_path / "cached").source == \
         "imported from nanochat (generation aba30cb, step 650): /data/d20"
+    write_checkpoint_files(tmp_path / "odd", metadata={"imported_from": "nanochat", "source": "/a\n\x1b[2J" + "x" * 999})
+    assert checkpoint_facts(tmp_path / "odd").source == ("imported from nanochat: /a  [2J" + "x" * 999)[:300]
     write_checkpoint_files(tmp_path / "small", weight_format="int8", metadata={"quantized_from": "runs/big"})
     facts = checkpoint_facts(tmp_path / "small")
     assert facts.source == f"{tmp_path / 'small'} (int8 copy of runs/big)" and facts.stored_as == "int8"
