@@ -26,14 +26,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the status bar says about the model. ``weight_format`` (``bf16``, ``int8``, ...) and
-    ``runs_on`` (``cpu``, a host, ...) are shown when a backend knows them."""
+    """What the status bar and the first screen say about the model. ``weight_format`` (``fp32``,
+    ``int8``, ...: what runs) and ``runs_on`` (``cpu``, a host, ...) are shown when a backend
+    knows them; ``source`` (where it came from), ``stored_as`` (the weights' format on disk) and
+    ``example_prompts`` (prompts it handles well, from its card) come from ``model.facts``."""
 
     name: str
     parameters: int
     sequence_len: int
     weight_format: str = ""
     runs_on: str = ""
+    source: str = ""
+    stored_as: str = ""
+    example_prompts: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -125,10 +130,12 @@ def open_backend(checkpoint: str | None, *, server: str | None = None, api_key: 
 def model_info(directory, engine: Engine) -> ModelInfo:
     """What the status bar shows for ``engine`` loaded from ``directory``."""
     from model.checkpoint import parameter_count
+    from model.facts import checkpoint_facts
 
     config = engine.config
+    facts = checkpoint_facts(directory)
     return ModelInfo(model_name(directory), parameter_count(config), config.sequence_len, engine.weight_format,
-                     engine.device.type)
+                     engine.device.type, facts.source, facts.stored_as, facts.example_prompts)
 
 
 def model_name(directory) -> str:

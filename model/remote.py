@@ -91,8 +91,9 @@ class RemoteBackend:
 
     @property
     def info(self) -> ModelInfo:
-        """What the status bar shows: the served model's name, where it runs."""
-        return ModelInfo(self.model, 0, self.sequence_len, runs_on=self.host)
+        """What the status bar shows: the served model's name, where it runs (a server says
+        nothing of its size, weights or example prompts)."""
+        return ModelInfo(self.model, 0, self.sequence_len, runs_on=self.host, source=f"served by {self.url}")
 
     # ---- connecting
 

@@ -8,7 +8,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from glasschat.atomic import atomic_write_text
-from training.evaluate import WEAK_BELOW, format_table, weak_phrasings
+from model.facts import card_section
+from training.evaluate import WEAK_BELOW, example_prompts, format_table, weak_phrasings
 
 
 def _cpu_name() -> str:
@@ -79,6 +80,8 @@ def write_model_card(checkpoint: Path, recipe, report: dict, timings: dict) -> P
                     "steps, the same result): its time adds both parts, its load columns cover the last part.\n"
                     if resumed else "")
     greedy, sampled = report["runs"][0], report["runs"][-1]
+    prompts = example_prompts(greedy)  # the chat's first screen offers them (model.facts reads them back)
+    examples = f"\n{card_section(prompts)}" if prompts else ""
     reproduce = train_command(recipe, f"runs/{recipe.name}")
     text = f"""# glasschat default model
 
@@ -92,7 +95,7 @@ reversing a word — plus greetings, saying what it is, and politely declining a
   {config.n_head} heads, context {config.sequence_len} tokens, vocabulary {config.vocab_size}
   ({config.vocab_size - 9} BPE tokens + 9 special tokens)
 - weights stored in {recipe.dtype} (loaded as fp32 on a CPU): {size_mb:.1f} MB with the tokenizer
-
+{examples}
 ## How it answers
 
 - Arithmetic: it copies the expression into `<|python_start|>12 + 30<|python_end|>`, the engine

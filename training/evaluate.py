@@ -17,6 +17,10 @@ from training.eval_prompts import SKILLS, EvalItem, eval_items, score
 
 MAX_REPLY_TOKENS = 200  # the longest correct reply (reversing a 12-letter word) is about 60 tokens
 FAILURES_KEPT = 5  # per skill and temperature, to show in the report
+RIGHT_KEPT = 20  # one-message prompts answered right, per skill and temperature: the card's example prompts
+# the skills whose right answers make the best example prompts, best first: each shows a skill
+# the model has (small talk only shows it can chat, and a follow-up needs the turn before it)
+EXAMPLE_SKILLS = ("arithmetic", "counting", "reversal", "spelling", "small_talk")
 
 
 def run_item(engine, tokenizer, item: EvalItem, temperature: float, seed: int) -> dict:
@@ -48,12 +52,14 @@ def evaluate(engine, tokenizer, items: Sequence[EvalItem], temperature: float, s
     started = time.perf_counter()
     for index, item in enumerate(items):
         result = run_item(engine, tokenizer, item, temperature, seed + index)
-        row = skills.setdefault(item.skill, {"n": 0, "correct": 0, "failures": [], "phrasings": {}})
+        row = skills.setdefault(item.skill, {"n": 0, "correct": 0, "failures": [], "right": [], "phrasings": {}})
         row["n"] += 1
         row["correct"] += result["ok"]
         phrasing = row["phrasings"].setdefault(item.phrasing, {"n": 0, "correct": 0})
         phrasing["n"] += 1
         phrasing["correct"] += result["ok"]
+        if result["ok"] and len(item.conversation["messages"]) == 1 and len(row["right"]) < RIGHT_KEPT:
+            row["right"].append(item.conversation["messages"][0]["content"])
         if not result["ok"] and len(row["failures"]) < FAILURES_KEPT:
             row["failures"].append({"prompt": item.conversation["messages"][-1]["content"],
                                     "expected": item.expected, "reply": result["reply"]})
@@ -109,6 +115,20 @@ def _evaluate_backend(engine, label: str, per_skill: int, temperatures: Sequence
     runs = [evaluate(engine, tokenizer, items, t, seed, log) for t in temperatures]
     return {"checkpoint": label, "per_skill": per_skill, "seed": seed,
             "heldout_words": len(heldout_words), "runs": runs}
+
+
+def example_prompts(run: dict, count: int = 3) -> list[str]:
+    """Up to ``count`` prompts ``run`` (one temperature) answered right, for the model card's
+    ``## Example prompts``: one per skill of ``EXAMPLE_SKILLS`` in turn, so they show different
+    skills, the shortest of each first (the plain request, without "hey, ... for me please")."""
+    pools = [sorted(run["skills"][skill].get("right", []), key=len) for skill in EXAMPLE_SKILLS
+             if skill in run["skills"]]
+    chosen: list[str] = []
+    while len(chosen) < count and any(pools):
+        for pool in pools:
+            if pool and len(chosen) < count:
+                chosen.append(pool.pop(0))
+    return chosen
 
 
 def _label(temperature: float) -> str:

@@ -46,6 +46,7 @@ from tui.widgets.debug_pane import DebugPane
 from tui.widgets.raw_view import RawView
 from tui.widgets.status_bar import Status, StatusBar
 from tui.widgets.token_view import TokenView
+from tui.widgets.welcome import Welcome
 
 PUMP_INTERVAL_S = 1 / 30  # how often streamed text reaches the screen
 LIVE_TOKENS_INTERVAL_S = 0.25  # how often the token pane follows a streaming reply
@@ -90,6 +91,7 @@ class GlasschatApp(App):
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
             with Vertical(id="chat-column"):
+                yield Welcome(self.backend.info, id="welcome")
                 yield ChatLog(id="chat-log")
                 yield RawView(id="raw-view")
                 yield ChatInput(id="input")
@@ -115,6 +117,7 @@ class GlasschatApp(App):
             await self.open_conversation(self._resume)
         if self.replay is not None:
             self.call_after_refresh(self.replay_advance)
+        self.refresh_welcome()
 
     @property
     def chat_log(self) -> ChatLog:
@@ -169,6 +172,7 @@ class GlasschatApp(App):
             return False
         await self.chat_log.add_message(self.session.entries[-1].message)
         self.chat_log.jump_to_newest()
+        self.refresh_welcome()
         self.save()
         await self.generate(prompt, self.params)
         return True
@@ -294,6 +298,19 @@ class GlasschatApp(App):
         self.session.reset()
         await self.chat_log.clear()
         self.refresh_tokens()
+        self.refresh_welcome()
+
+    def refresh_welcome(self) -> None:
+        """The first screen shows while the chat is empty: not once a message is sent, a
+        conversation opened or a replay playing, again after Ctrl+N or /clear (and not over the
+        raw view, which takes the chat's place)."""
+        self.query_one(Welcome).display = (not self.session.entries and self.replay is None
+                                           and not self.query_one(RawView).display)
+
+    @on(Welcome.PromptChosen)
+    def on_prompt_chosen(self, event: Welcome.PromptChosen) -> None:
+        """An example prompt goes into the message box, for Enter to send."""
+        self.action_prefill(event.prompt)
 
     def action_open_conversations(self) -> None:
         if self.live_reply is not None:
@@ -317,6 +334,7 @@ class GlasschatApp(App):
             return
         await self.chat_log.load(self.session.messages)
         self.chat_log.jump_to_newest()
+        self.refresh_welcome()
         last = self.session.last_turn
         if last is not None:
             self.status.ttft_ms, self.status.tokens_per_s = last.ttft_ms, last.tokens_per_s
@@ -347,6 +365,7 @@ class GlasschatApp(App):
         typing = self.focused is self.chat_input
         raw.display = not raw.display
         self.chat_log.display = not raw.display
+        self.refresh_welcome()
         if raw.display:
             self.refresh_tokens()
         self._keep_typing_in_the_draft(typing)
@@ -657,6 +676,7 @@ class GlasschatApp(App):
             await self.reset_conversation()
         await self.chat_log.add_notice(f"replaying script line {entry.number}")
         self.replay.started = True
+        self.refresh_welcome()
         return True
 
     async def _replay_turn_done(self, turn: TurnRecord) -> None:

@@ -101,7 +101,7 @@ class EngineProcess:
         self.weight_format: str = hello["weight_format"]
         self.tokenizer = Tokenizer.load(self.tokenizer_directory)
         self.info = ModelInfo(model_name(self.directory), self.parameters, self.sequence_len, self.weight_format,
-                              hello["runs_on"])
+                              hello["runs_on"], hello["source"], hello["stored_as"], tuple(hello["example_prompts"]))
         if placement:  # only once the engine runs: a failed start leaves this process as it was
             os.sched_setaffinity(0, placement[1])
 
@@ -203,6 +203,7 @@ def serve(conn: Connection, checkpoint: str | None, quantize: str | None = None)
     try:
         from model.bpb import surprisal
         from model.checkpoint import TOKENIZER_DIR, load_engine, parameter_count, resolve_checkpoint_dir
+        from model.facts import checkpoint_facts
         from model.threads import set_threads
 
         set_threads()
@@ -215,12 +216,14 @@ def serve(conn: Connection, checkpoint: str | None, quantize: str | None = None)
                 conn.send({"progress": (done, total)})
 
         engine, tokenizer = load_engine(directory, quantize, progress=progress)
+        facts = checkpoint_facts(directory)  # the first screen's: where it came from, its example prompts
     except UserError as error:
         conn.send({"error": str(error)})
         return
     conn.send({"directory": str(directory), "tokenizer": str(directory / TOKENIZER_DIR),
                "parameters": parameter_count(engine.config), "sequence_len": engine.config.sequence_len,
-               "weight_format": engine.weight_format, "runs_on": engine.device.type})
+               "weight_format": engine.weight_format, "runs_on": engine.device.type,
+               "source": facts.source, "stored_as": facts.stored_as, "example_prompts": list(facts.example_prompts)})
 
     requests: queue.Queue = queue.Queue()
     cancel = threading.Event()
