@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from glasschat.errors import UserError
@@ -109,7 +110,9 @@ def _train(args) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
     set_threads(args.threads)
-    run = Run(recipe, out, device=device, threads=args.threads, log=lambda line: print(line, flush=True))
+    # on a terminal the training stages draw their loss live; in a pipe or a log file, lines only
+    run = Run(recipe, out, device=device, threads=args.threads, log=lambda line: print(line, flush=True),
+              live=sys.stdout.isatty())
     run_stages(run, args.stage or list(STAGES), force=args.force)
     return 0
 
