@@ -37,6 +37,7 @@ class Bars:
     xlabel: str = ""  # the categories' axis
     ylabel: str = ""  # the values' axis
     horizontal: bool = False  # long category names (paths) read better down the side
+    value_max: float | None = None  # a fixed end of the values' axis (100 for percentages of a whole)
 
     def __post_init__(self):
         for label, numbers in self.values.items():

@@ -82,6 +82,8 @@ def _bars(ax, chart: Bars) -> None:
         ax.set_xlabel(chart.xlabel)
         ax.set_ylabel(chart.ylabel)
         ax.grid(axis="y", alpha=0.3)
+    if chart.value_max is not None:
+        (ax.set_xlim if chart.horizontal else ax.set_ylim)(0, chart.value_max)
     if len(labels) > 1:
         ax.legend()
 

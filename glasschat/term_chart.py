@@ -27,9 +27,17 @@ def terminal_width(default: int = 80) -> int:
 
 def render(chart: Chart, width: int | None = None, height: int | None = None, color: bool = False) -> str:
     """``chart`` drawn as text, ``width`` columns (default: the terminal's) by ``height`` lines."""
+    if isinstance(chart, Bars) and chart.horizontal and len(chart.values) > 1:
+        # plotext's side-by-side horizontal bars run into each other and under the legend:
+        # a chart per series reads unambiguously
+        return "\n\n".join(
+            render(Bars(f"{chart.title} — {label}", chart.categories, {label: values}, chart.xlabel, chart.ylabel,
+                        horizontal=True, value_max=chart.value_max), width, height, color)
+            for label, values in chart.values.items())
     width = width or terminal_width()
     height = height or (HEIGHT if isinstance(chart, Lines) else _bar_height(chart))
     plotext.clear_figure()
+    plotext.limitsize(False, False)  # the size asked for, not clipped to what plotext thinks the terminal is
     plotext.plotsize(width, height)
     plotext.theme("pro" if color else "clear")
     if isinstance(chart, Lines):
@@ -71,10 +79,12 @@ def _bars(chart: Bars, color: bool) -> None:
     value_axis, category_axis = (plotext.xlabel, plotext.ylabel) if chart.horizontal else (plotext.ylabel, plotext.xlabel)
     value_axis(chart.ylabel)
     category_axis(chart.xlabel)
+    if chart.value_max is not None:
+        (plotext.xlim if chart.horizontal else plotext.ylim)(0, chart.value_max)
 
 
 def _bar_height(chart: Bars) -> int:
     """Horizontal bars need a row or two per bar to stay apart; vertical ones a fixed height."""
     if not chart.horizontal:
         return HEIGHT
-    return max(10, min(40, 6 + 2 * len(chart.categories) * max(1, len(chart.values))))
+    return max(10, min(40, 6 + 2 * len(chart.categories)))
