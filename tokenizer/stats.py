@@ -195,7 +195,7 @@ def format_table(stats: Stats) -> str:
 
 def bytes_per_token_chart(stats: Stats) -> Bars:
     groups = stats.groups + ([stats.total] if len(stats.groups) > 1 else [])
-    return Bars(f"bytes per token — {stats.tokenizer}", [g.label for g in groups],
+    return Bars(f"bytes per token, {stats.vocab_size:,}-token vocabulary", [g.label for g in groups],
                 {"bytes/token": [round(g.bytes_per_token, 3) for g in groups]}, ylabel="bytes per token",
                 horizontal=True)
 

@@ -152,7 +152,7 @@ def skill_chart(report: dict):
     skills = [skill for skill in SKILLS if skill in runs[0]["skills"]]
     values = {_label(r["temperature"]): [round(100 * r["skills"][s]["accuracy"], 1) for s in skills]
               + [round(100 * r["stop_rate"], 1)] for r in runs}
-    return Bars(f"held-out accuracy — {report['checkpoint']}", [*skills, "stop rate"], values,
+    return Bars(f"held-out accuracy, {report['per_skill']} prompts per skill", [*skills, "stop rate"], values,
                 ylabel="% right", horizontal=True, value_max=100)
 
 
