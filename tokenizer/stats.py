@@ -195,9 +195,17 @@ def format_table(stats: Stats) -> str:
 
 def bytes_per_token_chart(stats: Stats) -> Bars:
     groups = stats.groups + ([stats.total] if len(stats.groups) > 1 else [])
-    return Bars(f"bytes per token, {stats.vocab_size:,}-token vocabulary", [g.label for g in groups],
+    return Bars(f"bytes per token, {stats.vocab_size:,}-token vocabulary", [_short(g.label) for g in groups],
                 {"bytes/token": [round(g.bytes_per_token, 3) for g in groups]}, ylabel="bytes per token",
                 horizontal=True)
+
+
+CHART_LABEL = 28  # characters: a long path would leave the bars no room
+
+
+def _short(label: str) -> str:
+    """The end of a long path (the file and its type are the telling part), for the chart."""
+    return label if len(label) <= CHART_LABEL else "…" + label[-(CHART_LABEL - 1):]
 
 
 def length_chart(stats: Stats) -> Bars:
