@@ -48,6 +48,23 @@ def test_the_run_keeps_its_loss_curves_and_the_card_shows_them(trained):
     assert f"| sft | 6 | {last_sft:.3f} |" in card
 
 
+@pytest.mark.parametrize("terminal", [False, True])
+def test_training_draws_its_loss_live_only_on_a_terminal(trained, tmp_path, capsys, monkeypatch, terminal):
+    import shutil
+    import sys
+
+    for part in ("data", "tokenizer"):
+        shutil.copytree(trained / part, tmp_path / part)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: terminal)
+    assert main(["train", "--recipe", "tiny", "--out", str(tmp_path), "--stage", "pretrain"]) == 0
+    out = capsys.readouterr().out
+    assert "pretrain step     6/6  val loss" in out
+    if terminal:
+        assert "┤" in out and "\x1b[" in out  # the chart, redrawn in place
+    else:
+        assert "┤" not in out and "\x1b[" not in out  # lines for a log file, no chart, no cursor movement
+
+
 def test_a_second_run_skips_finished_stages(trained, capsys):
     assert main(["train", "--recipe", "tiny", "--out", str(trained)]) == 0
     out = capsys.readouterr().out
