@@ -58,6 +58,11 @@ def _lines(chart: Lines) -> None:
             plotext.plot(series.x, series.y, label=series.label, marker="braille")
     plotext.xlabel(chart.xlabel)
     plotext.ylabel(chart.ylabel)
+    xs = [x for series in chart.series for x in series.x]
+    if xs and all(float(x).is_integer() for x in xs):
+        # steps are whole numbers: ticks at 50.8 and 100.5 would read as a bug
+        low, high = int(min(xs)), int(max(xs))
+        plotext.xticks(sorted({round(low + k * (high - low) / 4) for k in range(5)}))
 
 
 # without colour, side-by-side bars are told apart by their fill
