@@ -115,3 +115,10 @@ def test_an_unwritable_target_is_a_one_line_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(WriteError, match="is a file, not a directory"):
         write_png(blocker / "chart.png", [loss_lines()])
+
+
+def test_a_step_axis_has_whole_number_ticks():
+    steps = list(range(1, 201))
+    text = render(Lines("loss", [Series("train", steps, [1 / s for s in steps])], xlabel="step"), width=70)
+    ticks = text.splitlines()[-2].split()
+    assert ticks == ["1", "51", "100", "150", "200"]
