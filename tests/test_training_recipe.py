@@ -35,6 +35,36 @@ def test_tiny_recipe_runs_every_stage(trained):
     assert recipe["name"] == "tiny"
 
 
+def test_the_run_keeps_its_loss_curves_and_the_card_shows_them(trained):
+    for stage in ("pretrain", "sft"):
+        loss = json.loads((trained / stage / "loss.json").read_text())
+        assert [step for step, _ in loss["train"]] == list(range(1, 7))  # the tiny recipe's six steps
+        assert loss["val"] and loss["val"][-1][0] == 6
+    image = (trained / "checkpoint" / "loss.png").read_bytes()
+    assert image.startswith(b"\x89PNG\r\n\x1a\n")
+    card = (trained / "checkpoint" / "MODEL_CARD.md").read_text()
+    assert "](loss.png)" in card
+    last_sft = json.loads((trained / "sft" / "loss.json").read_text())["train"][-1][1]
+    assert f"| sft | 6 | {last_sft:.3f} |" in card
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_training_draws_its_loss_live_only_on_a_terminal(trained, tmp_path, capsys, monkeypatch, terminal):
+    import shutil
+    import sys
+
+    for part in ("data", "tokenizer"):
+        shutil.copytree(trained / part, tmp_path / part)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: terminal)
+    assert main(["train", "--recipe", "tiny", "--out", str(tmp_path), "--stage", "pretrain"]) == 0
+    out = capsys.readouterr().out
+    assert "pretrain step     6/6  val loss" in out
+    if terminal:
+        assert "┤" in out and "\x1b[" in out  # the chart, redrawn in place
+    else:
+        assert "┤" not in out and "\x1b[" not in out  # lines for a log file, no chart, no cursor movement
+
+
 def test_a_second_run_skips_finished_stages(trained, capsys):
     assert main(["train", "--recipe", "tiny", "--out", str(trained)]) == 0
     out = capsys.readouterr().out
@@ -54,6 +84,27 @@ def test_eval_command_prints_the_table(trained, capsys):
     assert "greedy" in out and "arithmetic" in out and "stop rate" in out
     assert "held-out phrasings right under 90% of the time (greedy):" in out  # a six-step model misses
     assert main(["eval", "--checkpoint", str(trained / "nothing")]) == 2
+
+
+def test_eval_draws_and_writes_its_chart(trained, tmp_path, capsys):
+    chart = tmp_path / "eval.png"
+    code = main(["eval", "--checkpoint", str(trained / "checkpoint"), "--per-skill", "1", "--temperature", "0",
+                 "--plot", "--chart", str(chart)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "held-out accuracy, 1 prompts per skill" in out and "% right" in out and "┤" in out
+    assert chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--chart", "eval.svg"], "give a name ending in .png"),
+    (["--chart", "."], "name ending in .png"),
+    (["--bpb", "README.md", "--plot"], "--bpb does not make"),
+])
+def test_eval_chart_mistakes_are_refused_before_evaluating(args, message, capsys):
+    assert main(["eval", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
 
 
 def test_the_card_command_reproduces_the_recipe_with_its_overrides():

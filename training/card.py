@@ -10,6 +10,7 @@ from pathlib import Path
 from glasschat.atomic import atomic_write_text
 from model.facts import card_section
 from training.evaluate import WEAK_BELOW, example_prompts, format_table, weak_phrasings
+from training.loss_history import LOSS_CHART
 
 
 def _cpu_name() -> str:
@@ -59,14 +60,41 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def write_model_card(checkpoint: Path, recipe, report: dict, timings: dict) -> Path:
+def _loss_section(checkpoint: Path, losses: dict) -> str:
+    """The card's loss curves: the image and the last figures of each training stage; empty
+    when the run left no loss chart (a checkpoint trained before there was one)."""
+    if not (checkpoint / LOSS_CHART).is_file() or not losses:
+        return ""
+    rows = []
+    for stage, history in losses.items():
+        step, train = history.train[-1]
+        held_out = f"{history.val[-1][1]:.3f}" if history.val else "—"
+        rows.append(f"| {stage} | {step} | {train:.3f} | {held_out} |")
+    table = "\n".join(rows)
+    return f"""## Loss
+
+![Training and held-out loss per step, pretraining and fine-tuning]({LOSS_CHART})
+
+The training loss of each step's batch and the loss on held-out rows at each evaluation
+(`pretrain/loss.json` and `sft/loss.json` in the run's directory hold every point).
+
+| stage | steps | last training loss | last held-out loss |
+|---|---|---|---|
+{table}
+
+"""
+
+
+def write_model_card(checkpoint: Path, recipe, report: dict, timings: dict, losses: dict | None = None) -> Path:
+    """Write ``checkpoint/MODEL_CARD.md``; ``losses`` (``{stage: LossHistory}``) adds the loss
+    curves' section when ``checkpoint/loss.png`` is there."""
     import torch
 
     from model.checkpoint import read_config
 
     config, data = read_config(checkpoint)
     parameters = data.get("metadata", {}).get("parameters")
-    files = [p for p in checkpoint.rglob("*") if p.is_file() and p.name != "MODEL_CARD.md"]
+    files = [p for p in checkpoint.rglob("*") if p.is_file() and p.name not in ("MODEL_CARD.md", LOSS_CHART)]
     size_mb = sum(p.stat().st_size for p in files) / 1e6
     r = asdict(recipe)
     training_stages = [s for s in ("data", "tokenizer", "pretrain", "sft", "checkpoint") if s in timings]
@@ -139,7 +167,7 @@ run down.
 {stage_rows}
 | **total (data → checkpoint)** | **{_minutes(total)}** | | | |
 {resumed_note}
-## Evaluation
+{_loss_section(checkpoint, losses or {})}## Evaluation
 
 `glasschat eval --checkpoint checkpoints/default` — {report['per_skill']} held-out prompts per skill
 (seed {report['seed']}, {report['heldout_words']} held-out words), greedy and at temperature

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from glasschat.errors import UserError
@@ -77,6 +78,8 @@ def _register_eval(subparsers) -> None:
     add_quantize_argument(p)
     add_server_arguments(p)
     p.add_argument("--json", action="store_true", help="print the full report (with failures) as JSON")
+    p.add_argument("--plot", action="store_true", help="also draw the per-skill accuracy as a bar chart in the terminal")
+    p.add_argument("--chart", metavar="FILE.png", help="also write the per-skill accuracy as a bar chart to this PNG")
     p.add_argument("--bpb", nargs="+", metavar="FILE",
                    help="instead: bits per byte on these text files (each one document, nanochat's measure), per file "
                    "and over all, with the tokens scored (all but each window's first) and the bytes they stand for; "
@@ -109,7 +112,9 @@ def _train(args) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
     set_threads(args.threads)
-    run = Run(recipe, out, device=device, threads=args.threads, log=lambda line: print(line, flush=True))
+    # on a terminal the training stages draw their loss live; in a pipe or a log file, lines only
+    run = Run(recipe, out, device=device, threads=args.threads, log=lambda line: print(line, flush=True),
+              live=sys.stdout.isatty())
     run_stages(run, args.stage or list(STAGES), force=args.force)
     return 0
 
@@ -122,11 +127,19 @@ def _eval(args) -> int:
 
     if any(t < 0 for t in args.temperature or ()):
         raise UserError("--temperature: must be >= 0")
+    if args.chart:  # refused before minutes of evaluation, not after
+        from glasschat.atomic import check_file_target
+
+        if not args.chart.lower().endswith(".png"):
+            raise UserError(f"--chart {args.chart}: the chart is a PNG image; give a name ending in .png")
+        check_file_target(args.chart)
     set_threads(args.threads)
     checkpoint = resolve_checkpoint_dir(args.checkpoint)
     if args.bpb:
         if args.server or args.quantize:
             raise UserError("--bpb: scores a checkpoint run here in fp32, so it takes neither --server nor --quantize")
+        if args.chart or args.plot:
+            raise UserError("--chart and --plot draw the per-skill table, which --bpb does not make")
         from model.bpb_report import evaluate_files
 
         return evaluate_files(args.bpb, checkpoint, as_json=args.json, threads=args.threads)
@@ -135,4 +148,18 @@ def _eval(args) -> int:
                                  seed=args.seed, log=log, quantize=args.quantize, progress=LoadProgress(),
                                  server=args.server, api_key=args.api_key)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
+    if args.plot or args.chart:
+        from training.evaluate import skill_chart
+
+        chart = skill_chart(report)
+        if args.plot:
+            from glasschat.term_chart import render
+
+            print()
+            print(render(chart, color=sys.stdout.isatty()))
+        if args.chart:
+            from glasschat.image_chart import write_png
+
+            write_png(args.chart, [chart])
+            print(f"wrote {args.chart}", file=sys.stderr if args.json else sys.stdout)
     return 0

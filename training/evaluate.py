@@ -163,6 +163,19 @@ def format_report(report: dict) -> str:
     return "\n\n".join(filter(None, (format_table(report), format_weak_phrasings(report))))
 
 
+def skill_chart(report: dict):
+    """The eval table as bars: accuracy per skill and the stop rate, in percent, a bar per
+    temperature (what ``eval --plot`` draws and ``eval --chart`` writes)."""
+    from glasschat.charts import Bars
+
+    runs = report["runs"]
+    skills = [skill for skill in SKILLS if skill in runs[0]["skills"]]
+    values = {_label(r["temperature"]): [round(100 * r["skills"][s]["accuracy"], 1) for s in skills]
+              + [round(100 * r["stop_rate"], 1)] for r in runs}
+    return Bars(f"held-out accuracy, {report['per_skill']} prompts per skill", [*skills, "stop rate"], values,
+                ylabel="% right", horizontal=True, value_max=100)
+
+
 def format_table(report: dict) -> str:
     """The eval table: one row per skill, one column per temperature."""
     runs = report["runs"]
