@@ -200,34 +200,3 @@ def test_bad_requests_are_one_line_errors(ids, position, message):
     config = GPTConfig(sequence_len=64, vocab_size=300, n_layer=1, n_head=2, n_kv_head=2, n_embd=16)
     with pytest.raises(UserError, match=message):
         check_request(config, ids, position)
-
-
-def test_a_remote_backend_says_it_cannot(tiny_tokenizer):
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    from model.remote import RemoteBackend
-
-    class Models(BaseHTTPRequestHandler):  # a server that only describes its model
-        def do_GET(self):
-            body = json.dumps({"data": [{"id": "served", "max_model_len": 64}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Models)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        remote = RemoteBackend(f"http://127.0.0.1:{server.server_address[1]}", tiny_tokenizer)
-        with pytest.raises(UserError) as error:
-            remote.attention([1, 2, 3], 2)
-        assert str(error.value) == "attention needs the model's weights; not available on a server"
-        remote.close()
-    finally:
-        server.shutdown()
