@@ -73,7 +73,7 @@ async def test_the_strip_is_the_probes_weights_and_layer_and_head_switch(tiny_to
         # heads and layers averaged at first: the strip is the probe's weights, nothing after the token
         assert view.attention[position + 1:] == [None] * (len(ids) - position - 1)
         assert torch.allclose(torch.tensor(view.attention[: position + 1]), expected.mean(dim=(0, 1)), atol=1e-6)
-        assert f"attention of #{position}" in panel(app) and "all layers (averaged) · heads averaged" in panel(app)
+        assert f"attention of #{position}" in panel(app) and "all layers · heads averaged" in panel(app)
         best = int(expected.mean(dim=(0, 1)).argmax())
         assert f"#{best} " in panel(app).splitlines()[1]  # the most attended token heads the list
         # the heat strip is drawn: the most attended token in the hottest colour
@@ -90,7 +90,7 @@ async def test_the_strip_is_the_probes_weights_and_layer_and_head_switch(tiny_to
         assert "head 4/4" in panel(app)
         assert torch.allclose(torch.tensor(view.attention[: position + 1]), expected[1, 3], atol=1e-6)
         await pilot.press("left_square_bracket", "left_square_bracket")  # back through layer 1 to all layers
-        assert "all layers (averaged) · head 4/4" in panel(app)
+        assert "all layers · head 4/4" in panel(app)
         assert torch.allclose(torch.tensor(view.attention[: position + 1]), expected[:, 3].mean(0), atol=1e-6)
         assert len(app.backend.attention_calls) == calls  # switching reads the answer it has
         assert panel(app).splitlines()[-1].startswith("per layer: L1 #")
@@ -160,3 +160,24 @@ async def test_nothing_is_asked_while_a_reply_streams(tiny_tokenizer, tmp_path):
         await wait_until(pilot, idle(app, 2))
         await wait_until(pilot, lambda: "attention of #2" in panel(app))
         assert len(app.backend.attention_calls) == 1
+
+
+def test_attention_view_snapshot(snap_compare, tiny_tokenizer, tmp_path):
+    """The token pane with the attention view on a reply's token: the heat strip, the top 5, the
+    per-layer line (the scripted backend's made-up weights, so the picture is fixed)."""
+    from test_tui_snapshots import SIZE as SNAPSHOT_SIZE
+    from test_tui_snapshots import app_for, chat_once
+
+    async def run_before(pilot):
+        await chat_once(pilot)
+        app = pilot.app
+        await pilot.press("f2")
+        view = app.debug_pane.conversation_view
+        view.focus()
+        view.cursor = len(view.cells) - 6
+        await pilot.press("a", "right_square_bracket", "full_stop")
+        while app.attention.drawn is None or "head 1/2" not in panel(app):
+            await pilot.pause(0.02)
+        await pilot.pause()
+
+    assert snap_compare(app_for(tiny_tokenizer, tmp_path), terminal_size=SNAPSHOT_SIZE, run_before=run_before)

@@ -93,13 +93,13 @@ class ScriptedBackend:
 
     def attention(self, ids, position):
         """Made-up but fixed, 2 layers of 2 heads: key j gets weight in proportion to
-        ``1 + (ids[j] + layer + 2·head) % 7``."""
+        ``(1 + (3·ids[j] + layer + 2·head) % 7)²``."""
         self.attention_calls.append((list(ids), position))
         weights = []
         for layer in range(2):
             heads = []
             for head in range(2):
-                raw = [1.0 + (token + layer + 2 * head) % 7 for token in ids[: position + 1]]
+                raw = [(1.0 + (3 * token + layer + 2 * head) % 7) ** 2 for token in ids[: position + 1]]
                 heads.append([w / sum(raw) for w in raw])
             weights.append(heads)
         return weights

@@ -35,7 +35,7 @@ class Choice:
         return Choice(self.layer, (self.head + 1 + by) % (heads + 1) - 1)
 
     def label(self, layers: int, heads: int) -> str:
-        layer = "all layers (averaged)" if self.layer == ALL else f"layer {self.layer + 1}/{layers}"
+        layer = "all layers" if self.layer == ALL else f"layer {self.layer + 1}/{layers}"
         head = "heads averaged" if self.head == ALL else f"head {self.head + 1}/{heads}"
         return f"{layer} · {head}"
 

@@ -29,7 +29,7 @@ def panel_text(cells: list[TokenCell], position: int, weights: list[list[list[fl
     layers, heads = len(weights), len(weights[0])
     text = Text()
     text.append(f"attention of #{position} {cell_label(cells[position])}", style="bold")
-    text.append(f" · {choice.label(layers, heads)}  ([ ] layer, , . head)\n", style="italic")
+    text.append(f" · {choice.label(layers, heads)}\n", style="italic")
     for key, weight in at.top(at.strip(weights, choice)):
         itself = " (itself)" if key == position else ""
         text.append(f"{weight:7.2%}  #{key} {cell_label(cells[key])}{itself}\n")

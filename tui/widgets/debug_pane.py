@@ -167,6 +167,7 @@ class DebugPane(Vertical):
         cell) and ``panel`` (what the selected token attended to, or a notice); None and None
         turn it off."""
         box = self.query_one("#attention-panel", Static)
+        box.border_title = "attention (A) · [ ] layer · , . head"
         box.display = panel is not None
         box.update(panel if panel is not None else "")
         self.conversation_view.set_attention(strip)
