@@ -181,3 +181,18 @@ def test_attention_view_snapshot(snap_compare, tiny_tokenizer, tmp_path):
         await pilot.pause()
 
     assert snap_compare(app_for(tiny_tokenizer, tmp_path), terminal_size=SNAPSHOT_SIZE, run_before=run_before)
+
+
+async def test_turning_the_view_on_warms_the_backend_up_before_a_token_is_chosen(tiny_tokenizer, tmp_path):
+    app = GlasschatApp(scripted_backend(tiny_tokenizer, ["Hi there."]), store=ConversationStore(tmp_path / "store"))
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "hello")
+        await wait_until(pilot, idle(app, 2))
+        await app.run_action("attention('toggle')")
+        view = app.debug_pane.conversation_view
+        await wait_until(pilot, lambda: app.attention.answer is not None)
+        assert app.backend.attention_calls == [([tiny_tokenizer.bos_id], 0)] and "select a token" in panel(app)
+        assert view.attention is None
+        view.cursor = 3
+        await wait_until(pilot, lambda: "attention of #3" in panel(app))
+        assert app.backend.attention_calls[-1] == ([c.id for c in view.cells], 3)

@@ -70,6 +70,8 @@ class AttentionView:
         view = pane.conversation_view
         cells, position = view.cells, view.cursor
         if not 0 <= position < len(cells):
+            if cells and self.answer is None and self.pending is None and self.app.live_reply is None:
+                self.ask(((cells[0].id,), 0))  # warm up: the first request loads the weights for the forward
             pane.show_attention(None, Text("attention: select a token (Tab to the token pane, then ←/→ or the "
                                            "mouse) to see what it attended to", style="italic"))
             return
