@@ -28,9 +28,9 @@ from model.backend import Backend
 from model.events import SamplingParams, Stop
 from tui import actions, surprise
 from tui import commands as slash
+from tui.attention_view import AttentionView
 from tui.chat_file import Line, TurnRecord, entry_error
 from tui.context import Prompt
-from tui.attention_view import AttentionView
 from tui.guard import describe, guarded, log_error
 from tui.replay import ReplayState, compare, expected_ids
 from tui.reply_blocks import ReplyBlocks
