@@ -244,6 +244,10 @@ class RemoteBackend:
         the completions protocol does not return for a prompt."""
         raise RemoteError(f"{self.host}: the surprise view needs the model in this process (run without --server)")
 
+    def attention(self, ids: list[int], position: int) -> list[list[list[float]]]:
+        """Not offered: the attention view's reference forward reads the model's weights."""
+        raise RemoteError("attention needs the model's weights; not available on a server")
+
     def close(self) -> None:
         self._client.close()
 

@@ -59,6 +59,14 @@ def test_engine_process_matches_the_engine_and_stops_on_request(checkpoint, tiny
 
         ids = prompt + [e.id for e in events if isinstance(e, TokenEvent)]
         assert remote.surprisal(ids) == pytest.approx(surprisal(load_model(checkpoint)[0], ids), abs=1e-5)
+        # so does the attention view's reference forward, on the checkpoint's weights
+        from model.attention import AttentionProbe
+
+        gpt = load_model(checkpoint)[0]
+        expected = AttentionProbe(gpt.config, lambda: gpt).attention(ids, len(ids) - 2)
+        assert torch.allclose(torch.tensor(remote.attention(ids, len(ids) - 2)), torch.tensor(expected), atol=1e-6)
+        with pytest.raises(UserError, match="position 999 is outside"):
+            remote.attention(ids, 999)
         assert strip(list(remote.stream(prompt, params))) == strip(local)
     finally:
         remote.close()

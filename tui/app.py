@@ -28,6 +28,7 @@ from model.backend import Backend
 from model.events import SamplingParams, Stop
 from tui import actions, surprise
 from tui import commands as slash
+from tui.attention_view import AttentionView
 from tui.chat_file import Line, TurnRecord, entry_error
 from tui.context import Prompt
 from tui.guard import describe, guarded, log_error
@@ -85,6 +86,7 @@ class GlasschatApp(App):
         self._surprise_pending: tuple[int, ...] | None = None
         self._live_tokens_at = 0.0
         self._save_problem: str | None = None  # why the last save failed, said once
+        self.attention = AttentionView(self)  # the token pane's attention view (A)
 
     # ---- layout
 
@@ -360,6 +362,20 @@ class GlasschatApp(App):
         else:
             self.refresh_tokens()
 
+    def action_attention(self, what: str, by: int = 0) -> None:
+        """The attention view: ``toggle`` it, or step the ``layer`` or ``head`` by ``by``."""
+        if not self.debug_pane.display:
+            self.action_toggle_tokens()
+        if what == "toggle":
+            self.attention.toggle()
+        else:
+            self.attention.step(what, by)
+
+    @on(TokenView.Highlighted)
+    def on_token_selected(self, event: TokenView.Highlighted) -> None:
+        if self.attention.on and event.view is self.debug_pane.conversation_view:
+            self.attention.refresh()
+
     def action_toggle_raw(self) -> None:
         raw = self.query_one(RawView)
         typing = self.focused is self.chat_input
@@ -502,6 +518,7 @@ class GlasschatApp(App):
         if self.debug_pane.display:
             self.debug_pane.show_conversation(cells, dropped)
             self.refresh_surprise(cells)
+            self.attention.refresh()
         if raw.display:
             raw.show(cells)
 

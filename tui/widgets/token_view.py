@@ -13,6 +13,8 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from tokenizer.display import visible_whitespace
+from tui.actions import pane_bindings
+from tui.attention import attention_style
 from tui.surprise import surprise_style
 from tui.token_cells import TokenCell
 
@@ -34,15 +36,20 @@ ID_STYLE = Style(color="#8a8a8a", dim=True)
 
 def render_cells(cells: list[TokenCell], *, cursor: int = -1, whitespace: bool = False,
                  ids: bool = False, dim_messages_before: int = -1, shading: bool = True,
-                 surprise: list[float | None] | None = None) -> Text:
+                 surprise: list[float | None] | None = None, attention: list[float | None] | None = None) -> Text:
     """The tokens as one Rich ``Text``; each token's span carries ``{"token": index}`` metadata
     so the mouse can find it. Without ``shading`` only special tokens and byte badges stand out.
     With ``surprise`` (bits per cell, None for none) each token's background is its surprisal
-    instead of its region's shade."""
+    instead of its region's shade; with ``attention`` (weight per cell) it is the heat strip:
+    the weight the selected token gave it, relative to the heaviest."""
     text = Text(no_wrap=False, overflow="fold")
+    peak = max((w for w in attention or () if w is not None), default=0.0)
     for position, cell in enumerate(cells):
         meta = {"token": position}
-        if surprise is not None:
+        if attention is not None:
+            weight = attention[position] if position < len(attention) else None
+            base = attention_style(weight, peak) + Style(underline=bool(cell.mask), meta=meta)
+        elif surprise is not None:
             bits = surprise[position] if position < len(surprise) else None
             base = surprise_style(bits) + Style(underline=bool(cell.mask), meta=meta)
         elif shading:
@@ -77,6 +84,7 @@ class TokenView(Widget, can_focus=True):
         Binding("end", "move_to(-1)", "Last token", show=False),
         Binding("w", "toggle_whitespace", "Whitespace", tooltip="show spaces, tabs and newlines"),
         Binding("i", "toggle_ids", "Ids", tooltip="show each token's id"),
+        *pane_bindings(),
     ]
 
     cursor: reactive[int] = reactive(-1)
@@ -94,6 +102,7 @@ class TokenView(Widget, can_focus=True):
         self.cells: list[TokenCell] = []
         self.dim_messages_before = -1
         self.surprise: list[float | None] | None = None  # bits per cell while the surprise view is on
+        self.attention: list[float | None] | None = None  # the heat strip while the attention view is on
         self._rendered: tuple[tuple, Text] | None = None  # layout, paint and scrolling share one render
 
     def set_cells(self, cells: list[TokenCell], dim_messages_before: int = -1) -> None:
@@ -110,6 +119,12 @@ class TokenView(Widget, can_focus=True):
         self._rendered = None
         self.refresh(layout=True)
 
+    def set_attention(self, weights: list[float | None] | None) -> None:
+        """Draw the heat strip (one weight per cell, None for none), or no strip with None."""
+        self.attention = weights
+        self._rendered = None
+        self.refresh(layout=True)
+
     def render(self) -> Text:
         if not self.cells:
             return Text("(no tokens)", style="dim")
@@ -117,7 +132,7 @@ class TokenView(Widget, can_focus=True):
         if self._rendered is None or self._rendered[0] != key:
             self._rendered = key, render_cells(self.cells, cursor=self.cursor, whitespace=self.show_whitespace,
                                                ids=self.show_ids, dim_messages_before=self.dim_messages_before,
-                                               surprise=self.surprise)
+                                               surprise=self.surprise, attention=self.attention)
         return self._rendered[1]
 
     def get_content_height(self, container, viewport, width: int) -> int:
