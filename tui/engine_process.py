@@ -114,6 +114,10 @@ class EngineProcess:
         with self._lock:  # one reply at a time
             self._request += 1
             request = self._request
+            if cancel is not None and cancel.is_set():
+                # stopped before it started: the cancel goes first, so the engine process knows
+                # it when the request arrives instead of racing the reply's first tokens
+                self._send_cancel(request)
             self._conn.send((request, list(prompt_ids), params))
             finished = False
             try:
