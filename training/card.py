@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from glasschat.atomic import atomic_write_text
-from training.evaluate import WEAK_BELOW, format_table, weak_phrasings
+from training.evaluate import WEAK_BELOW, _label, format_table, weak_phrasings
 
 
 def _cpu_name() -> str:
@@ -24,6 +24,19 @@ def _cpu_name() -> str:
 # what the shipped model is asked to reach, greedy, in percent
 TARGETS = {"arithmetic": 98.0, "spelling": 95.0, "counting": 90.0, "reversal": 90.0}
 STOP_RATE_TARGET = 99.5
+
+
+def _columns(report: dict) -> str:
+
+    names = []
+    for run in report["runs"]:
+        label = _label(run)
+        if run["temperature"] and run.get("top_k"):
+            label += " (the app's default sampling)"
+        elif run["temperature"]:
+            label += " (pure temperature: no top-k, no top-p)"
+        names.append(label)
+    return ", ".join(names)
 
 
 def _targets(greedy: dict) -> str:
@@ -78,7 +91,7 @@ def write_model_card(checkpoint: Path, recipe, report: dict, timings: dict) -> P
     resumed_note = ("\nA stage marked resumed was interrupted and continued from its saved state (the same "
                     "steps, the same result): its time adds both parts, its load columns cover the last part.\n"
                     if resumed else "")
-    greedy, sampled = report["runs"][0], report["runs"][-1]
+    greedy = report["runs"][0]
     reproduce = train_command(recipe, f"runs/{recipe.name}")
     text = f"""# glasschat default model
 
@@ -139,9 +152,9 @@ run down.
 ## Evaluation
 
 `glasschat eval --checkpoint checkpoints/default` — {report['per_skill']} held-out prompts per skill
-(seed {report['seed']}, {report['heldout_words']} held-out words), greedy and at temperature
-{sampled['temperature']:g} (pure temperature sampling: no top-k, no top-p), through the engine with the calculator
-({sum(run['seconds'] for run in report['runs']):.0f} s for both):
+(seed {report['seed']}, {report['heldout_words']} held-out words; `conversations` scores each reply of
+held-out chats of 3-6 requests that switch skill and refer back), {_columns(report)}, through the engine
+with the calculator ({sum(run['seconds'] for run in report['runs']):.0f} s in all):
 
 ```
 {format_table(report)}
