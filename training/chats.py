@@ -38,14 +38,14 @@ EXTRA_FOLLOW_UPS = check_disjoint({
               ("palindrome", "and is {it} a palindrome?"), ("palindrome", "is {it} the same backwards?"),
               ("palindrome", "palindrome?"), ("reverse", "spell {it} backwards"), ("reverse", "and backwards?"),
               ("count", "and how many {cs}?"), ("spell", "spell {it} for me")],
-    "heldout": [("letters", "and how many letters is {it}?"), ("palindrome", "would {it} be a palindrome?"),
-                ("reverse", "spell {it} in reverse now"), ("count", "what about {cs}?")],
+    "heldout": [("letters", "how many letters would {it} have?"), ("palindrome", "would {it} be a palindrome?"),
+                ("reverse", "spell {it} in reverse now"), ("count", "how often does {c} show up in {it}?")],
 })
 # the previous word question again, about a new word: {w} as typed
 SAME_AGAIN = check_disjoint({
     "train": ["and {w}?", "what about {w}?", "now {w}", "same for {w}", "and {w}", "now do {w}", "{w} too?",
               "how about {w}?", "and now {w}?", "ok, and {w}?", "same with {w}", "then {w}?"],
-    "heldout": ["and for {w}?", "now try {w}", "do {w} next"],
+    "heldout": ["and for {w}?", "next up: {w}", "do {w} next"],
 })
 WORD_TURN_SKILLS = ("spell", "count", "reverse", "letters", "palindrome")
 NUMBER_SKILLS = ("arithmetic", "power", "percent", "sqrt")
