@@ -191,3 +191,20 @@ def test_eval_reports_which_heldout_phrasings_it_misses(tiny_tokenizer):
     weak = format_weak_phrasings({"runs": [result]}).splitlines()
     assert weak[0].startswith("held-out phrasings right under 90% of the time (greedy)")
     assert weak[1:] == [f"  reversal       0/{asked:<3d}  {missed}"]
+
+
+def test_a_long_chat_drops_its_oldest_exchanges_like_the_app(tiny_tokenizer):
+    from training.evaluate import MAX_REPLY_TOKENS, fitted_prompt
+
+    messages = []
+    for n in range(12):
+        messages += [{"role": "user", "content": f"spell word number {n} " * 3},
+                     {"role": "assistant", "content": "Letter by letter: w o r d." * 3}]
+    conversation = {"messages": messages + [{"role": "user", "content": "and backwards?"}]}
+    full = tiny_tokenizer.render_for_completion(conversation)
+    assert fitted_prompt(tiny_tokenizer, conversation, None) == full
+    fitted = fitted_prompt(tiny_tokenizer, conversation, 512)
+    assert len(fitted) <= 512 - min(MAX_REPLY_TOKENS, 256) < len(full)
+    # what is left is the newest part of the chat, ending with the question, whole exchanges only
+    assert full[-len(fitted) + 1:] == fitted[1:] and tiny_tokenizer.decode(fitted).count("user_start") % 1 == 0
+    assert fitted[:2] == full[:2] or fitted[0] == full[0]

@@ -28,7 +28,9 @@ def test_tiny_recipe_runs_every_stage(trained):
     card = (trained / "checkpoint" / "MODEL_CARD.md").read_text()
     assert "glasschat train --recipe tiny" in card and "stop rate" in card
     report = json.loads((trained / "eval.json").read_text())
-    assert [run["temperature"] for run in report["runs"]] == [0.0, 0.7]
+    # greedy, the app's default sampling (the targets), and pure temperature 0.7 (earlier cards' column)
+    assert [(run["temperature"], run["top_k"]) for run in report["runs"]] == [(0.0, 0), (0.6, 50), (0.7, 0)]
+    assert "conversations" in report["runs"][0]["skills"] and "T=0.6 k=50 (the app's default sampling)" in card
     weak = weak_phrasings(report["runs"][0])  # a six-step model misreads most phrasings
     assert weak and all(line in card for line in weak)
     recipe = json.loads((trained / "recipe.json").read_text())
@@ -51,15 +53,25 @@ def test_eval_command_prints_the_table(trained, capsys):
     code = main(["eval", "--checkpoint", str(trained / "checkpoint"), "--per-skill", "1", "--temperature", "0"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "greedy" in out and "arithmetic" in out and "stop rate" in out
+    assert "greedy" in out and "arithmetic" in out and "stop rate" in out and "conversations" in out
     assert "held-out phrasings right under 90% of the time (greedy):" in out  # a six-step model misses
     assert main(["eval", "--checkpoint", str(trained / "nothing")]) == 2
+    capsys.readouterr()
+    code = main(["eval", "--checkpoint", str(trained / "checkpoint"), "--per-skill", "1", "--sampling", "default",
+                 "--skills", "powers,conversations"])
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.strip().startswith("n ") or line.split()[:1] == ["n"])
+    assert "T=0.6 k=50" in lines[header] and "greedy" not in lines[header]
+    assert [line.split()[0] for line in lines[header + 1:header + 4]] == ["powers", "conversations", "stop"]
+    assert main(["eval", "--checkpoint", str(trained / "checkpoint"), "--skills", "jokes"]) == 2
+    assert "--skills: unknown jokes" in capsys.readouterr().err
 
 
 def test_the_card_command_reproduces_the_recipe_with_its_overrides():
     assert train_command(RECIPES["default"], "runs/default") == "glasschat train --recipe default --out runs/default"
-    changed = RECIPES["default"].overridden(seed=2, n_layer=6, sft_steps=600)
+    changed = RECIPES["default"].overridden(seed=2, n_layer=8, sft_steps=600)
     command = train_command(changed, "runs/default")
-    assert "--seed 2" in command and "--n-layer 6" in command and "--sft-steps 600" in command
+    assert "--seed 2" in command and "--n-layer 8" in command and "--sft-steps 600" in command
     args = build_parser().parse_args(command.split()[1:])
     assert recipe_from_args(args) == changed

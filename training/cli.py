@@ -42,7 +42,8 @@ def _register_train(subparsers) -> None:
         "writing everything under --out. Finished stages are skipped on a rerun; an interrupted training "
         "stage (Ctrl+C saves) resumes from its last state. The model ends up in OUT/checkpoint.")
     p.add_argument("--recipe", default="default", choices=list(RECIPES),
-                   help="default (the shipped model) or tiny (seconds; for trying the pipeline)")
+                   help="default (the shipped model, up to 2 hours on 2 cores), quick (under 20 minutes: a smaller "
+                   "model of your own) or tiny (seconds; for trying the pipeline)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--stage", action="append", choices=STAGES, metavar="STAGE",
                    help=f"run only this stage (repeatable): {', '.join(STAGES)}; default: all")

@@ -63,7 +63,9 @@ class ConversationSource:
         if kind == "multi_turn":
             return {"messages": self._multi_turn(rng)}
         if kind == "chat":
-            return {"messages": chats.chat(rng, self.split, self.chat_word)[0]}
+            # mostly 3-6 requests like the eval's chats, some longer: a chat in the app keeps going
+            turns = rng.choice((3, 4, 4, 5, 5, 6, 6, 8, 10))
+            return {"messages": chats.chat(rng, self.split, self.chat_word, turns)[0]}
         return {"messages": self._exchange(rng, kind)[0]}
 
     def chat_word(self, rng: random.Random) -> str:

@@ -45,13 +45,36 @@ def app_default() -> Sampling:
     return Sampling(defaults.temperature, defaults.top_k, defaults.top_p)
 
 
+def context_length(engine) -> int | None:
+    """The model's context, from a backend's info or an engine's config (None if neither says)."""
+    info = getattr(engine, "info", None)
+    if info is not None and getattr(info, "sequence_len", 0):
+        return info.sequence_len
+    config = getattr(engine, "config", None)
+    return getattr(config, "sequence_len", None)
+
+
+def fitted_prompt(tokenizer, conversation: dict, sequence_len: int | None) -> list[int]:
+    """The prompt as the app would send it: the oldest exchanges dropped until half the context
+    (or ``MAX_REPLY_TOKENS``) is left for the reply, so a long chat is scored on what a user's
+    model would see, not cut off mid-reply."""
+    messages = conversation["messages"]
+    prompt = tokenizer.render_for_completion({"messages": messages})
+    if sequence_len:
+        budget = sequence_len - max(1, min(MAX_REPLY_TOKENS, sequence_len // 2))
+        while len(prompt) > budget and len(messages) > 2:
+            messages = messages[2:]  # one user message and the reply that followed it
+            prompt = tokenizer.render_for_completion({"messages": messages})
+    return prompt
+
+
 def run_item(engine, tokenizer, item: EvalItem, temperature: float, seed: int, top_k: int = 0,
              top_p: float = 1.0) -> dict:
     from model.events import SamplingParams, Stop
 
     params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, max_tokens=MAX_REPLY_TOKENS)
     ids, stop = [], None
-    for event in engine.stream(tokenizer.render_for_completion(item.conversation), params):
+    for event in engine.stream(fitted_prompt(tokenizer, item.conversation, context_length(engine)), params):
         if isinstance(event, Stop):
             stop = event
         else:
