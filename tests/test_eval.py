@@ -145,7 +145,7 @@ class ScriptedEngine:
 
     def stream(self, prompt_ids, params):
         self.calls += 1
-        ids = self.tokenizer.encode(self.replies[tuple(prompt_ids)])
+        ids = self.tokenizer.encode(self.replies.get(tuple(prompt_ids), "I don't know."))
         for token in ids:
             yield TokenEvent(id=token, text=self.tokenizer.decode([token]), forced=False)
         reason = "assistant_end" if self.calls % self.stop_every else "max_tokens"
@@ -206,5 +206,36 @@ def test_a_long_chat_drops_its_oldest_exchanges_like_the_app(tiny_tokenizer):
     fitted = fitted_prompt(tiny_tokenizer, conversation, 512)
     assert len(fitted) <= 512 - min(MAX_REPLY_TOKENS, 256) < len(full)
     # what is left is the newest part of the chat, ending with the question, whole exchanges only
-    assert full[-len(fitted) + 1:] == fitted[1:] and tiny_tokenizer.decode(fitted).count("user_start") % 1 == 0
-    assert fitted[:2] == full[:2] or fitted[0] == full[0]
+    assert full[-len(fitted) + 1:] == fitted[1:]  # after <|bos|>: the chat's tail, unchanged
+    assert fitted[1] == tiny_tokenizer.encode_special("<|user_start|>")  # starting at a user message
+    kept = tiny_tokenizer.decode(fitted)
+    assert "number 11" in kept and "number 0 " not in kept
+
+
+def test_the_readme_chat_is_replayed_on_the_models_own_replies(tiny_tokenizer):
+    from training.eval_prompts import README_CHAT
+    from training.evaluate import readme_chat
+
+    class Echo:
+        """Right on every request except the strawberry one, where it spells banana again."""
+
+        def __init__(self):
+            self.prompts = []
+
+        def stream(self, prompt_ids, params):
+            self.prompts.append(tiny_tokenizer.decode(prompt_ids))
+            turn = len(self.prompts) - 1
+            _, kind, expected = README_CHAT[turn]
+            text = {"arithmetic": f"The answer is {expected}.", "spell": f"Letter by letter: {expected}.",
+                    "count": "So there are 0 r's.", "reverse": f"Reversed, the word is {expected}."}.get(
+                kind) or small_talk.REPLIES[expected]
+            ids = tiny_tokenizer.encode(text)
+            for token in ids:
+                yield TokenEvent(id=token, text="", forced=False)
+            yield Stop("assistant_end", GenerationStats(len(prompt_ids), len(ids), 0.01, 0.02))
+
+    engine = Echo()
+    result = readme_chat(engine, tiny_tokenizer, 0.0, seed=0)
+    assert result["n"] == len(README_CHAT) == 10
+    assert result["right"] == [True] * 6 + [False] + [True] * 3
+    assert "So there are 0 r's." in engine.prompts[-1]  # later requests see the model's own wrong reply

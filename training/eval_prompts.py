@@ -143,6 +143,24 @@ def conversation_items(rng: random.Random, words: Sequence[str], replies: int) -
     return items
 
 
+# The README's conversation (docs/conversation.jsonl): each request and what its reply must
+# answer. It is replayed the way a user has it — each reply generated on the model's own earlier
+# replies — so one wrong reply can derail the rest, as in the app.
+README_CHAT = (
+    ("hi", "greeting", "greeting"), ("who are you?", "identity", "identity"),
+    ("what can you do?", "capabilities", "capabilities"), ("What is 12 + 30?", "arithmetic", "42"),
+    ("now multiply that by 3", "arithmetic", "126"), ("spell banana", "spell", "b a n a n a"),
+    ("how many r's in strawberry?", "count", "3"), ("reverse the word house", "reverse", "esuoh"),
+    ("write me a poem about the sea", "out_of_scope", "out_of_scope"), ("thanks, bye!", "goodbye", "goodbye"),
+)
+
+
+def readme_item(turn: int, messages: list[dict]) -> EvalItem:
+    """The README chat's request ``turn`` after ``messages`` (the chat so far, replies as generated)."""
+    user, kind, expected = README_CHAT[turn]
+    return EvalItem("readme", kind, {"messages": [*messages, _user(user)]}, expected, user)
+
+
 def eval_items(heldout_words: Sequence[str], per_skill: int, seed: int = 1234,
                skills: Sequence[str] = SKILLS) -> list[EvalItem]:
     """``per_skill`` held-out items for each row of ``skills`` (all rows of ``SKILLS`` by
@@ -238,7 +256,7 @@ def _reversal_answer(text: str, expected: str) -> bool:
 
 def score(item: EvalItem, reply: str | list[dict]) -> bool:
     """Whether ``reply`` (a parsed assistant turn) states the expected answer."""
-    kind = item.kind if item.skill in ("multi_turn", "conversations", "long_words") else item.skill
+    kind = item.kind if item.skill in ("multi_turn", "conversations", "long_words", "readme") else item.skill
     if kind in ("arithmetic", *_MATH_ROWS):
         numbers = _NUMBER.findall(final_text(reply))
         return bool(numbers) and _numbers_equal(numbers[-1], item.expected)

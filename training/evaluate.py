@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.eval_prompts import SKILLS, EvalItem, eval_items, score
+from training.eval_prompts import README_CHAT, SKILLS, EvalItem, eval_items, readme_item, score
 
 MAX_REPLY_TOKENS = 200  # the longest correct reply (reversing a 12-letter word) is about 60 tokens
 FAILURES_KEPT = 5  # per skill and temperature, to show in the report
@@ -82,11 +82,25 @@ def run_item(engine, tokenizer, item: EvalItem, temperature: float, seed: int, t
     reply = tokenizer.parse_assistant(ids)
     return {
         "ok": score(item, reply),
+        "parsed": reply,
         "stop": stop.reason,
         "tokens": stop.stats.generated_tokens,
         "decode_s": max(0.0, stop.stats.total_s - stop.stats.ttft_s),
         "reply": tokenizer.decode(ids),
     }
+
+
+def readme_chat(engine, tokenizer, temperature: float, seed: int, top_k: int = 0, top_p: float = 1.0) -> dict:
+    """The README's conversation replayed on the model's own replies: which replies are right."""
+    messages: list[dict] = []
+    right, replies = [], []
+    for turn in range(len(README_CHAT)):
+        item = readme_item(turn, messages)
+        result = run_item(engine, tokenizer, item, temperature, seed + turn, top_k, top_p)
+        right.append(bool(result["ok"]))
+        replies.append(result["reply"])
+        messages = [*item.conversation["messages"], {"role": "assistant", "content": result["parsed"]}]
+    return {"correct": sum(right), "n": len(right), "right": right, "replies": replies}
 
 
 def evaluate(engine, tokenizer, items: Sequence[EvalItem], temperature: float, seed: int,
@@ -116,7 +130,9 @@ def evaluate(engine, tokenizer, items: Sequence[EvalItem], temperature: float, s
             log(f"eval {_label({'temperature': temperature, 'top_k': top_k, 'top_p': top_p})}: {index + 1}/{len(items)} prompts, {time.perf_counter() - started:.0f}s")
     for row in skills.values():
         row["accuracy"] = row["correct"] / row["n"]
+    readme = readme_chat(engine, tokenizer, temperature, seed, top_k, top_p)
     return {
+        "readme_chat": readme,
         "temperature": temperature,
         "top_k": top_k,
         "top_p": top_p,
@@ -217,6 +233,9 @@ def format_table(report: dict) -> str:
         n = runs[0]["skills"][skill]["n"]
         cells = "".join(f"{100 * r['skills'][skill]['accuracy']:11.1f}%" for r in runs)
         lines.append(f"{skill:18s}{n:5d}{cells}")
+    if all("readme_chat" in r for r in runs):
+        lines.append(f"{'README chat':18s}{runs[0]['readme_chat']['n']:5d}"
+                     + "".join(f"{r['readme_chat']['correct']:>9d}/{r['readme_chat']['n']:<2d}" for r in runs))
     prompts = runs[0]["prompts"]
     lines.append(f"{'stop rate':18s}{prompts:5d}" + "".join(f"{100 * r['stop_rate']:11.1f}%" for r in runs))
     lines.append(f"{'mean reply tokens':18s}{'':5s}" + "".join(f"{r['mean_reply_tokens']:12.1f}" for r in runs))
