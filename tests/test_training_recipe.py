@@ -63,7 +63,7 @@ def test_eval_command_prints_the_table(trained, capsys):
     lines = capsys.readouterr().out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.strip().startswith("n ") or line.split()[:1] == ["n"])
     assert "T=0.6 k=50" in lines[header] and "greedy" not in lines[header]
-    assert [line.split()[0] for line in lines[header + 1:header + 4]] == ["powers", "conversations", "stop"]
+    assert [line.split()[0] for line in lines[header + 1:header + 4]] == ["powers", "conversations", "README"]
     assert main(["eval", "--checkpoint", str(trained / "checkpoint"), "--skills", "jokes"]) == 2
     assert "--skills: unknown jokes" in capsys.readouterr().err
 
@@ -75,3 +75,15 @@ def test_the_card_command_reproduces_the_recipe_with_its_overrides():
     assert "--seed 2" in command and "--n-layer 8" in command and "--sft-steps 600" in command
     args = build_parser().parse_args(command.split()[1:])
     assert recipe_from_args(args) == changed
+
+
+def test_the_default_recipe_fits_the_checkpoint_budget_and_a_chat():
+    from model.gpt import GPT, GPTConfig
+
+    for name in ("default", "quick"):
+        r = RECIPES[name]
+        config = GPTConfig(sequence_len=r.sequence_len, vocab_size=r.vocab_size, n_layer=r.n_layer, n_head=r.n_head,
+                           n_kv_head=r.n_kv_head, n_embd=r.n_embd)
+        assert GPT(config).num_parameters() * 2 < 19_000_000  # float16 weights, the tokenizer beside them: ≤ 20 MB
+    # the app keeps half the context for the reply: 1024 leaves 768 tokens of chat, room for a long chat
+    assert RECIPES["default"].sequence_len == RECIPES["default"].train_seq_len == 1024
