@@ -44,13 +44,14 @@ def test_answers_12_plus_30_with_the_calculator(engine):
 def test_held_out_word_skills_stay_above_a_floor(engine):
     """A guard against shipping a broken model: on 40 held-out prompts per skill (the eval's
     words and phrasings, greedy) each skill stays above 80% and replies stop. The full figures are in the card."""
-    from training.eval_prompts import eval_items
+    from training.eval_prompts import FIRST_SKILLS, eval_items
     from training.evaluate import evaluate
     from training.word_pools import word_pools
 
     eng, tokenizer = engine
     _, heldout_words, _ = word_pools(tokenizer)
-    items = [i for i in eval_items(heldout_words, 40, seed=77) if i.skill != "multi_turn"]
+    # the first model's rows (issue 17's new rows are for the model trained on them)
+    items = [i for i in eval_items(heldout_words, 40, seed=77, skills=FIRST_SKILLS) if i.skill != "multi_turn"]
     report = evaluate(eng, tokenizer, items, temperature=0.0, seed=77, log=lambda _: None)
     accuracy = {skill: row["accuracy"] for skill, row in report["skills"].items()}
     assert all(value >= 0.8 for value in accuracy.values()), accuracy

@@ -28,7 +28,9 @@ def test_tiny_recipe_runs_every_stage(trained):
     card = (trained / "checkpoint" / "MODEL_CARD.md").read_text()
     assert "glasschat train --recipe tiny" in card and "stop rate" in card
     report = json.loads((trained / "eval.json").read_text())
-    assert [run["temperature"] for run in report["runs"]] == [0.0, 0.7]
+    # greedy, the app's default sampling (the targets), and pure temperature 0.7 (earlier cards' column)
+    assert [(run["temperature"], run["top_k"]) for run in report["runs"]] == [(0.0, 0), (0.6, 50), (0.7, 0)]
+    assert "conversations" in report["runs"][0]["skills"] and "T=0.6 k=50 (the app's default sampling)" in card
     weak = weak_phrasings(report["runs"][0])  # a six-step model misreads most phrasings
     assert weak and all(line in card for line in weak)
     recipe = json.loads((trained / "recipe.json").read_text())
@@ -81,9 +83,19 @@ def test_eval_command_prints_the_table(trained, capsys):
     code = main(["eval", "--checkpoint", str(trained / "checkpoint"), "--per-skill", "1", "--temperature", "0"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "greedy" in out and "arithmetic" in out and "stop rate" in out
+    assert "greedy" in out and "arithmetic" in out and "stop rate" in out and "conversations" in out
     assert "held-out phrasings right under 90% of the time (greedy):" in out  # a six-step model misses
     assert main(["eval", "--checkpoint", str(trained / "nothing")]) == 2
+    capsys.readouterr()
+    code = main(["eval", "--checkpoint", str(trained / "checkpoint"), "--per-skill", "1", "--sampling", "default",
+                 "--skills", "powers,conversations"])
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.strip().startswith("n ") or line.split()[:1] == ["n"])
+    assert "T=0.6 k=50" in lines[header] and "greedy" not in lines[header]
+    assert [line.split()[0] for line in lines[header + 1:header + 4]] == ["powers", "conversations", "README"]
+    assert main(["eval", "--checkpoint", str(trained / "checkpoint"), "--skills", "jokes"]) == 2
+    assert "--skills: unknown jokes" in capsys.readouterr().err
 
 
 def test_eval_draws_and_writes_its_chart(trained, tmp_path, capsys):
@@ -109,8 +121,20 @@ def test_eval_chart_mistakes_are_refused_before_evaluating(args, message, capsys
 
 def test_the_card_command_reproduces_the_recipe_with_its_overrides():
     assert train_command(RECIPES["default"], "runs/default") == "glasschat train --recipe default --out runs/default"
-    changed = RECIPES["default"].overridden(seed=2, n_layer=6, sft_steps=600)
+    changed = RECIPES["default"].overridden(seed=2, n_layer=8, sft_steps=600)
     command = train_command(changed, "runs/default")
-    assert "--seed 2" in command and "--n-layer 6" in command and "--sft-steps 600" in command
+    assert "--seed 2" in command and "--n-layer 8" in command and "--sft-steps 600" in command
     args = build_parser().parse_args(command.split()[1:])
     assert recipe_from_args(args) == changed
+
+
+def test_the_default_recipe_fits_the_checkpoint_budget_and_a_chat():
+    from model.gpt import GPT, GPTConfig
+
+    for name in ("default", "quick"):
+        r = RECIPES[name]
+        config = GPTConfig(sequence_len=r.sequence_len, vocab_size=r.vocab_size, n_layer=r.n_layer, n_head=r.n_head,
+                           n_kv_head=r.n_kv_head, n_embd=r.n_embd)
+        assert GPT(config).num_parameters() * 2 < 19_000_000  # float16 weights, the tokenizer beside them: ≤ 20 MB
+    # the app keeps half the context for the reply: 1024 leaves 768 tokens of chat, room for a long chat
+    assert RECIPES["default"].sequence_len == RECIPES["default"].train_seq_len == 1024

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from glasschat.errors import UserError
 from model.sampling_options import add_quantize_argument, add_server_arguments
+from training.eval_prompts import SKILLS
 from training.recipe import RECIPES
 from training.stages import STAGES
 
@@ -42,7 +43,8 @@ def _register_train(subparsers) -> None:
         "writing everything under --out. Finished stages are skipped on a rerun; an interrupted training "
         "stage (Ctrl+C saves) resumes from its last state. The model ends up in OUT/checkpoint.")
     p.add_argument("--recipe", default="default", choices=list(RECIPES),
-                   help="default (the shipped model) or tiny (seconds; for trying the pipeline)")
+                   help="default (the shipped model, up to 2 hours on 2 cores), quick (under 20 minutes: a smaller "
+                   "model of your own) or tiny (seconds; for trying the pipeline)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--stage", action="append", choices=STAGES, metavar="STAGE",
                    help=f"run only this stage (repeatable): {', '.join(STAGES)}; default: all")
@@ -72,7 +74,12 @@ def _register_eval(subparsers) -> None:
     p.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (default: the bundled default model)")
     p.add_argument("--per-skill", type=_positive_int, default=200, help="prompts per skill (default 200)")
     p.add_argument("--temperature", type=float, action="append",
-                   help="sampling temperature, repeatable; 0 is greedy (default: 0 and 0.7)")
+                   help="pure temperature sampling (no top-k, no top-p), repeatable; 0 is greedy")
+    p.add_argument("--sampling", choices=("greedy", "default"), action="append",
+                   help="greedy, or the app's default sampling settings (temperature and top-k of chat/ask), "
+                   "repeatable (default, with no --temperature: both)")
+    p.add_argument("--skills", metavar="LIST", default=None,
+                   help=f"comma-separated rows to score (default: all: {','.join(SKILLS)})")
     p.add_argument("--seed", type=int, default=1234, help="seed of the held-out prompts and of sampling")
     p.add_argument("--threads", type=_thread_count, default=1, help="torch CPU threads (default 1)")
     add_quantize_argument(p)
@@ -123,7 +130,7 @@ def _eval(args) -> int:
     from glasschat.progress import LoadProgress
     from model import resolve_checkpoint_dir
     from model.threads import set_threads
-    from training.evaluate import evaluate_checkpoint, format_report
+    from training.evaluate import GREEDY, Sampling, app_default, evaluate_checkpoint, format_report
 
     if any(t < 0 for t in args.temperature or ()):
         raise UserError("--temperature: must be >= 0")
@@ -144,9 +151,17 @@ def _eval(args) -> int:
 
         return evaluate_files(args.bpb, checkpoint, as_json=args.json, threads=args.threads)
     log = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
-    report = evaluate_checkpoint(checkpoint, args.per_skill, tuple(args.temperature or (0.0, 0.7)),
-                                 seed=args.seed, log=log, quantize=args.quantize, progress=LoadProgress(),
-                                 server=args.server, api_key=args.api_key)
+    samplings = [GREEDY if name == "greedy" else app_default() for name in args.sampling or ()]
+    samplings += [Sampling(t) for t in args.temperature or ()]
+    skills = SKILLS
+    if args.skills:
+        skills = tuple(s.strip() for s in args.skills.split(",") if s.strip())
+        unknown = [s for s in skills if s not in SKILLS]
+        if unknown or not skills:
+            raise UserError(f"--skills: unknown {', '.join(unknown) or 'empty list'} (known: {', '.join(SKILLS)})")
+    report = evaluate_checkpoint(checkpoint, args.per_skill, seed=args.seed, log=log, quantize=args.quantize,
+                                 progress=LoadProgress(), server=args.server, api_key=args.api_key,
+                                 samplings=samplings or [GREEDY, app_default()], skills=skills)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     if args.plot or args.chart:
         from training.evaluate import skill_chart

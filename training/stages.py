@@ -177,7 +177,7 @@ def sft_conversations(run: Run, tok) -> list[dict]:
     r = run.recipe
     conversations = read_jsonl(run.path("data", "sft_train.jsonl"))
     n_practice = int(len(conversations) * r.coverage_share * 0.5)
-    words_only = {"spell": 1.0, "count": 1.0, "reverse": 1.0, "multi_turn": 0.3}
+    words_only = {"spell": 1.0, "count": 1.0, "reverse": 1.0, "multi_turn": 0.3, "letters": 0.4, "chat": 0.5}
     practice = practice_words(tok, seed=draw_seed(r, PRACTICE_WORDS_DRAW))
     source = ConversationSource("train", practice, mixture=words_only)
     extra = source.conversations(n_practice, seed=draw_seed(r, PRACTICE_CONVERSATIONS_DRAW))
@@ -257,11 +257,13 @@ def write_loss_chart(run: Run):
 
 def stage_eval(run: Run) -> None:
     from training.card import write_model_card
-    from training.evaluate import evaluate_checkpoint, format_report
+    from training.evaluate import GREEDY, Sampling, app_default, evaluate_checkpoint, format_report
 
     r = run.recipe
-    report = evaluate_checkpoint(run.path("checkpoint"), per_skill=r.eval_per_skill,
-                                 temperatures=(0.0, r.eval_temperature), seed=r.seed + EVAL_SEED_OFFSET, log=run.log)
+    # greedy and the app's default sampling are the targets; pure temperature compares with earlier cards
+    samplings = (GREEDY, app_default(), Sampling(r.eval_temperature))
+    report = evaluate_checkpoint(run.path("checkpoint"), per_skill=r.eval_per_skill, samplings=samplings,
+                                 seed=r.seed + EVAL_SEED_OFFSET, log=run.log)
     atomic_write_text(run.path("eval.json"), json.dumps(report, indent=2) + "\n")
     run.log(format_report(report))
     write_model_card(run.path("checkpoint"), r, report, run.timings(), losses=stage_losses(run))
