@@ -8,7 +8,7 @@ import importlib
 
 from glasschat.command_group import add_group
 
-BENCHMARKS = ("tokenizer", "engine", "int8", "tui", "serve", "context", "bpb")
+BENCHMARKS = ("tokenizer", "engine", "int8", "tui", "serve", "context", "bpb", "attention", "train")
 
 
 def register(subparsers) -> None:

@@ -26,14 +26,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the status bar says about the model. ``weight_format`` (``bf16``, ``int8``, ...) and
-    ``runs_on`` (``cpu``, a host, ...) are shown when a backend knows them."""
+    """What the status bar and the first screen say about the model. ``weight_format`` (``fp32``,
+    ``int8``, ...: what runs) and ``runs_on`` (``cpu``, a host, ...) are shown when a backend
+    knows them; ``source`` (where it came from), ``stored_as`` (the weights' format on disk) and
+    ``example_prompts`` (prompts it handles well, from its card) come from ``model.facts``."""
 
     name: str
     parameters: int
     sequence_len: int
     weight_format: str = ""
     runs_on: str = ""
+    source: str = ""
+    stored_as: str = ""
+    example_prompts: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -56,7 +61,8 @@ class ModelInfo:
 class Backend(Protocol):
     """A model that generates: ``stream`` yields ``TokenEvent``s and ends each row with one
     ``Stop`` (the contract of ``model.events``), stopping within a token once ``cancel`` is set;
-    ``surprisal`` scores given tokens instead (the token pane's surprise view); ``close`` frees
+    ``surprisal`` scores given tokens instead (the token pane's surprise view); ``attention``
+    says what a token attended to (the attention view); ``close`` frees
     what the backend holds (a process, a connection); ``tokenizer`` renders conversations for
     it; ``info`` is what the status bar shows."""
 
@@ -74,16 +80,26 @@ class Backend(Protocol):
         (``nan`` where nothing precedes it in the model's context): ``model.bpb.surprisal``."""
         ...
 
+    def attention(self, ids: list[int], position: int) -> list[list[list[float]]]:
+        """``weights[layer][head][key]``: how the token at ``position`` of ``ids`` attended to the
+        keys ``0..position``, by an exact reference forward (``model.attention``); a one-line
+        ``UserError`` where it cannot be computed, or not quickly."""
+        ...
+
     def close(self) -> None: ...
 
 
 class LocalBackend:
     """The engine in this process: for headless commands, where nothing else competes for it."""
 
-    def __init__(self, engine: Engine, tokenizer: Tokenizer, info: ModelInfo) -> None:
+    def __init__(self, engine: Engine, tokenizer: Tokenizer, info: ModelInfo, directory: Path | None = None) -> None:
+        """``directory``: the checkpoint the engine was loaded from (the attention view loads its
+        weights again, in fp32, when first asked)."""
         self.engine = engine
         self.tokenizer = tokenizer
         self.info = info
+        self.directory = directory
+        self._probe = None
 
     def stream(self, prompt_ids: list[int], params: SamplingParams = SamplingParams(),
                cancel: threading.Event | None = None) -> Iterator[TokenEvent | Stop]:
@@ -93,6 +109,13 @@ class LocalBackend:
         from model.bpb import surprisal
 
         return surprisal(self.engine, ids)
+
+    def attention(self, ids: list[int], position: int) -> list[list[list[float]]]:
+        if self._probe is None:
+            from model.attention import engine_probe
+
+            self._probe = engine_probe(self.engine, self.directory)
+        return self._probe.attention(ids, position)
 
     def close(self) -> None:
         pass  # the weights go with the object
@@ -106,7 +129,7 @@ def load_local_backend(checkpoint: str | None, quantize: str | None = None, prog
 
     directory = resolve_checkpoint_dir(checkpoint)
     engine, tokenizer = load_engine(directory, quantize, progress=progress)
-    return LocalBackend(engine, tokenizer, model_info(directory, engine))
+    return LocalBackend(engine, tokenizer, model_info(directory, engine), directory)
 
 
 def open_backend(checkpoint: str | None, *, server: str | None = None, api_key: str | None = None,
@@ -125,10 +148,12 @@ def open_backend(checkpoint: str | None, *, server: str | None = None, api_key: 
 def model_info(directory, engine: Engine) -> ModelInfo:
     """What the status bar shows for ``engine`` loaded from ``directory``."""
     from model.checkpoint import parameter_count
+    from model.facts import checkpoint_facts
 
     config = engine.config
+    facts = checkpoint_facts(directory)
     return ModelInfo(model_name(directory), parameter_count(config), config.sequence_len, engine.weight_format,
-                     engine.device.type)
+                     engine.device.type, facts.source, facts.stored_as, facts.example_prompts)
 
 
 def model_name(directory) -> str:

@@ -2,10 +2,12 @@
 ``<|python_end|>``.
 
 The expression is model output, so it is parsed with ``ast`` and only a small language is
-walked: int and float literals, ``+ - * / // %``, unary ``-``/``+``, parentheses, and
-``"literal".count("literal")`` (for letter counting). Everything else — names, attributes,
-other calls, ``**``, comparisons, strings in arithmetic — is refused. The text, every number
-and every string are bounded, so no input can make it slow or hungry.
+walked: int and float literals, ``+ - * / // %``, ``**``, unary ``-``/``+``, parentheses,
+``sqrt(x)`` and ``"literal".count("literal")`` (for letter counting). Everything else — other
+names, attributes, other calls, comparisons, strings in arithmetic — is refused. The text,
+every number and every string are bounded, so no input can make it slow or hungry: a power is
+checked against the bounds *before* it is computed (its exponent and the digits of its result
+from a logarithm), so ``9**9**9**9`` is refused at once instead of running Python out of memory.
 
 ``calculate`` never raises and always answers: the result, or a short fixed ``error: ...``
 text (division by zero, out of range, unsupported, not an expression). The engine forces that
@@ -22,6 +24,7 @@ import math
 MAX_EXPRESSION_CHARS = 256  # also bounds nesting: the parser never sees a deep expression
 MAX_MAGNITUDE = 10**15  # every literal and intermediate result stays within this
 MAX_DEPTH = 32
+MAX_EXPONENT = 64  # 2 ** 64 is already past MAX_MAGNITUDE; a bigger exponent only makes tiny results
 
 _BINARY = {
     ast.Add: lambda a, b: a + b,
@@ -74,9 +77,43 @@ def _evaluate(node: ast.AST, depth: int) -> int | float:
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _evaluate(node.left, depth + 1), _evaluate(node.right, depth + 1)
         return _bounded(_BINARY[type(node.op)](left, right))
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+        return _power(_evaluate(node.left, depth + 1), _evaluate(node.right, depth + 1))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "sqrt":
+        if node.keywords or len(node.args) != 1:
+            raise _Refused("unsupported expression")
+        return _sqrt(_evaluate(node.args[0], depth + 1))
     if isinstance(node, ast.Call):
         return _count(node)
     raise _Refused("unsupported expression")
+
+
+def _power(base: int | float, exponent: int | float) -> int | float:
+    """``base ** exponent``, refused before computing when it would leave the bounds."""
+    if abs(exponent) > MAX_EXPONENT:
+        raise _Refused("exponent too large")
+    if base == 0:
+        if exponent < 0:
+            raise ZeroDivisionError
+        return 0 if exponent else 1
+    if base < 0 and not float(exponent).is_integer():
+        raise _Refused("result is not a real number")  # Python would answer a complex number
+    # the result's size from its logarithm, so no huge power is ever built
+    if exponent * math.log10(abs(base)) > math.log10(MAX_MAGNITUDE):
+        raise _Refused("result out of range")
+    if isinstance(exponent, float) and exponent.is_integer() and isinstance(base, int):
+        exponent = int(exponent)
+    return _bounded(base**exponent if exponent >= 0 or isinstance(base, float) else float(base) ** exponent)
+
+
+def _sqrt(value: int | float) -> int | float:
+    if value < 0:
+        raise _Refused("square root of a negative number")
+    if isinstance(value, int):
+        root = math.isqrt(value)
+        if root * root == value:
+            return root  # exact for perfect squares of any size within the bounds
+    return math.sqrt(value)
 
 
 def _count(node: ast.Call) -> int:

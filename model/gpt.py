@@ -222,7 +222,11 @@ class CausalSelfAttention(nn.Module):
             self.ve_gate_channels, self.ve_gate_scale = config.ve_gate_channels, config.ve_gate_scale
             self.ve_gate = nn.Linear(config.ve_gate_channels, config.n_kv_head, bias=False)
 
-    def forward(self, x, cos, sin, mask=None, ve=None) -> torch.Tensor:
+    def qkv(self, x, cos, sin, ve=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries (B, n_head, T, D), keys and values (B, n_kv_head, T, D) as attention reads
+        them: rotated, QK-normed and scaled, the values with their value embedding. One method
+        for the forward and for ``model.attention``'s probe, so the probe's weights are the
+        model's own."""
         B, T, C = x.shape
         q = self.c_q(x).view(B, T, self.n_head, self.head_dim)
         k = self.c_k(x).view(B, T, self.n_kv_head, self.head_dim)
@@ -233,7 +237,11 @@ class CausalSelfAttention(nn.Module):
         q, k = norm(apply_rotary(q, cos, sin)), norm(apply_rotary(k, cos, sin))
         if self.qk_scale != 1:
             q, k = q * self.qk_scale, k * self.qk_scale
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+
+    def forward(self, x, cos, sin, mask=None, ve=None) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x, cos, sin, ve)
         gqa = self.n_head != self.n_kv_head
         if mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)

@@ -91,8 +91,9 @@ class RemoteBackend:
 
     @property
     def info(self) -> ModelInfo:
-        """What the status bar shows: the served model's name, where it runs."""
-        return ModelInfo(self.model, 0, self.sequence_len, runs_on=self.host)
+        """What the status bar shows: the served model's name, where it runs (a server says
+        nothing of its size, weights or example prompts)."""
+        return ModelInfo(self.model, 0, self.sequence_len, runs_on=self.host, source=f"served by {self.url}")
 
     # ---- connecting
 
@@ -242,6 +243,10 @@ class RemoteBackend:
         """Not offered: scoring given tokens needs the model's logits at every position, which
         the completions protocol does not return for a prompt."""
         raise RemoteError(f"{self.host}: the surprise view needs the model in this process (run without --server)")
+
+    def attention(self, ids: list[int], position: int) -> list[list[list[float]]]:
+        """Not offered: the attention view's reference forward reads the model's weights."""
+        raise RemoteError("attention needs the model's weights; not available on a server")
 
     def close(self) -> None:
         self._client.close()

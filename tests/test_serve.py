@@ -102,6 +102,12 @@ def remote(server, default_model):
     backend.close()
 
 
+def test_attention_is_refused_by_a_remote_backend_in_one_line(remote):
+    with pytest.raises(UserError) as error:
+        remote.attention([1, 2, 3], 2)
+    assert str(error.value) == "attention needs the model's weights; not available on a server"
+
+
 def prompt_of(tokenizer, question):
     return tokenizer.render_for_completion({"messages": [{"role": "user", "content": question}]})
 

@@ -133,3 +133,64 @@ def test_ctrl_c_saves_before_exiting(tiny_tokenizer, sft_rows, tmp_path):
     step, _ = load_state(tmp_path / STATE_FILE, fresh, make_optimizers(fresh, config))
     assert step == 5
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
+
+
+def test_the_loss_history_survives_a_resume(tiny_tokenizer, sft_rows, tmp_path):
+    import json
+
+    from training.loss_history import LOSS_FILE
+
+    config = LoopConfig(steps=8, log_every=2, eval_every=4, save_every=100, warmup_steps=2)
+    batches, val = Batches(sft_rows, 4, seed=2), Batches(sft_rows, 4, seed=3)
+    whole_histories = []
+    train(_tiny_model(tiny_tokenizer.vocab_size), batches, config, tmp_path / "whole", val_batches=val, val_size=2,
+          log=lambda _: None, on_history=lambda h: whole_histories.append((len(h.train), len(h.val))))
+    # called at every progress line (steps 2, 4, 6, 8) and after each held-out loss (4, 8)
+    assert whole_histories == [(2, 0), (4, 0), (4, 1), (6, 1), (8, 1), (8, 2)]
+    whole = json.loads((tmp_path / "whole" / LOSS_FILE).read_text())
+
+    train(_tiny_model(tiny_tokenizer.vocab_size), batches, config, tmp_path / "split", val_batches=val, val_size=2,
+          log=lambda _: None, stop_after=5)
+    interrupted = json.loads((tmp_path / "split" / LOSS_FILE).read_text())
+    assert [s for s, _ in interrupted["train"]] == [1, 2, 3, 4, 5] and [s for s, _ in interrupted["val"]] == [4]
+    train(_tiny_model(tiny_tokenizer.vocab_size, seed=7), batches, config, tmp_path / "split", val_batches=val,
+          val_size=2, log=lambda _: None)
+    resumed = json.loads((tmp_path / "split" / LOSS_FILE).read_text())
+    assert resumed["stage"] == "train"
+    assert [s for s, _ in resumed["train"]] == list(range(1, 9))  # every step once, none lost or doubled
+    assert [s for s, _ in resumed["val"]] == [4, 8]
+    for key in ("train", "val"):
+        assert [v for _, v in resumed[key]] == pytest.approx([v for _, v in whole[key]], abs=1e-5)
+
+
+def test_a_history_saved_beyond_the_resumed_step_is_cut_back():
+    from training.loss_history import LossHistory
+
+    saved = {"train": [[1, 3.0], [2, 2.5], [3, 2.0]], "val": [[2, 2.7], [3, 2.1]]}
+    history = LossHistory.from_json(saved, upto=2)
+    assert history.train == [(1, 3.0), (2, 2.5)] and history.val == [(2, 2.7)]
+
+
+def test_the_live_chart_redraws_in_place(tmp_path):
+    import io
+
+    from training.live_chart import LiveLossChart, loss_display
+    from training.loss_history import LossHistory
+
+    stream = io.StringIO()
+    chart = LiveLossChart("pretrain", stream, width=60, height=12, every_s=0.0)
+    history = LossHistory([(1, 5.0), (2, 4.5)], [])
+    chart.update(history)
+    first = stream.getvalue()
+    assert "pretrain: loss" in first and "\x1b[" in first and not first.startswith("\x1b[12F")
+    assert first.count("\n") == 12
+    chart.log("pretrain step 2/8  loss 4.5")
+    second = stream.getvalue()[len(first):]
+    assert second.startswith("\x1b[12F\x1b[J")  # back over the 12 lines drawn, cleared, drawn again
+    assert second.rstrip("\n").endswith("pretrain step 2/8  loss 4.5")
+
+    # off a terminal: the log function itself, no chart
+    lines = []
+    with loss_display("sft", lines.append, live=False) as (log, on_history):
+        log("sft step 1")
+    assert lines == ["sft step 1"] and on_history is None

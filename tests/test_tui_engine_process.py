@@ -36,10 +36,15 @@ def test_engine_process_matches_the_engine_and_stops_on_request(checkpoint, tiny
     prompt = tiny_tokenizer.render_for_completion({"messages": [{"role": "user", "content": "Hello there!"}]})
     params = SamplingParams(temperature=1.0, seed=7, max_tokens=20, top_alternatives=3)
     local = [e for e in Engine(*load_model(checkpoint)).stream(prompt, params)]
+    (checkpoint / "MODEL_CARD.md").write_text("# tiny\n\n## Example prompts\n\n- spell cat\n- say hello\n")
     remote = EngineProcess(str(checkpoint), place_cpus=False)  # the test process keeps its CPUs
     try:
         assert remote.sequence_len == 64 and remote.parameters > 0
         assert isinstance(remote, Backend) and remote.info.sequence_len == 64
+        # what the first screen shows comes over from the engine process
+        info = remote.info
+        assert (info.source, info.example_prompts) == (str(checkpoint), ("spell cat", "say hello"))
+        assert (info.stored_as, info.weight_format) == ("fp32", "fp32")
         assert remote.tokenizer.encode("Hello") == tiny_tokenizer.encode("Hello")
         events = list(remote.stream(prompt, params))
         strip = lambda es: [(e.id, e.text, e.forced, e.top) if isinstance(e, TokenEvent) else e.reason for e in es]  # noqa: E731
@@ -54,6 +59,14 @@ def test_engine_process_matches_the_engine_and_stops_on_request(checkpoint, tiny
 
         ids = prompt + [e.id for e in events if isinstance(e, TokenEvent)]
         assert remote.surprisal(ids) == pytest.approx(surprisal(load_model(checkpoint)[0], ids), abs=1e-5)
+        # so does the attention view's reference forward, on the checkpoint's weights
+        from model.attention import AttentionProbe
+
+        gpt = load_model(checkpoint)[0]
+        expected = AttentionProbe(gpt.config, lambda: gpt).attention(ids, len(ids) - 2)
+        assert torch.allclose(torch.tensor(remote.attention(ids, len(ids) - 2)), torch.tensor(expected), atol=1e-6)
+        with pytest.raises(UserError, match="position 999 is outside"):
+            remote.attention(ids, 999)
         assert strip(list(remote.stream(prompt, params))) == strip(local)
     finally:
         remote.close()

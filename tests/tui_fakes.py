@@ -33,6 +33,7 @@ class ScriptedBackend:
         self.probs = probs or [0.5]
         self.calls: list[tuple[list[int], object]] = []  # (prompt ids, params) of every call
         self.surprisal_calls: list[list[int]] = []  # the ids of every surprisal request
+        self.attention_calls: list[tuple[list[int], int]] = []  # (ids, position) of every attention request
         self.holding = threading.Event()
 
     def tokens(self, reply) -> list[tuple[int, bool]]:
@@ -92,6 +93,19 @@ class ScriptedBackend:
         """Made-up but fixed: token id ``t`` is ``1 + t % 5`` bits surprising."""
         self.surprisal_calls.append(list(ids))
         return [float(1 + token % 5) for token in ids[1:]]
+
+    def attention(self, ids, position):
+        """Made-up but fixed, 2 layers of 2 heads: key j gets weight in proportion to
+        ``(1 + (3·ids[j] + layer + 2·head) % 7)²``."""
+        self.attention_calls.append((list(ids), position))
+        weights = []
+        for layer in range(2):
+            heads = []
+            for head in range(2):
+                raw = [(1.0 + (3 * token + layer + 2 * head) % 7) ** 2 for token in ids[: position + 1]]
+                heads.append([w / sum(raw) for w in raw])
+            weights.append(heads)
+        return weights
 
     def close(self) -> None:
         self.closed = True

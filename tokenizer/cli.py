@@ -1,4 +1,4 @@
-"""``glasschat tokenizer train|encode|render|export-nanochat``."""
+"""``glasschat tokenizer train|encode|render|stats|export-nanochat``."""
 
 import json
 import sys
@@ -13,6 +13,7 @@ def register(subparsers) -> None:
     _register_train(group)
     _register_encode(group)
     _register_render(group)
+    _register_stats(group)
     _register_export_nanochat(group)
 
 
@@ -82,6 +83,57 @@ def _read_json(path: str):
     from glasschat.loading import read_json
 
     return read_json(path)
+
+
+def _register_stats(group) -> None:
+    p = group.add_parser(
+        "stats", help="Bytes per token on your texts, per input, and the token-length histogram.",
+        description="Encode each TEXT with the tokenizer in DIR (a tokenizer directory, or a checkpoint holding "
+        "one) and report its bytes, tokens and bytes per token — per file, a directory's files grouped by "
+        "extension, and over all — with a bar chart, then the token-length histogram over the vocabulary and "
+        "as used on these texts. Files in a directory that are not UTF-8 text are skipped and counted.")
+    p.add_argument("directory", metavar="DIR", help="tokenizer or checkpoint directory")
+    p.add_argument("texts", nargs="+", metavar="TEXT", help="text files or directories (e.g. one per language)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON (no terminal charts)")
+    p.add_argument("--chart", metavar="FILE.png", help="also write both charts to this PNG image")
+    p.add_argument("--no-plot", action="store_true", help="the table only, no terminal charts")
+    p.set_defaults(func=_stats)
+
+
+def _stats(args) -> int:
+    from glasschat.atomic import check_file_target
+    from tokenizer.runtime import Tokenizer
+    from tokenizer.stats import bytes_per_token_chart, format_table, length_chart, measure, tokenizer_dir
+
+    if args.chart:
+        check_file_target(_png_name(args.chart))
+    directory = tokenizer_dir(args.directory)
+    stats = measure(Tokenizer.load(directory), str(directory), args.texts)
+    charts = [bytes_per_token_chart(stats), length_chart(stats)]
+    if args.json:
+        print(json.dumps(stats.to_json(), indent=2))
+    else:
+        print(format_table(stats))
+        if not args.no_plot:
+            from glasschat.term_chart import render
+
+            color = sys.stdout.isatty()
+            for chart in charts:
+                print()
+                print(render(chart, color=color))
+    if args.chart:
+        from glasschat.image_chart import write_png
+
+        write_png(args.chart, charts)
+        print(f"wrote {args.chart}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _png_name(path: str) -> str:
+    """A chart file's name must say PNG: what is written is one."""
+    if not path.lower().endswith(".png"):
+        raise UserError(f"--chart {path}: the chart is a PNG image; give a name ending in .png")
+    return path
 
 
 def _register_train(group) -> None:

@@ -8,7 +8,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from glasschat.atomic import atomic_write_text
-from training.evaluate import WEAK_BELOW, format_table, weak_phrasings
+from model.facts import card_section
+from training.evaluate import WEAK_BELOW, _label, example_prompts, format_table, weak_phrasings
+from training.loss_history import LOSS_CHART
 
 
 def _cpu_name() -> str:
@@ -24,6 +26,19 @@ def _cpu_name() -> str:
 # what the shipped model is asked to reach, greedy, in percent
 TARGETS = {"arithmetic": 98.0, "spelling": 95.0, "counting": 90.0, "reversal": 90.0}
 STOP_RATE_TARGET = 99.5
+
+
+def _columns(report: dict) -> str:
+
+    names = []
+    for run in report["runs"]:
+        label = _label(run)
+        if run["temperature"] and run.get("top_k"):
+            label += " (the app's default sampling)"
+        elif run["temperature"]:
+            label += " (pure temperature: no top-k, no top-p)"
+        names.append(label)
+    return ", ".join(names)
 
 
 def _targets(greedy: dict) -> str:
@@ -58,14 +73,41 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def write_model_card(checkpoint: Path, recipe, report: dict, timings: dict) -> Path:
+def _loss_section(checkpoint: Path, losses: dict) -> str:
+    """The card's loss curves: the image and the last figures of each training stage; empty
+    when the run left no loss chart (a checkpoint trained before there was one)."""
+    if not (checkpoint / LOSS_CHART).is_file() or not losses:
+        return ""
+    rows = []
+    for stage, history in losses.items():
+        step, train = history.train[-1]
+        held_out = f"{history.val[-1][1]:.3f}" if history.val else "—"
+        rows.append(f"| {stage} | {step} | {train:.3f} | {held_out} |")
+    table = "\n".join(rows)
+    return f"""## Loss
+
+![Training and held-out loss per step, pretraining and fine-tuning]({LOSS_CHART})
+
+The training loss of each step's batch and the loss on held-out rows at each evaluation
+(`pretrain/loss.json` and `sft/loss.json` in the run's directory hold every point).
+
+| stage | steps | last training loss | last held-out loss |
+|---|---|---|---|
+{table}
+
+"""
+
+
+def write_model_card(checkpoint: Path, recipe, report: dict, timings: dict, losses: dict | None = None) -> Path:
+    """Write ``checkpoint/MODEL_CARD.md``; ``losses`` (``{stage: LossHistory}``) adds the loss
+    curves' section when ``checkpoint/loss.png`` is there."""
     import torch
 
     from model.checkpoint import read_config
 
     config, data = read_config(checkpoint)
     parameters = data.get("metadata", {}).get("parameters")
-    files = [p for p in checkpoint.rglob("*") if p.is_file() and p.name != "MODEL_CARD.md"]
+    files = [p for p in checkpoint.rglob("*") if p.is_file() and p.name not in ("MODEL_CARD.md", LOSS_CHART)]
     size_mb = sum(p.stat().st_size for p in files) / 1e6
     r = asdict(recipe)
     training_stages = [s for s in ("data", "tokenizer", "pretrain", "sft", "checkpoint") if s in timings]
@@ -78,13 +120,17 @@ def write_model_card(checkpoint: Path, recipe, report: dict, timings: dict) -> P
     resumed_note = ("\nA stage marked resumed was interrupted and continued from its saved state (the same "
                     "steps, the same result): its time adds both parts, its load columns cover the last part.\n"
                     if resumed else "")
-    greedy, sampled = report["runs"][0], report["runs"][-1]
+    greedy = report["runs"][0]
+    prompts = example_prompts(greedy)  # the chat's first screen offers them (model.facts reads them back)
+    examples = f"\n{card_section(prompts)}" if prompts else ""
     reproduce = train_command(recipe, f"runs/{recipe.name}")
     text = f"""# glasschat default model
 
-A tiny chat model trained from scratch on a CPU by `{reproduce}`. It does four things:
-arithmetic through the calculator tool, spelling a word, counting a letter in a word and
-reversing a word — plus greetings, saying what it is, and politely declining anything else.
+A tiny chat model trained from scratch on a CPU by `{reproduce}`. It does arithmetic through
+the calculator tool (powers, percentages and square roots included), spells a word, counts a
+letter or all the letters in a word, reverses a word and tells a palindrome — in chats that
+switch skill every turn and refer back ("and how many p's?", "now multiply that by 3") — plus
+greetings, saying what it is, and politely declining anything else.
 
 ## Size
 
@@ -92,7 +138,7 @@ reversing a word — plus greetings, saying what it is, and politely declining a
   {config.n_head} heads, context {config.sequence_len} tokens, vocabulary {config.vocab_size}
   ({config.vocab_size - 9} BPE tokens + 9 special tokens)
 - weights stored in {recipe.dtype} (loaded as fp32 on a CPU): {size_mb:.1f} MB with the tokenizer
-
+{examples}
 ## How it answers
 
 - Arithmetic: it copies the expression into `<|python_start|>12 + 30<|python_end|>`, the engine
@@ -102,6 +148,9 @@ reversing a word — plus greetings, saying what it is, and politely declining a
   states the last tally.
 - Reversal: it spells the word, reads the letters backwards, then writes the reversed word one
   letter per token (so it never has to guess how BPE would split a nonsense string).
+- Powers, percentages, square roots: `3 ** 4`, `15 / 100 * 80`, `sqrt(144)` through the calculator.
+- Letter totals: `h (1) e (2) l (3) l (4) o (5). So hello has 5 letters.`; palindromes: the
+  word spelled forwards and backwards, then `so yes` or `so no`.
 
 ## Data (all offline, generated deterministically from seed {recipe.seed})
 
@@ -110,9 +159,12 @@ reversing a word — plus greetings, saying what it is, and politely declining a
 - Words: `training/data/words.txt` — everyday words written by hand plus words mined from
   the same documents; one word in ten (by hash) is held out and never appears in training.
 - Conversations: generated by `training/` (greetings, identity, capabilities, thanks and
-  goodbyes, out-of-scope refusals, arithmetic, spelling, counting, reversal, multi-turn mixes with
-  follow-ups such as "now reverse it"). Evaluation uses other seeds, the held-out words and
-  arithmetic expressions, and phrasings kept out of training.
+  goodbyes, acknowledgements, out-of-scope refusals, arithmetic, powers, percentages, square
+  roots, spelling, counting, letter totals, reversal, palindromes, long words of 13-20 letters,
+  multi-turn mixes with follow-ups such as "now reverse it", and chats that switch skill every
+  turn where the newest word named is what "it" means). Evaluation uses other seeds, the
+  held-out words, long words, palindromes and arithmetic expressions, and phrasings kept out of
+  training.
 
 ## Recipe
 
@@ -136,12 +188,12 @@ run down.
 {stage_rows}
 | **total (data → checkpoint)** | **{_minutes(total)}** | | | |
 {resumed_note}
-## Evaluation
+{_loss_section(checkpoint, losses or {})}## Evaluation
 
 `glasschat eval --checkpoint checkpoints/default` — {report['per_skill']} held-out prompts per skill
-(seed {report['seed']}, {report['heldout_words']} held-out words), greedy and at temperature
-{sampled['temperature']:g} (pure temperature sampling: no top-k, no top-p), through the engine with the calculator
-({sum(run['seconds'] for run in report['runs']):.0f} s for both):
+(seed {report['seed']}, {report['heldout_words']} held-out words; `conversations` scores each reply of
+held-out chats of 3-6 requests that switch skill and refer back), {_columns(report)}, through the engine
+with the calculator ({sum(run['seconds'] for run in report['runs']):.0f} s in all):
 
 ```
 {format_table(report)}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from glasschat.errors import UserError
 from model.sampling_options import add_quantize_argument, add_server_arguments
+from training.eval_prompts import SKILLS
 from training.recipe import RECIPES
 from training.stages import STAGES
 
@@ -41,7 +43,8 @@ def _register_train(subparsers) -> None:
         "writing everything under --out. Finished stages are skipped on a rerun; an interrupted training "
         "stage (Ctrl+C saves) resumes from its last state. The model ends up in OUT/checkpoint.")
     p.add_argument("--recipe", default="default", choices=list(RECIPES),
-                   help="default (the shipped model) or tiny (seconds; for trying the pipeline)")
+                   help="default (the shipped model, up to 2 hours on 2 cores), quick (under 20 minutes: a smaller "
+                   "model of your own) or tiny (seconds; for trying the pipeline)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--stage", action="append", choices=STAGES, metavar="STAGE",
                    help=f"run only this stage (repeatable): {', '.join(STAGES)}; default: all")
@@ -71,12 +74,19 @@ def _register_eval(subparsers) -> None:
     p.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (default: the bundled default model)")
     p.add_argument("--per-skill", type=_positive_int, default=200, help="prompts per skill (default 200)")
     p.add_argument("--temperature", type=float, action="append",
-                   help="sampling temperature, repeatable; 0 is greedy (default: 0 and 0.7)")
+                   help="pure temperature sampling (no top-k, no top-p), repeatable; 0 is greedy")
+    p.add_argument("--sampling", choices=("greedy", "default"), action="append",
+                   help="greedy, or the app's default sampling settings (temperature and top-k of chat/ask), "
+                   "repeatable (default, with no --temperature: both)")
+    p.add_argument("--skills", metavar="LIST", default=None,
+                   help=f"comma-separated rows to score (default: all: {','.join(SKILLS)})")
     p.add_argument("--seed", type=int, default=1234, help="seed of the held-out prompts and of sampling")
     p.add_argument("--threads", type=_thread_count, default=1, help="torch CPU threads (default 1)")
     add_quantize_argument(p)
     add_server_arguments(p)
     p.add_argument("--json", action="store_true", help="print the full report (with failures) as JSON")
+    p.add_argument("--plot", action="store_true", help="also draw the per-skill accuracy as a bar chart in the terminal")
+    p.add_argument("--chart", metavar="FILE.png", help="also write the per-skill accuracy as a bar chart to this PNG")
     p.add_argument("--bpb", nargs="+", metavar="FILE",
                    help="instead: bits per byte on these text files (each one document, nanochat's measure), per file "
                    "and over all, with the tokens scored (all but each window's first) and the bytes they stand for; "
@@ -109,7 +119,9 @@ def _train(args) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
     set_threads(args.threads)
-    run = Run(recipe, out, device=device, threads=args.threads, log=lambda line: print(line, flush=True))
+    # on a terminal the training stages draw their loss live; in a pipe or a log file, lines only
+    run = Run(recipe, out, device=device, threads=args.threads, log=lambda line: print(line, flush=True),
+              live=sys.stdout.isatty())
     run_stages(run, args.stage or list(STAGES), force=args.force)
     return 0
 
@@ -118,21 +130,51 @@ def _eval(args) -> int:
     from glasschat.progress import LoadProgress
     from model import resolve_checkpoint_dir
     from model.threads import set_threads
-    from training.evaluate import evaluate_checkpoint, format_report
+    from training.evaluate import GREEDY, Sampling, app_default, evaluate_checkpoint, format_report
 
     if any(t < 0 for t in args.temperature or ()):
         raise UserError("--temperature: must be >= 0")
+    if args.chart:  # refused before minutes of evaluation, not after
+        from glasschat.atomic import check_file_target
+
+        if not args.chart.lower().endswith(".png"):
+            raise UserError(f"--chart {args.chart}: the chart is a PNG image; give a name ending in .png")
+        check_file_target(args.chart)
     set_threads(args.threads)
     checkpoint = resolve_checkpoint_dir(args.checkpoint)
     if args.bpb:
         if args.server or args.quantize:
             raise UserError("--bpb: scores a checkpoint run here in fp32, so it takes neither --server nor --quantize")
+        if args.chart or args.plot:
+            raise UserError("--chart and --plot draw the per-skill table, which --bpb does not make")
         from model.bpb_report import evaluate_files
 
         return evaluate_files(args.bpb, checkpoint, as_json=args.json, threads=args.threads)
     log = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
-    report = evaluate_checkpoint(checkpoint, args.per_skill, tuple(args.temperature or (0.0, 0.7)),
-                                 seed=args.seed, log=log, quantize=args.quantize, progress=LoadProgress(),
-                                 server=args.server, api_key=args.api_key)
+    samplings = [GREEDY if name == "greedy" else app_default() for name in args.sampling or ()]
+    samplings += [Sampling(t) for t in args.temperature or ()]
+    skills = SKILLS
+    if args.skills:
+        skills = tuple(s.strip() for s in args.skills.split(",") if s.strip())
+        unknown = [s for s in skills if s not in SKILLS]
+        if unknown or not skills:
+            raise UserError(f"--skills: unknown {', '.join(unknown) or 'empty list'} (known: {', '.join(SKILLS)})")
+    report = evaluate_checkpoint(checkpoint, args.per_skill, seed=args.seed, log=log, quantize=args.quantize,
+                                 progress=LoadProgress(), server=args.server, api_key=args.api_key,
+                                 samplings=samplings or [GREEDY, app_default()], skills=skills)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
+    if args.plot or args.chart:
+        from training.evaluate import skill_chart
+
+        chart = skill_chart(report)
+        if args.plot:
+            from glasschat.term_chart import render
+
+            print()
+            print(render(chart, color=sys.stdout.isatty()))
+        if args.chart:
+            from glasschat.image_chart import write_png
+
+            write_png(args.chart, [chart])
+            print(f"wrote {args.chart}", file=sys.stderr if args.json else sys.stdout)
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from training import arithmetic, small_talk, word_skills
+from training import arithmetic, chats, math_skills, small_talk, word_extras, word_skills
 from training.phrasing import Split
 from training.word_skills import WORD_SKILLS
 
@@ -19,7 +19,11 @@ from training.word_skills import WORD_SKILLS
 MIXTURE: dict[str, float] = {
     "greeting": 3, "identity": 3, "capabilities": 3, "how_are_you": 1.5, "thanks": 1.5, "goodbye": 1.5,
     "out_of_scope": 6, "arithmetic": 18, "spell": 14, "count": 16, "reverse": 14, "multi_turn": 18.5,
+    # issue 17: the skills people try first, and chats that switch skill every turn
+    "power": 4, "percent": 4, "sqrt": 3, "letters": 5, "palindrome": 4, "long_word": 6, "acknowledge": 1.5,
+    "chat": 24,
 }
+LONG_WORD_SHARE = 0.15  # of the words in a chat: long words (13-20 letters)
 
 
 def _user(text: str) -> dict:
@@ -58,7 +62,16 @@ class ConversationSource:
         kind = kind or rng.choices(self.kinds, weights=self.weights)[0]
         if kind == "multi_turn":
             return {"messages": self._multi_turn(rng)}
+        if kind == "chat":
+            # mostly 3-6 requests like the eval's chats, some longer: a chat in the app keeps going
+            turns = rng.choice((3, 4, 4, 5, 5, 6, 6, 8, 10))
+            return {"messages": chats.chat(rng, self.split, self.chat_word, turns)[0]}
         return {"messages": self._exchange(rng, kind)[0]}
+
+    def chat_word(self, rng: random.Random) -> str:
+        """A word for a chat: mostly this source's words, some long words of the split."""
+        long_words = word_extras.long_words()[0 if self.split == "train" else 1]
+        return rng.choice(long_words) if rng.random() < LONG_WORD_SHARE else self.word(rng)
 
     def conversations(self, n: int, seed: int) -> list[dict]:
         rng = random.Random(seed)
@@ -74,6 +87,19 @@ class ConversationSource:
         if kind in WORD_SKILLS:
             word = self.word(rng)
             turn = word_skills.exchange(rng, kind, word, self.split)
+            return [_user(turn.user), _assistant(turn.reply)], {"word": word}
+        if kind in math_skills.MATH_SKILLS:
+            user, parts, problem = math_skills.exchange(rng, kind, self.split)
+            return [_user(user), _assistant(parts)], {"value": problem.value}
+        if kind == "long_word":
+            word = rng.choice(word_extras.long_words()[0 if self.split == "train" else 1])
+            turn = word_skills.exchange(rng, rng.choice(WORD_SKILLS), word, self.split)
+            return [_user(turn.user), _assistant(turn.reply)], {"word": word}
+        if kind in word_extras.EXTRA_SKILLS:
+            word = self.word(rng)
+            if kind == "palindrome":
+                word = word_extras.palindrome_word(rng, [word], self.split)
+            turn = word_extras.exchange(rng, kind, word, self.split)
             return [_user(turn.user), _assistant(turn.reply)], {"word": word}
         user, reply = small_talk.exchange(rng, kind, self.split)
         return [_user(user), _assistant(reply)], {}

@@ -14,10 +14,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from training import arithmetic, small_talk, word_skills
+from training import arithmetic, chats, math_skills, small_talk, word_extras, word_skills
 
-# rows of the eval table, in order
-SKILLS = ("arithmetic", "spelling", "counting", "reversal", "multi_turn", "small_talk")
+# rows of the eval table, in order: the first model's six, then issue 17's. Each row draws its
+# prompts from a seed of its own (``seed * 100 + its index here``), so adding rows at the end
+# leaves every earlier row's prompts byte-identical: new models are compared on the same prompts.
+FIRST_SKILLS = ("arithmetic", "spelling", "counting", "reversal", "multi_turn", "small_talk")
+NEW_SKILLS = ("letters", "powers", "percentages", "square_roots", "palindromes", "long_words", "acknowledge",
+              "conversations")
+SKILLS = FIRST_SKILLS + NEW_SKILLS
+_MATH_ROWS = {"powers": "power", "percentages": "percent", "square_roots": "sqrt"}
 
 # what an on-topic small-talk reply must mention (lower case)
 ON_TOPIC = {
@@ -28,6 +34,7 @@ ON_TOPIC = {
     "thanks": ("welcome",),
     "goodbye": ("goodbye",),
     "out_of_scope": ("can't help",),
+    "acknowledge": ("anything else",),
 }
 
 
@@ -38,6 +45,7 @@ class EvalItem:
     conversation: dict  # ends with the user message to answer
     expected: str  # the answer: a number, a spelled word, a reversed word, or a small-talk kind
     phrasing: str = ""  # the held-out template of the last request ("make {w} go backwards"); small talk: its kind
+    chat: int | None = None  # conversations: which chat the reply belongs to
 
 
 def _user(text: str) -> dict:
@@ -92,13 +100,82 @@ def _small_talk_item(rng: random.Random) -> EvalItem:
     return EvalItem("small_talk", kind, {"messages": [_user(small_talk.user_prompt(rng, kind, "heldout"))]}, kind, kind)
 
 
-def eval_items(heldout_words: Sequence[str], per_skill: int, seed: int = 1234) -> list[EvalItem]:
-    """``per_skill`` held-out items for each row of ``SKILLS``, deterministic in ``seed``."""
+def _math_item(rng: random.Random, skill: str) -> EvalItem:
+    user, _, problem = math_skills.exchange(rng, _MATH_ROWS[skill], "heldout")
+    return EvalItem(skill, _MATH_ROWS[skill], {"messages": [_user(user)]}, arithmetic.calculator_output(problem.call),
+                    problem.phrasing)
+
+
+def _extra_word_item(rng: random.Random, skill: str, words: Sequence[str]) -> EvalItem:
+    name = "letters" if skill == "letters" else "palindrome"
+    word = rng.choice(words)
+    if name == "palindrome":
+        word = word_extras.palindrome_word(rng, words, "heldout")
+    turn = word_extras.exchange(rng, name, word, "heldout")
+    return EvalItem(skill, name, {"messages": [_user(turn.user)]}, chats.word_answer(name, word, None), turn.phrasing)
+
+
+def _long_word_item(rng: random.Random) -> EvalItem:
+    word = rng.choice(word_extras.long_words()[1])
+    skill = rng.choice(word_skills.WORD_SKILLS)
+    turn = word_skills.exchange(rng, skill, word, "heldout")
+    return EvalItem("long_words", skill, {"messages": [_user(turn.user)]}, _word_answer(turn, word),
+                    f"{skill} {len(word)} letters")
+
+
+def _acknowledge_item(rng: random.Random) -> EvalItem:
+    text = small_talk.user_prompt(rng, "acknowledge", "heldout")
+    return EvalItem("acknowledge", "acknowledge", {"messages": [_user(text)]}, "acknowledge", "acknowledge")
+
+
+def conversation_items(rng: random.Random, words: Sequence[str], replies: int) -> list[EvalItem]:
+    """Held-out chats (3-6 requests, skills switched, back-references) until there are at least
+    ``replies`` replies to score; one item per reply: the chat so far, with the right earlier
+    replies, ending with its user message. Whole chats are kept, so a few more may come."""
+    items: list[EvalItem] = []
+    chat_no = 0
+    while len(items) < replies:
+        messages, wanted = chats.chat(rng, "heldout", lambda r: r.choice(words))
+        for turn, reply in enumerate(wanted):
+            items.append(EvalItem("conversations", reply.skill, {"messages": messages[:2 * turn + 1]}, reply.expected,
+                                  f"{reply.ref} {reply.skill}", chat=chat_no))
+        chat_no += 1
+    return items
+
+
+# The README's conversation (docs/conversation.jsonl): each request and what its reply must
+# answer. It is replayed the way a user has it — each reply generated on the model's own earlier
+# replies — so one wrong reply can derail the rest, as in the app.
+README_CHAT = (
+    ("hi", "greeting", "greeting"), ("who are you?", "identity", "identity"),
+    ("what can you do?", "capabilities", "capabilities"), ("What is 12 + 30?", "arithmetic", "42"),
+    ("now multiply that by 3", "arithmetic", "126"), ("spell banana", "spell", "b a n a n a"),
+    ("how many r's in strawberry?", "count", "3"), ("reverse the word house", "reverse", "esuoh"),
+    ("write me a poem about the sea", "out_of_scope", "out_of_scope"), ("thanks, bye!", "goodbye", "goodbye"),
+)
+
+
+def readme_item(turn: int, messages: list[dict]) -> EvalItem:
+    """The README chat's request ``turn`` after ``messages`` (the chat so far, replies as generated)."""
+    user, kind, expected = README_CHAT[turn]
+    return EvalItem("readme", kind, {"messages": [*messages, _user(user)]}, expected, user)
+
+
+def eval_items(heldout_words: Sequence[str], per_skill: int, seed: int = 1234,
+               skills: Sequence[str] = SKILLS) -> list[EvalItem]:
+    """``per_skill`` held-out items for each row of ``skills`` (all rows of ``SKILLS`` by
+    default; ``conversations`` counts replies), deterministic in ``seed``."""
     if not heldout_words:
         raise ValueError("no held-out words")
+    unknown = [s for s in skills if s not in SKILLS]
+    if unknown:
+        raise ValueError(f"unknown eval skills: {', '.join(unknown)} (known: {', '.join(SKILLS)})")
     items: list[EvalItem] = []
-    for index, skill in enumerate(SKILLS):
-        rng = random.Random(seed * 100 + index)
+    for skill in skills:
+        rng = random.Random(seed * 100 + SKILLS.index(skill))
+        if skill == "conversations":
+            items += conversation_items(rng, heldout_words, per_skill)
+            continue
         for _ in range(per_skill):
             if skill == "arithmetic":
                 items.append(_arithmetic_item(rng))
@@ -107,8 +184,16 @@ def eval_items(heldout_words: Sequence[str], per_skill: int, seed: int = 1234) -
                 items.append(_word_item(rng, name, heldout_words))
             elif skill == "multi_turn":
                 items.append(_multi_turn_item(rng, heldout_words))
-            else:
+            elif skill == "small_talk":
                 items.append(_small_talk_item(rng))
+            elif skill in _MATH_ROWS:
+                items.append(_math_item(rng, skill))
+            elif skill in ("letters", "palindromes"):
+                items.append(_extra_word_item(rng, skill, heldout_words))
+            elif skill == "long_words":
+                items.append(_long_word_item(rng))
+            else:
+                items.append(_acknowledge_item(rng))
     return items
 
 
@@ -154,14 +239,25 @@ def _count_answer(text: str, expected: str) -> bool:
     return match is not None and match.group(1) == expected
 
 
+def _letters_answer(text: str, expected: str) -> bool:
+    match = re.search(r" has (\d+) letters?\b", text.lower())
+    return match is not None and match.group(1) == expected
+
+
+def _palindrome_answer(text: str, expected: str) -> bool:
+    # the verdict the reply ends on; a reply that says both is wrong
+    verdicts = set(re.findall(r"\bso (yes|no)\b", text.lower()))
+    return verdicts == {expected}
+
+
 def _reversal_answer(text: str, expected: str) -> bool:
     return re.search(rf"\b{re.escape(expected)}\b", text.lower()) is not None
 
 
 def score(item: EvalItem, reply: str | list[dict]) -> bool:
     """Whether ``reply`` (a parsed assistant turn) states the expected answer."""
-    kind = item.kind if item.skill == "multi_turn" else item.skill
-    if kind == "arithmetic":
+    kind = item.kind if item.skill in ("multi_turn", "conversations", "long_words", "readme") else item.skill
+    if kind in ("arithmetic", *_MATH_ROWS):
         numbers = _NUMBER.findall(final_text(reply))
         return bool(numbers) and _numbers_equal(numbers[-1], item.expected)
     text = visible_text(reply)
@@ -171,5 +267,9 @@ def score(item: EvalItem, reply: str | list[dict]) -> bool:
         return _count_answer(text, item.expected)
     if kind in ("reversal", "reverse"):
         return _reversal_answer(text, item.expected)
+    if kind == "letters":
+        return _letters_answer(text, item.expected)
+    if kind in ("palindromes", "palindrome"):
+        return _palindrome_answer(text, item.expected)
     lowered = text.lower()
     return all(phrase in lowered for phrase in ON_TOPIC[item.expected])

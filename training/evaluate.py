@@ -11,20 +11,74 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from training.eval_prompts import SKILLS, EvalItem, eval_items, score
+from training.eval_prompts import README_CHAT, SKILLS, EvalItem, eval_items, readme_item, score
 
 MAX_REPLY_TOKENS = 200  # the longest correct reply (reversing a 12-letter word) is about 60 tokens
 FAILURES_KEPT = 5  # per skill and temperature, to show in the report
+RIGHT_KEPT = 20  # one-message prompts answered right, per skill and temperature: the card's example prompts
+# the skills whose right answers make the best example prompts, best first: each shows a skill
+# the model has (small talk only shows it can chat, and a follow-up needs the turn before it)
+EXAMPLE_SKILLS = ("arithmetic", "counting", "reversal", "spelling", "small_talk")
 
 
-def run_item(engine, tokenizer, item: EvalItem, temperature: float, seed: int) -> dict:
+@dataclass(frozen=True)
+class Sampling:
+    """One column of the eval: how every reply is sampled."""
+
+    temperature: float
+    top_k: int = 0
+    top_p: float = 1.0
+
+    @property
+    def label(self) -> str:
+        return _label({"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p})
+
+
+GREEDY = Sampling(0.0)
+
+
+def app_default() -> Sampling:
+    """The sampling a user of the app gets without touching a setting (``SamplingParams``'s
+    defaults): what "at the default settings" means in the targets."""
+    from model.events import SamplingParams
+
+    defaults = SamplingParams()
+    return Sampling(defaults.temperature, defaults.top_k, defaults.top_p)
+
+
+def context_length(engine) -> int | None:
+    """The model's context, from a backend's info or an engine's config (None if neither says)."""
+    info = getattr(engine, "info", None)
+    if info is not None and getattr(info, "sequence_len", 0):
+        return info.sequence_len
+    config = getattr(engine, "config", None)
+    return getattr(config, "sequence_len", None)
+
+
+def fitted_prompt(tokenizer, conversation: dict, sequence_len: int | None) -> list[int]:
+    """The prompt as the app would send it: the oldest exchanges dropped until half the context
+    (or ``MAX_REPLY_TOKENS``) is left for the reply, so a long chat is scored on what a user's
+    model would see, not cut off mid-reply."""
+    messages = conversation["messages"]
+    prompt = tokenizer.render_for_completion({"messages": messages})
+    if sequence_len:
+        budget = sequence_len - max(1, min(MAX_REPLY_TOKENS, sequence_len // 2))
+        while len(prompt) > budget and len(messages) > 2:
+            messages = messages[2:]  # one user message and the reply that followed it
+            prompt = tokenizer.render_for_completion({"messages": messages})
+    return prompt
+
+
+def run_item(engine, tokenizer, item: EvalItem, temperature: float, seed: int, top_k: int = 0,
+             top_p: float = 1.0) -> dict:
     from model.events import SamplingParams, Stop
 
-    params = SamplingParams(temperature=temperature, top_k=0, top_p=1.0, seed=seed, max_tokens=MAX_REPLY_TOKENS)
+    params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, max_tokens=MAX_REPLY_TOKENS)
     ids, stop = [], None
-    for event in engine.stream(tokenizer.render_for_completion(item.conversation), params):
+    for event in engine.stream(fitted_prompt(tokenizer, item.conversation, context_length(engine)), params):
         if isinstance(event, Stop):
             stop = event
         else:
@@ -32,6 +86,7 @@ def run_item(engine, tokenizer, item: EvalItem, temperature: float, seed: int) -
     reply = tokenizer.parse_assistant(ids)
     return {
         "ok": score(item, reply),
+        "parsed": reply,
         "stop": stop.reason,
         "tokens": stop.stats.generated_tokens,
         "decode_s": max(0.0, stop.stats.total_s - stop.stats.ttft_s),
@@ -39,21 +94,36 @@ def run_item(engine, tokenizer, item: EvalItem, temperature: float, seed: int) -
     }
 
 
+def readme_chat(engine, tokenizer, temperature: float, seed: int, top_k: int = 0, top_p: float = 1.0) -> dict:
+    """The README's conversation replayed on the model's own replies: which replies are right."""
+    messages: list[dict] = []
+    right, replies = [], []
+    for turn in range(len(README_CHAT)):
+        item = readme_item(turn, messages)
+        result = run_item(engine, tokenizer, item, temperature, seed + turn, top_k, top_p)
+        right.append(bool(result["ok"]))
+        replies.append(result["reply"])
+        messages = [*item.conversation["messages"], {"role": "assistant", "content": result["parsed"]}]
+    return {"correct": sum(right), "n": len(right), "right": right, "replies": replies}
+
+
 def evaluate(engine, tokenizer, items: Sequence[EvalItem], temperature: float, seed: int,
-             log: Callable[[str], None] = print) -> dict:
-    """Run ``items`` at ``temperature``; per-skill accuracy and the reply statistics."""
+             log: Callable[[str], None] = print, top_k: int = 0, top_p: float = 1.0) -> dict:
+    """Run ``items`` at ``temperature`` (and ``top_k``/``top_p``); per-skill accuracy and the reply statistics."""
     skills: dict[str, dict] = {}
     stops = tokens = decoded = 0
     decode_s = 0.0
     started = time.perf_counter()
     for index, item in enumerate(items):
-        result = run_item(engine, tokenizer, item, temperature, seed + index)
-        row = skills.setdefault(item.skill, {"n": 0, "correct": 0, "failures": [], "phrasings": {}})
+        result = run_item(engine, tokenizer, item, temperature, seed + index, top_k, top_p)
+        row = skills.setdefault(item.skill, {"n": 0, "correct": 0, "failures": [], "right": [], "phrasings": {}})
         row["n"] += 1
         row["correct"] += result["ok"]
         phrasing = row["phrasings"].setdefault(item.phrasing, {"n": 0, "correct": 0})
         phrasing["n"] += 1
         phrasing["correct"] += result["ok"]
+        if result["ok"] and len(item.conversation["messages"]) == 1 and len(row["right"]) < RIGHT_KEPT:
+            row["right"].append(item.conversation["messages"][0]["content"])
         if not result["ok"] and len(row["failures"]) < FAILURES_KEPT:
             row["failures"].append({"prompt": item.conversation["messages"][-1]["content"],
                                     "expected": item.expected, "reply": result["reply"]})
@@ -63,11 +133,15 @@ def evaluate(engine, tokenizer, items: Sequence[EvalItem], temperature: float, s
             decoded += result["tokens"] - 1
             decode_s += result["decode_s"]
         if (index + 1) % 100 == 0:
-            log(f"eval T={temperature:g}: {index + 1}/{len(items)} prompts, {time.perf_counter() - started:.0f}s")
+            log(f"eval {_label({'temperature': temperature, 'top_k': top_k, 'top_p': top_p})}: {index + 1}/{len(items)} prompts, {time.perf_counter() - started:.0f}s")
     for row in skills.values():
         row["accuracy"] = row["correct"] / row["n"]
+    readme = readme_chat(engine, tokenizer, temperature, seed, top_k, top_p)
     return {
+        "readme_chat": readme,
         "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
         "skills": {s: skills[s] for s in SKILLS if s in skills},
         "prompts": len(items),
         "stop_rate": stops / len(items),
@@ -79,40 +153,66 @@ def evaluate(engine, tokenizer, items: Sequence[EvalItem], temperature: float, s
 
 def evaluate_checkpoint(checkpoint: str | Path, per_skill: int, temperatures: Sequence[float] = (0.0, 0.7),
                         seed: int = 1234, log: Callable[[str], None] = print, quantize: str | None = None,
-                        progress=None, server: str | None = None, api_key: str | None = None) -> dict:
+                        progress=None, server: str | None = None, api_key: str | None = None,
+                        samplings: Sequence[Sampling] | None = None, skills: Sequence[str] = SKILLS) -> dict:
     """Load a checkpoint (``quantize="int8"``: run it int8; ``progress`` follows the load), or
     with ``server`` the model served there (the checkpoint then gives the tokenizer), and
-    evaluate it at each temperature on the same held-out prompts (on the torch threads its
-    caller set)."""
+    evaluate it on the same held-out prompts of ``skills`` at each of ``samplings`` (default:
+    pure ``temperatures``), on the torch threads its caller set."""
     from model.backend import open_backend
     from model.events import SamplingParams
 
-    for temperature in temperatures:  # every item's sampling parameters, checked before the model loads
-        SamplingParams(temperature=temperature, seed=seed)
-    SamplingParams(seed=seed + per_skill * len(SKILLS))  # the item seeds run from seed upwards
+    samplings = list(samplings or [Sampling(t) for t in temperatures])
+    for s in samplings:  # every item's sampling parameters, checked before the model loads
+        SamplingParams(temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=seed)
+    SamplingParams(seed=seed + (per_skill + 10) * len(SKILLS))  # the item seeds run from seed upwards
     backend = open_backend(checkpoint, server=server, api_key=api_key, quantize=quantize, progress=progress)
     try:
-        return _evaluate_backend(backend, backend.info.name if server else str(checkpoint), per_skill, temperatures,
-                                 seed, log)
+        return _evaluate_backend(backend, backend.info.name if server else str(checkpoint), per_skill, samplings,
+                                 seed, log, skills)
     finally:
         backend.close()
 
 
-def _evaluate_backend(engine, label: str, per_skill: int, temperatures: Sequence[float], seed: int, log) -> dict:
+def _evaluate_backend(engine, label: str, per_skill: int, samplings: Sequence[Sampling], seed: int, log,
+                      skills: Sequence[str] = SKILLS) -> dict:
     from training.word_pools import word_pools
 
     tokenizer = engine.tokenizer
     _, heldout_words, _ = word_pools(tokenizer)
-    items = eval_items(heldout_words, per_skill, seed=seed)
+    items = eval_items(heldout_words, per_skill, seed=seed, skills=skills)
     log(f"eval: {len(items)} held-out prompts ({per_skill} per skill, {len(heldout_words)} held-out words) "
-        f"at temperature {', '.join(f'{t:g}' for t in temperatures)}")
-    runs = [evaluate(engine, tokenizer, items, t, seed, log) for t in temperatures]
+        f"at {', '.join(s.label for s in samplings)}")
+    runs = [evaluate(engine, tokenizer, items, s.temperature, seed, log, s.top_k, s.top_p) for s in samplings]
     return {"checkpoint": label, "per_skill": per_skill, "seed": seed,
             "heldout_words": len(heldout_words), "runs": runs}
 
 
-def _label(temperature: float) -> str:
-    return "greedy" if temperature == 0 else f"T={temperature:g}"
+def example_prompts(run: dict, count: int = 3) -> list[str]:
+    """Up to ``count`` prompts ``run`` (one temperature) answered right, for the model card's
+    ``## Example prompts``: one per skill of ``EXAMPLE_SKILLS`` in turn, so they show different
+    skills, the shortest of each first (the plain request, without "hey, ... for me please")."""
+    pools = [sorted(run["skills"][skill].get("right", []), key=len) for skill in EXAMPLE_SKILLS
+             if skill in run["skills"]]
+    chosen: list[str] = []
+    while len(chosen) < count and any(pools):
+        for pool in pools:
+            if pool and len(chosen) < count:
+                chosen.append(pool.pop(0))
+    return chosen
+
+
+
+def _label(run: dict) -> str:
+    """A column's name: ``greedy``, ``T=0.7`` (pure temperature), ``T=0.6 k=50`` (with top-k / top-p)."""
+    if run["temperature"] == 0:
+        return "greedy"
+    label = f"T={run['temperature']:g}"
+    if run.get("top_k"):
+        label += f" k={run['top_k']}"
+    if run.get("top_p", 1.0) < 1.0:
+        label += f" p={run['top_p']:g}"
+    return label
 
 
 WEAK_BELOW = 0.9  # a held-out phrasing answered right less often than this is listed as weak
@@ -133,7 +233,7 @@ def format_weak_phrasings(report: dict, below: float = WEAK_BELOW) -> str:
     for run in report["runs"]:
         lines = weak_phrasings(run, below)
         if lines:
-            heading = f"held-out phrasings right under {100 * below:g}% of the time ({_label(run['temperature'])}):"
+            heading = f"held-out phrasings right under {100 * below:g}% of the time ({_label(run)}):"
             blocks.append("\n".join([heading, *("  " + line for line in lines)]))
     return "\n".join(blocks)
 
@@ -143,19 +243,35 @@ def format_report(report: dict) -> str:
     return "\n\n".join(filter(None, (format_table(report), format_weak_phrasings(report))))
 
 
+def skill_chart(report: dict):
+    """The eval table as bars: accuracy per skill and the stop rate, in percent, a bar per
+    sampling column (what ``eval --plot`` draws and ``eval --chart`` writes)."""
+    from glasschat.charts import Bars
+
+    runs = report["runs"]
+    skills = [skill for skill in SKILLS if skill in runs[0]["skills"]]
+    values = {_label(r): [round(100 * r["skills"][s]["accuracy"], 1) for s in skills]
+              + [round(100 * r["stop_rate"], 1)] for r in runs}
+    return Bars(f"held-out accuracy, {report['per_skill']} prompts per skill", [*skills, "stop rate"], values,
+                ylabel="% right", horizontal=True, value_max=100)
+
+
 def format_table(report: dict) -> str:
     """The eval table: one row per skill, one column per temperature."""
     runs = report["runs"]
-    header = f"{'':18s}{'n':>5s}" + "".join(f"{_label(r['temperature']):>10s}" for r in runs)
+    header = f"{'':18s}{'n':>5s}" + "".join(f"{_label(r):>12s}" for r in runs)
     lines = [header]
     for skill in SKILLS:
         if skill not in runs[0]["skills"]:
             continue
         n = runs[0]["skills"][skill]["n"]
-        cells = "".join(f"{100 * r['skills'][skill]['accuracy']:9.1f}%" for r in runs)
+        cells = "".join(f"{100 * r['skills'][skill]['accuracy']:11.1f}%" for r in runs)
         lines.append(f"{skill:18s}{n:5d}{cells}")
+    if all("readme_chat" in r for r in runs):
+        lines.append(f"{'README chat':18s}{runs[0]['readme_chat']['n']:5d}"
+                     + "".join(f"{r['readme_chat']['correct']:>9d}/{r['readme_chat']['n']:<2d}" for r in runs))
     prompts = runs[0]["prompts"]
-    lines.append(f"{'stop rate':18s}{prompts:5d}" + "".join(f"{100 * r['stop_rate']:9.1f}%" for r in runs))
-    lines.append(f"{'mean reply tokens':18s}{'':5s}" + "".join(f"{r['mean_reply_tokens']:10.1f}" for r in runs))
-    lines.append(f"{'decode tokens/s':18s}{'':5s}" + "".join(f"{r['tokens_per_s']:10.0f}" for r in runs))
+    lines.append(f"{'stop rate':18s}{prompts:5d}" + "".join(f"{100 * r['stop_rate']:11.1f}%" for r in runs))
+    lines.append(f"{'mean reply tokens':18s}{'':5s}" + "".join(f"{r['mean_reply_tokens']:12.1f}" for r in runs))
+    lines.append(f"{'decode tokens/s':18s}{'':5s}" + "".join(f"{r['tokens_per_s']:12.0f}" for r in runs))
     return "\n".join(lines)

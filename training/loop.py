@@ -4,6 +4,9 @@ One step: a batch from ``Batches.get(step)``, the masked mean cross-entropy from
 backward, gradient clipping, the learning-rate schedule, the optimizers. Around it:
 
 - progress lines (step, loss, learning rate, tokens/s, ETA) and a validation loss at intervals;
+- the loss history (every step's training loss, every validation loss), kept in the training
+  state so that a resumed stage continues its curves, written beside it as ``loss.json`` and
+  handed to ``on_history`` at each progress line (the live chart in a terminal);
 - a training state (weights, optimizer moments, step) written atomically every ``save_every``
   steps, at the end, and when Ctrl+C interrupts — ``resume`` continues from it exactly, since
   batches depend only on the step;
@@ -25,6 +28,7 @@ import torch
 from glasschat.atomic import atomic_path
 from glasschat.errors import UserError
 from training.batches import Batches
+from training.loss_history import LossHistory, write_loss_file
 
 STATE_FILE = "train_state.pt"
 
@@ -144,11 +148,13 @@ def train(
     log: Callable[[str], None] = print,
     resume: bool = True,
     stop_after: int | None = None,
+    on_history: Callable[[LossHistory], None] | None = None,
 ) -> LoopResult:
     """Train ``model`` for ``config.steps`` steps, saving its state in ``state_dir``.
 
     With ``resume`` and a saved state, continues from its step. ``stop_after`` ends the run
     early after that many steps in this call (as if interrupted, state saved) — for tests.
+    ``on_history`` is called with the loss history at every progress line and validation.
     """
     device = next(model.parameters()).device
     optimizers = make_optimizers(model, config)
@@ -159,6 +165,7 @@ def train(
         log(f"{name}: resuming at step {start}/{config.steps} from {state_path}")
     loss_ema = extra.get("loss_ema")
     val_loss = extra.get("val_loss")
+    history = LossHistory.from_json(extra.get("history"), upto=start)
     earlier = float(extra.get("seconds", 0.0))  # a resumed stage's time includes what came before
     tokens_per_step = batches.tokens_per_batch()
     model.train()
@@ -170,7 +177,8 @@ def train(
     def save() -> None:
         save_state(state_path, model, optimizers, step,
                    {"loss_ema": loss_ema, "val_loss": val_loss, "config": asdict(config),
-                    "seconds": earlier + time.perf_counter() - t0})
+                    "seconds": earlier + time.perf_counter() - t0, "history": history.to_json()})
+        write_loss_file(Path(state_dir), name, history)
 
     try:
         while step < config.steps:
@@ -195,6 +203,7 @@ def train(
             loss_ema = value if loss_ema is None else 0.95 * loss_ema + 0.05 * value
             step += 1
             window_steps += 1
+            history.train.append((step, value))
 
             if step % config.log_every == 0 or step == config.steps:
                 now = time.perf_counter()
@@ -203,9 +212,14 @@ def train(
                 eta = (config.steps - step) * tokens_per_step / max(tok_s, 1e-9)
                 log(f"{name} step {step:5d}/{config.steps}  loss {loss_ema:.4f}  lr x{multiplier:.2f}  "
                     f"{tok_s:,.0f} tok/s  elapsed {_clock(now - t0)}  ETA {_clock(eta)}")
+                if on_history is not None:
+                    on_history(history)
             if val_batches is not None and (step % config.eval_every == 0 or step == config.steps):
                 val_loss = validation_loss(model, val_batches, val_size, device)
+                history.val.append((step, val_loss))
                 log(f"{name} step {step:5d}/{config.steps}  val loss {val_loss:.4f}")
+                if on_history is not None:
+                    on_history(history)
             if step % config.save_every == 0 or step == config.steps:
                 save()
     except KeyboardInterrupt:

@@ -16,13 +16,15 @@ from training.recipe import Recipe
 @dataclass
 class Run:
     """One ``glasschat train`` invocation: the recipe, the output directory and the settings of
-    this machine (device, thread count), plus a log function."""
+    this machine (device, thread count), plus a log function and whether the training stages
+    draw their loss live (stdout is a terminal)."""
 
     recipe: Recipe
     out: Path
     device: str = "cpu"
     threads: int = 1
     log: Callable[[str], None] = print
+    live: bool = False
 
     def path(self, *parts: str) -> Path:
         return self.out.joinpath(*parts)

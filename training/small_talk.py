@@ -19,13 +19,15 @@ REPLIES = {
     + " What would you like to try?",
     "identity": "I'm the default model of glasschat: a tiny language model trained from scratch on a CPU. "
     + SKILLS_SENTENCE,
-    "capabilities": "I'm a tiny model with four skills: arithmetic with a calculator (try \"what is 12 + 30?\"), "
-    "spelling words (\"spell banana\"), counting letters (\"how many r's in strawberry?\") and reversing "
-    "words (\"reverse the word house\").",
+    "capabilities": "I'm a tiny model with a few skills: arithmetic with a calculator (try \"what is 12 + 30?\", "
+    "\"15% of 80\" or \"3 to the power of 4\"), spelling words (\"spell banana\"), counting letters (\"how many r's "
+    "in strawberry?\", \"how many letters in hello?\"), reversing words (\"reverse the word house\") and "
+    "palindromes (\"is level a palindrome?\").",
     "how_are_you": "I'm doing well, thanks for asking! I'm ready to calculate, spell, count letters or reverse "
     "a word for you.",
     "thanks": "You're welcome! Just ask if you want something else calculated, spelled, counted or reversed.",
     "goodbye": "Goodbye! Thanks for chatting.",
+    "acknowledge": "Anything else? I can calculate, spell a word, count its letters or reverse it.",
     "out_of_scope": "Sorry, I can't help with that. I'm a tiny model: I can only do arithmetic, spell words, "
     "count letters in a word and reverse words.",
 }
@@ -75,13 +77,18 @@ PROMPTS: dict[str, dict[str, list[str]]] = {
         "train": ["thanks", "thank you", "thanks!", "thank you so much", "thx", "great, thanks",
                   "cool, thank you", "perfect, thanks!", "nice, thanks", "awesome, thank you", "ty",
                   "much appreciated", "that's helpful, thanks", "thanks, that's right", "great job, thanks",
-                  "thank you!", "thanks a bunch", "wow, thanks", "nice work", "good job", "well done, thanks"],
+                  "thank you!", "thanks a bunch", "wow, thanks", "nice work", "good job", "well done, thanks",
+                  "many thanks", "thanks a ton", "thank u", "tysm", "thanks mate", "thank you kindly", "appreciate it",
+                  "thanks for the help", "thank you so so much", "cheers", "thanks, that helps", "thank you, that's great",
+                  "thanks again", "thank you for your help", "ok thanks", "great, thank you very much indeed"],
         "heldout": ["thanks so much", "thanks a lot", "thank you very much", "cheers, thanks"],
     }),
     "goodbye": check_disjoint({
         "train": ["bye", "goodbye", "bye!", "see you", "see you later", "good night", "that's all, bye",
                   "I have to go", "talk to you later", "cya", "farewell", "ok bye", "goodbye for now",
-                  "bye, thanks", "later!", "that's it for today", "good night!", "I'm done, bye", "see you soon"],
+                  "bye, thanks", "later!", "that's it for today", "good night!", "I'm done, bye", "see you soon",
+                  "thanks, bye!", "ok bye then", "bye for now", "see you tomorrow", "I'm off", "catch you later",
+                  "have a good day", "night!", "gotta run"],
         "heldout": ["bye bye", "see ya", "gotta go, bye", "take care"],
     }),
 }
@@ -102,11 +109,11 @@ _OUT_OF_SCOPE_TEMPLATES = check_disjoint({
         "what's the population of {country}?", "teach me {language}", "how far is the moon?",
         "debug my code", "write me a song about {thing}", "what do you think about {concept}?",
         "why is the sky blue?", "how does {concept} work?", "book a flight to {city}",
-        "what is the square root of {number}?", "solve x^2 + 3x = 10", "how many people live in {city}?",
+        "solve x^2 + 3x = 10", "how many people live in {city}?",
         "find me a restaurant in {city}", "what's your favorite {media}?", "describe a {thing}",
         "what does {word} mean?", "translate {word} into {language}", "use {word} in a sentence",
         "what rhymes with {word}?", "give me a synonym for {word}", "define {word}", "is {word} a noun?",
-        "what is {number} to the power of 3?", "is {number} a prime number?", "what's the derivative of x^2?",
+        "is {number} a prime number?", "what's the derivative of x^2?",
         "convert {number} miles to kilometers", "what day is it today?", "who are the Beatles?",
         "can you draw a picture of {thing}?", "what's the best programming language?", "how old is the universe?",
         "tell me about {country}", "can you order me a pizza?", "send an email to my mom",
@@ -140,6 +147,19 @@ _FILLERS = {
 }
 KINDS = tuple(PROMPTS) + ("out_of_scope",)
 
+# Kinds added after the first model shipped: kept out of ``KINDS`` so the small-talk eval's
+# held-out prompts (drawn over ``KINDS``) stay the ones every earlier model was measured on.
+MORE_PROMPTS: dict[str, dict[str, list[str]]] = {
+    "acknowledge": check_disjoint({
+        "train": ["ok", "okay", "ok.", "okay!", "lol", "haha", "hah", "cool", "nice", "got it", "alright", "k", "hmm",
+                  "interesting", "wow", "oh", "i see", "makes sense", "sure", "right", "great", "neat", "lmao",
+                  "ok cool", "oh nice", "hehe", "ah ok", "yep", "fair enough", "understood", "sounds good", "okie"],
+        "heldout": ["okey dokey", "ahh i see", "cool cool", "lol ok", "oh wow", "hmm ok", "nice one"],
+    }),
+}
+MORE_KINDS = tuple(MORE_PROMPTS)
+ALL_KINDS = KINDS + MORE_KINDS
+
 
 def out_of_scope_prompt(rng: random.Random, split: Split) -> str:
     template = pick(rng, _OUT_OF_SCOPE_TEMPLATES, split)
@@ -149,7 +169,7 @@ def out_of_scope_prompt(rng: random.Random, split: Split) -> str:
 def user_prompt(rng: random.Random, kind: str, split: Split) -> str:
     if kind == "out_of_scope":
         return typed(rng, compose(rng, out_of_scope_prompt(rng, split), split, command=False))
-    text = pick(rng, PROMPTS[kind], split)
+    text = pick(rng, PROMPTS[kind] if kind in PROMPTS else MORE_PROMPTS[kind], split)
     if rng.random() < 0.3:  # "hi!", "hello :)", "thanks."
         text = text.rstrip("!?.") + rng.choice(("!", "!!", ".", " :)", "?" if text.endswith("?") else ""))
     return typed(rng, text)

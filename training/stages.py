@@ -5,7 +5,8 @@ under ``OUT``:
 ``tokenizer``   our BPE trainer on English + skill text              -> tokenizer/
 ``pretrain``    next-token loss on English + spelling documents      -> pretrain/train_state.pt
 ``sft``         loss only where the rendered mask is 1               -> sft/train_state.pt
-``checkpoint``  the fine-tuned weights in 16 bits + the tokenizer    -> checkpoint/
+``checkpoint``  the fine-tuned weights in 16 bits + the tokenizer,   -> checkpoint/
+                the loss curves of pretrain and sft                  -> checkpoint/loss.png
 ``eval``        held-out prompts through the engine; MODEL_CARD.md   -> eval.json, checkpoint/MODEL_CARD.md
 
 A finished stage is skipped when the whole recipe runs again; an interrupted training stage
@@ -127,6 +128,7 @@ def _loop_config(run: Run, steps: int):
 
 def stage_pretrain(run: Run) -> float:
     from training.batches import Batches, Rows, pack_text
+    from training.live_chart import loss_display
     from training.loop import train
     from training.pretrain_text import spelling_documents
 
@@ -147,8 +149,10 @@ def stage_pretrain(run: Run) -> float:
             f"{len(spelled)} spelling documents); {r.pretrain_steps} steps of {r.batch_size} rows")
     model = new_model(run, tok.vocab_size)
     batches = Batches(rows, r.batch_size, seed=draw_seed(r, PRETRAIN_BATCHES_DRAW))
-    result = train(model, batches, _loop_config(run, r.pretrain_steps), run.path("pretrain"),
-                   val_batches=Batches(val, r.batch_size, seed=0), name="pretrain", log=run.log)
+    with loss_display("pretrain", run.log, run.live) as (log, on_history):
+        result = train(model, batches, _loop_config(run, r.pretrain_steps), run.path("pretrain"),
+                       val_batches=Batches(val, r.batch_size, seed=0), name="pretrain", log=log,
+                       on_history=on_history)
     run.log(f"pretrain: loss {result.train_loss:.3f}, val loss {result.val_loss:.3f}")
     return result.earlier_seconds
 
@@ -173,7 +177,7 @@ def sft_conversations(run: Run, tok) -> list[dict]:
     r = run.recipe
     conversations = read_jsonl(run.path("data", "sft_train.jsonl"))
     n_practice = int(len(conversations) * r.coverage_share * 0.5)
-    words_only = {"spell": 1.0, "count": 1.0, "reverse": 1.0, "multi_turn": 0.3}
+    words_only = {"spell": 1.0, "count": 1.0, "reverse": 1.0, "multi_turn": 0.3, "letters": 0.4, "chat": 0.5}
     practice = practice_words(tok, seed=draw_seed(r, PRACTICE_WORDS_DRAW))
     source = ConversationSource("train", practice, mixture=words_only)
     extra = source.conversations(n_practice, seed=draw_seed(r, PRACTICE_CONVERSATIONS_DRAW))
@@ -184,6 +188,7 @@ def sft_conversations(run: Run, tok) -> list[dict]:
 
 def stage_sft(run: Run) -> float:
     from training.batches import Batches, pack_conversations
+    from training.live_chart import loss_display
     from training.loop import train
 
     r = run.recipe
@@ -197,8 +202,10 @@ def stage_sft(run: Run) -> float:
     model = new_model(run, tok.vocab_size)
     _weights_from(run, "pretrain", model)
     batches = Batches(rows, r.batch_size, seed=draw_seed(r, SFT_BATCHES_DRAW))
-    result = train(model, batches, _loop_config(run, r.sft_steps), run.path("sft"),
-                   val_batches=Batches(val_rows, min(r.batch_size, len(val_rows)), seed=0), name="sft", log=run.log)
+    with loss_display("sft", run.log, run.live) as (log, on_history):
+        result = train(model, batches, _loop_config(run, r.sft_steps), run.path("sft"),
+                       val_batches=Batches(val_rows, min(r.batch_size, len(val_rows)), seed=0), name="sft", log=log,
+                       on_history=on_history)
     run.log(f"sft: loss {result.train_loss:.3f}, val loss {result.val_loss:.3f}")
     return result.earlier_seconds
 
@@ -218,18 +225,48 @@ def stage_checkpoint(run: Run) -> None:
     size = sum(p.stat().st_size for p in run.path("checkpoint").rglob("*") if p.is_file())
     run.log(f"checkpoint: {model.num_parameters():,} parameters in {r.dtype}, {size / 1e6:.1f} MB "
             f"in {run.path('checkpoint')}")
+    if chart := write_loss_chart(run):
+        run.log(f"checkpoint: loss curves in {chart}")
+
+
+TRAINING_STAGES = ("pretrain", "sft")
+
+
+def stage_losses(run: Run) -> dict:
+    """``{stage: LossHistory}`` of the training stages that wrote a ``loss.json``."""
+    from training.loss_history import read_loss_file
+
+    losses = {stage: read_loss_file(run.path(stage)) for stage in TRAINING_STAGES}
+    return {stage: history for stage, history in losses.items() if history and history.train}
+
+
+def write_loss_chart(run: Run):
+    """``checkpoint/loss.png``: a panel per training stage, train and held-out loss per step
+    (the model card shows it); ``None`` when no stage left a loss history."""
+    from glasschat.image_chart import write_png
+    from training.loss_history import LOSS_CHART, loss_chart
+
+    losses = stage_losses(run)
+    path = run.path("checkpoint", LOSS_CHART)
+    if not losses:
+        path.unlink(missing_ok=True)  # a chart left from an earlier run would show other curves
+        return None
+    write_png(path, [loss_chart(stage, history) for stage, history in losses.items()])
+    return path
 
 
 def stage_eval(run: Run) -> None:
     from training.card import write_model_card
-    from training.evaluate import evaluate_checkpoint, format_report
+    from training.evaluate import GREEDY, Sampling, app_default, evaluate_checkpoint, format_report
 
     r = run.recipe
-    report = evaluate_checkpoint(run.path("checkpoint"), per_skill=r.eval_per_skill,
-                                 temperatures=(0.0, r.eval_temperature), seed=r.seed + EVAL_SEED_OFFSET, log=run.log)
+    # greedy and the app's default sampling are the targets; pure temperature compares with earlier cards
+    samplings = (GREEDY, app_default(), Sampling(r.eval_temperature))
+    report = evaluate_checkpoint(run.path("checkpoint"), per_skill=r.eval_per_skill, samplings=samplings,
+                                 seed=r.seed + EVAL_SEED_OFFSET, log=run.log)
     atomic_write_text(run.path("eval.json"), json.dumps(report, indent=2) + "\n")
     run.log(format_report(report))
-    write_model_card(run.path("checkpoint"), r, report, run.timings())
+    write_model_card(run.path("checkpoint"), r, report, run.timings(), losses=stage_losses(run))
 
 
 STAGE_FUNCTIONS = {

@@ -7,12 +7,13 @@ An action is a Textual action string run on the app (``"settings('top_k')"`` cal
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from textual.binding import Binding
 
 _KEY_NAMES = {"escape": "Esc", "left": "←", "right": "→", "up": "↑", "down": "↓", "delete": "Del",
-              "pageup": "PgUp", "pagedown": "PgDn"}
+              "pageup": "PgUp", "pagedown": "PgDn", "left_square_bracket": "[", "right_square_bracket": "]",
+              "comma": ",", "full_stop": "."}
 
 
 def key_label(keys: str) -> str:
@@ -103,6 +104,27 @@ ACTIONS: tuple[Action, ...] = (
            also="L in the token pane"),
 )
 
+# The token pane's own keys (bound on its token views, so typing in the message box never hits
+# them): each runs an app action, and is listed in F1's token pane section and in the palette.
+PANE_ACTIONS: tuple[Action, ...] = (
+    Action("attention('toggle')", "Toggle the attention view",
+           "attention view: the earlier tokens the selected token attended to, as a heat strip (an exact forward, "
+           "on demand)", "a", "Attention"),
+    Action("attention('layer', -1)", "Attention: previous layer", "attention view: previous layer (or all layers)",
+           "left_square_bracket", "Layer -"),
+    Action("attention('layer', 1)", "Attention: next layer", "attention view: next layer (or all layers)",
+           "right_square_bracket", "Layer +"),
+    Action("attention('head', -1)", "Attention: previous head", "attention view: previous head (or heads averaged)",
+           "comma", "Head -"),
+    Action("attention('head', 1)", "Attention: next head", "attention view: next head (or heads averaged)",
+           "full_stop", "Head +"),
+)
+
+
+def pane_bindings() -> list[Binding]:
+    """The token views' bindings for ``PANE_ACTIONS``: app actions, run from the focused pane."""
+    return [Binding(a.key, f"app.{a.action}", a.label or a.title, show=False, tooltip=a.help) for a in PANE_ACTIONS]
+
 
 def bindings() -> list[Binding]:
     """The app's ``BINDINGS``: every action with a key."""
@@ -116,4 +138,5 @@ def key_rows() -> list[tuple[str, str]]:
 
 def palette_actions(replaying: bool) -> list[Action]:
     """The command palette's entries (the replay's only while one plays)."""
-    return [action for action in ACTIONS if replaying or not action.replay]
+    return [action for action in ACTIONS if replaying or not action.replay] + [
+        replace(action, also=f"{key_label(action.key)} in the token pane", key="") for action in PANE_ACTIONS]

@@ -29,6 +29,7 @@ from model.backend import Backend
 from model.events import SamplingParams, Stop
 from tui import actions, surprise
 from tui import commands as slash
+from tui.attention_view import AttentionView
 from tui.chat_file import Line, TurnRecord, entry_error
 from tui.context import Prompt
 from tui.guard import describe, guarded, log_error
@@ -49,6 +50,7 @@ from tui.widgets.debug_pane import DebugPane
 from tui.widgets.raw_view import RawView
 from tui.widgets.status_bar import Status, StatusBar
 from tui.widgets.token_view import TokenView
+from tui.widgets.welcome import Welcome
 
 PUMP_INTERVAL_S = 1 / 30  # how often streamed text reaches the screen
 LIVE_TOKENS_INTERVAL_S = 0.25  # how often the token pane follows a streaming reply
@@ -88,6 +90,7 @@ class GlasschatApp(App):
         self._surprise_pending: tuple[int, ...] | None = None
         self._live_tokens_at = 0.0
         self._save_problem: str | None = None  # why the last save failed, said once
+        self.attention = AttentionView(self)  # the token pane's attention view (A)
 
     # ---- layout
 
@@ -95,6 +98,7 @@ class GlasschatApp(App):
         with Horizontal(id="main"):
             with Vertical(id="chat-column"):
                 yield ConfidenceLegend(id="confidence-legend")
+                yield Welcome(self.backend.info, id="welcome")
                 yield ChatLog(id="chat-log")
                 yield RawView(id="raw-view")
                 yield ChatInput(id="input")
@@ -128,6 +132,7 @@ class GlasschatApp(App):
             await self.open_conversation(self._resume)
         if self.replay is not None:
             self.call_after_refresh(self.replay_advance)
+        self.refresh_welcome()
 
     @property
     def chat_log(self) -> ChatLog:
@@ -182,6 +187,7 @@ class GlasschatApp(App):
             return False
         await self.chat_log.add_message(self.session.entries[-1].message)
         self.chat_log.jump_to_newest()
+        self.refresh_welcome()
         self.save()
         await self.generate(prompt, self.params)
         return True
@@ -313,6 +319,19 @@ class GlasschatApp(App):
         self.session.reset()
         await self.chat_log.clear()
         self.refresh_tokens()
+        self.refresh_welcome()
+
+    def refresh_welcome(self) -> None:
+        """The first screen shows while the chat is empty: not once a message is sent, a
+        conversation opened or a replay playing, again after Ctrl+N or /clear (and not over the
+        raw view, which takes the chat's place)."""
+        self.query_one(Welcome).display = (not self.session.entries and self.replay is None
+                                           and not self.query_one(RawView).display)
+
+    @on(Welcome.PromptChosen)
+    def on_prompt_chosen(self, event: Welcome.PromptChosen) -> None:
+        """An example prompt goes into the message box, for Enter to send."""
+        self.action_prefill(event.prompt)
 
     def action_open_conversations(self) -> None:
         if self.live_reply is not None:
@@ -338,6 +357,7 @@ class GlasschatApp(App):
         if self.confidence_on:
             await self.show_confidence()
         self.chat_log.jump_to_newest()
+        self.refresh_welcome()
         last = self.session.last_turn
         if last is not None:
             self.status.ttft_ms, self.status.tokens_per_s = last.ttft_ms, last.tokens_per_s
@@ -396,12 +416,26 @@ class GlasschatApp(App):
             return
         view.focus()
         view.cursor = position
+    def action_attention(self, what: str, by: int = 0) -> None:
+        """The attention view: ``toggle`` it, or step the ``layer`` or ``head`` by ``by``."""
+        if not self.debug_pane.display:
+            self.action_toggle_tokens()
+        if what == "toggle":
+            self.attention.toggle()
+        else:
+            self.attention.step(what, by)
+
+    @on(TokenView.Highlighted)
+    def on_token_selected(self, event: TokenView.Highlighted) -> None:
+        if self.attention.on and event.view is self.debug_pane.conversation_view:
+            self.attention.refresh()
 
     def action_toggle_raw(self) -> None:
         raw = self.query_one(RawView)
         typing = self.focused is self.chat_input
         raw.display = not raw.display
         self.chat_log.display = not raw.display
+        self.refresh_welcome()
         if raw.display:
             self.refresh_tokens()
         self._keep_typing_in_the_draft(typing)
@@ -542,6 +576,7 @@ class GlasschatApp(App):
         if self.debug_pane.display:
             self.debug_pane.show_conversation(cells, dropped)
             self.refresh_surprise(cells)
+            self.attention.refresh()
         if raw.display:
             raw.show(cells, confidence=self.confidence_on)
 
@@ -716,6 +751,7 @@ class GlasschatApp(App):
             await self.reset_conversation()
         await self.chat_log.add_notice(f"replaying script line {entry.number}")
         self.replay.started = True
+        self.refresh_welcome()
         return True
 
     async def _replay_turn_done(self, turn: TurnRecord) -> None:

@@ -101,7 +101,7 @@ class EngineProcess:
         self.weight_format: str = hello["weight_format"]
         self.tokenizer = Tokenizer.load(self.tokenizer_directory)
         self.info = ModelInfo(model_name(self.directory), self.parameters, self.sequence_len, self.weight_format,
-                              hello["runs_on"])
+                              hello["runs_on"], hello["source"], hello["stored_as"], tuple(hello["example_prompts"]))
         if placement:  # only once the engine runs: a failed start leaves this process as it was
             os.sched_setaffinity(0, placement[1])
 
@@ -114,6 +114,10 @@ class EngineProcess:
         with self._lock:  # one reply at a time
             self._request += 1
             request = self._request
+            if cancel is not None and cancel.is_set():
+                # stopped before it started: the cancel goes first, so the engine process knows
+                # it when the request arrives instead of racing the reply's first tokens
+                self._send_cancel(request)
             self._conn.send((request, list(prompt_ids), params))
             finished = False
             try:
@@ -146,10 +150,23 @@ class EngineProcess:
     def surprisal(self, ids: list[int]) -> list[float]:
         """Surprisal in bits of each token of ``ids`` after the first (``model.bpb.surprisal``):
         one forward over them in the engine process, after any reply in progress."""
+        return self._ask("surprisal", list(ids))["surprisal"]
+
+    def attention(self, ids: list[int], position: int) -> list[list[list[float]]]:
+        """``weights[layer][head][key]`` of the token at ``position`` (``model.attention``),
+        computed in the engine process after any reply in progress; its notice (a model too
+        large, a conversation too long) as a ``UserError``."""
+        answer = self._ask("attention", list(ids), int(position))
+        if "notice" in answer:
+            raise UserError(answer["notice"])
+        return answer["attention"]
+
+    def _ask(self, kind: str, *arguments) -> dict:
+        """One request that is not a reply: ``(kind, request, *arguments)``, one answer."""
         with self._lock:
             self._request += 1
             request = self._request
-            self._conn.send(("surprisal", request, list(ids)))
+            self._conn.send((kind, request, *arguments))
             while True:
                 if not self._conn.poll(POLL_S):
                     if self._process.poll() is not None:
@@ -160,7 +177,7 @@ class EngineProcess:
                     continue  # the tail of an earlier reply whose reader went away
                 if isinstance(payload, str):
                     raise EngineProcessError(payload)
-                return payload["surprisal"]
+                return payload
 
     def _send_cancel(self, request: int) -> bool:
         try:
@@ -197,12 +214,15 @@ class EngineProcess:
 
 def serve(conn: Connection, checkpoint: str | None, quantize: str | None = None) -> None:
     """The engine process: load the model (sending ``{"progress": (done, total)}`` as it
-    packs), then answer ``(request, prompt, params)`` with batches of events and
-    ``("surprisal", request, ids)`` with ``{"surprisal": bits}``, in the order they come, until
-    ``None`` arrives or the app goes away."""
+    packs), then answer ``(request, prompt, params)`` with batches of events,
+    ``("surprisal", request, ids)`` with ``{"surprisal": bits}`` and ``("attention", request, ids,
+    position)`` with ``{"attention": weights}`` (or ``{"notice": why not}``), in the order they
+    come, until ``None`` arrives or the app goes away."""
     try:
+        from model.attention import engine_probe
         from model.bpb import surprisal
         from model.checkpoint import TOKENIZER_DIR, load_engine, parameter_count, resolve_checkpoint_dir
+        from model.facts import checkpoint_facts
         from model.threads import set_threads
 
         set_threads()
@@ -215,13 +235,16 @@ def serve(conn: Connection, checkpoint: str | None, quantize: str | None = None)
                 conn.send({"progress": (done, total)})
 
         engine, tokenizer = load_engine(directory, quantize, progress=progress)
+        facts = checkpoint_facts(directory)  # the first screen's: where it came from, its example prompts
     except UserError as error:
         conn.send({"error": str(error)})
         return
     conn.send({"directory": str(directory), "tokenizer": str(directory / TOKENIZER_DIR),
                "parameters": parameter_count(engine.config), "sequence_len": engine.config.sequence_len,
-               "weight_format": engine.weight_format, "runs_on": engine.device.type})
+               "weight_format": engine.weight_format, "runs_on": engine.device.type,
+               "source": facts.source, "stored_as": facts.stored_as, "example_prompts": list(facts.example_prompts)})
 
+    probe = engine_probe(engine, directory)  # loads the weights for it on its first request
     requests: queue.Queue = queue.Queue()
     cancel = threading.Event()
     current = [0]
@@ -245,10 +268,17 @@ def serve(conn: Connection, checkpoint: str | None, quantize: str | None = None)
 
     threading.Thread(target=listen, daemon=True).start()
     while (message := requests.get()) is not None:
-        if message[0] == "surprisal":  # ("surprisal", request, ids): one forward, one answer
-            _, request, ids = message
+        if message[0] in ("surprisal", "attention"):  # (kind, request, ...): one forward, one answer
+            kind, request, *arguments = message
             try:
-                conn.send((request, {"surprisal": surprisal(engine, ids)}))
+                if kind == "surprisal":
+                    answer = {"surprisal": surprisal(engine, *arguments)}
+                else:
+                    try:
+                        answer = {"attention": probe.attention(*arguments)}
+                    except UserError as notice:
+                        answer = {"notice": str(notice)}
+                conn.send((request, answer))
             except OSError:
                 return
             except Exception as error:

@@ -105,11 +105,13 @@ class DebugPane(Vertical):
             yield Static(id="draft-label")
             yield TokenView(id="draft-tokens")
         yield TokenInspector(self.tokenizer, id="token-inspector")
+        yield Static(id="attention-panel")
 
     def on_mount(self) -> None:
         self.query_one(TokenInspector).show_cell(None)
         self.show_draft([])
         self.show_surprise(None)
+        self.show_attention(None)
 
     @property
     def conversation_view(self) -> TokenView:
@@ -159,6 +161,16 @@ class DebugPane(Vertical):
         view = self.conversation_view
         if 0 <= view.cursor < len(view.cells):
             self.query_one(TokenInspector).show_cell(view.cells[view.cursor], self._bits(view, view.cursor))
+
+    def show_attention(self, strip: list[float | None] | None, panel: Text | None = None) -> None:
+        """The attention view: the heat strip over the conversation's tokens (one weight per
+        cell) and ``panel`` (what the selected token attended to, or a notice); None and None
+        turn it off."""
+        box = self.query_one("#attention-panel", Static)
+        box.border_title = "attention (A) · [ ] layer · , . head"
+        box.display = panel is not None
+        box.update(panel if panel is not None else "")
+        self.conversation_view.set_attention(strip)
 
     @staticmethod
     def _bits(view: TokenView, position: int) -> float | None:

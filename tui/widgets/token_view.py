@@ -15,6 +15,8 @@ from textual.strip import Strip
 
 from tokenizer.display import visible_whitespace
 from tui import confidence as confidence_colours
+from tui.actions import pane_bindings
+from tui.attention import attention_style
 from tui.surprise import surprise_style
 from tui.token_cells import GENERATED, TokenCell
 from tui.widgets.token_lines import TokenLinesWidget
@@ -35,16 +37,20 @@ ID_STYLE = Style(color="#8a8a8a", dim=True)
 
 def cell_pieces(cell: TokenCell, position: int, *, whitespace: bool = False, ids: bool = False,
                 dim: bool = False, shading: bool = True, bits: float | None = None, surprise: bool = False,
-                confidence: bool = False) -> list[tuple[str, Style, Style]]:
+                confidence: bool = False, attention: bool = False, weight: float | None = None,
+                peak: float = 0.0) -> list[tuple[str, Style, Style]]:
     """How one token is drawn: ``(text, style, style under the cursor)`` pieces; each style
     carries ``{"token": position}`` metadata so the mouse can find it. Its background is its
-    region's shade (alternating), its surprisal (``surprise``, ``bits``) or, for a generated
-    token with ``confidence``, the probability it was sampled with; without ``shading`` only
-    special tokens and byte badges stand out."""
+    region's shade (alternating), the attention heat strip (``attention``: the ``weight`` the
+    selected token gave it, relative to the heaviest, ``peak``), its surprisal (``surprise``,
+    ``bits``) or, for a generated token with ``confidence``, the probability it was sampled
+    with; without ``shading`` only special tokens and byte badges stand out."""
     meta = {"token": position}
     event = cell.event if cell.origin == GENERATED else None
     special = SPECIAL_STYLE
-    if surprise:
+    if attention:
+        base = attention_style(weight, peak) + Style(underline=bool(cell.mask), meta=meta)
+    elif surprise:
         base = surprise_style(bits) + Style(underline=bool(cell.mask), meta=meta)
     elif confidence and event is not None:
         base = confidence_colours.token_style(event.prob, event.forced) + Style(meta=meta)
@@ -72,12 +78,16 @@ def cell_pieces(cell: TokenCell, position: int, *, whitespace: bool = False, ids
 
 
 def render_cells(cells: list[TokenCell], *, cursor: int = -1, whitespace: bool = False, ids: bool = False,
-                 dim_messages_before: int = -1, shading: bool = True, confidence: bool = False) -> Text:
+                 dim_messages_before: int = -1, shading: bool = True, confidence: bool = False,
+                 attention: list[float | None] | None = None) -> Text:
     """The tokens as one Rich ``Text`` (the raw view), drawn as ``cell_pieces`` says."""
     text = Text(no_wrap=False, overflow="fold")
+    peak = max((w for w in attention or () if w is not None), default=0.0)
     for position, cell in enumerate(cells):
+        weight = attention[position] if attention is not None and position < len(attention) else None
         pieces = cell_pieces(cell, position, whitespace=whitespace, ids=ids, shading=shading, confidence=confidence,
-                             dim=0 <= cell.message < dim_messages_before)
+                             dim=0 <= cell.message < dim_messages_before, attention=attention is not None,
+                             weight=weight, peak=peak)
         for segment, style, cursor_style in pieces:
             text.append(segment, cursor_style if position == cursor else style)
     return text
@@ -95,6 +105,7 @@ class TokenView(TokenLinesWidget, can_focus=True):
         Binding("i", "toggle_ids", "Ids", tooltip="show each token's id"),
         Binding("l", "next_low", "Next unsure",
                 tooltip=f"jump to the next generated token sampled with p < {confidence_colours.LOW_P:g}"),
+        *pane_bindings(),
     ]
 
     cursor: reactive[int] = reactive(-1)
@@ -113,16 +124,20 @@ class TokenView(TokenLinesWidget, can_focus=True):
         self.dim_messages_before = -1
         self.surprise: list[float | None] | None = None  # bits per cell while the surprise view is on
         self.confidence = False  # generated tokens coloured by their probability
+        self.attention: list[float | None] | None = None  # the heat strip while the attention view is on
+        self._peak = 0.0  # the heaviest weight of the strip
 
     def token_count(self) -> int:
         return len(self.cells)
 
     def token_pieces(self, index: int) -> list[tuple[str, Style, Style]]:
-        cell, surprise = self.cells[index], self.surprise
+        cell, surprise, attention = self.cells[index], self.surprise, self.attention
         return cell_pieces(cell, index, whitespace=self.show_whitespace, ids=self.show_ids,
                            dim=0 <= cell.message < self.dim_messages_before, surprise=surprise is not None,
                            bits=surprise[index] if surprise is not None and index < len(surprise) else None,
-                           confidence=self.confidence)
+                           confidence=self.confidence, attention=attention is not None,
+                           weight=attention[index] if attention is not None and index < len(attention) else None,
+                           peak=self._peak)
 
     def set_cells(self, cells: list[TokenCell], dim_messages_before: int = -1) -> None:
         """Show ``cells``; only the tokens from the first changed one on are laid out again (a
@@ -148,6 +163,14 @@ class TokenView(TokenLinesWidget, can_focus=True):
         self.surprise = surprise
         if not unchanged:
             self.relayout(0)
+
+    def set_attention(self, weights: list[float | None] | None) -> None:
+        """Draw the heat strip (one weight per cell, None for none), or no strip with None."""
+        if weights is None and self.attention is None:
+            return
+        self.attention = weights
+        self._peak = max((w for w in weights or () if w is not None), default=0.0)
+        self.relayout(0)
 
     def set_confidence(self, on: bool) -> None:
         if on != self.confidence:
