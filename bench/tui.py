@@ -14,8 +14,11 @@ Same model, prompt, seed and sampling parameters on both sides, measured in the 
 
 Without ``--checkpoint`` the model is a random-weight d4 GPT (4 layers, 256 wide) with the
 bundled model's tokenizer when there is one (else 4096 tokens trained on offline text): a fast model streams the
-most tokens per second, the hardest case for the UI. Runs with the token pane open too (F2:
-live preview and the pane following the reply), the heaviest screen.
+most tokens per second, the hardest case for the UI. Four cases: the chat alone, with the token
+pane open (F2: live preview and the pane following the reply), and each with the confidence
+colours on (F8: every token coloured by its probability, in the chat and the pane).
+``--profile DIR`` runs the app under cProfile and writes one ``.pstats`` per case there (the
+timings of a profiled run are slower: take the ratios from a run without it).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from pathlib import Path
 HELP = "The chat app in a pseudo-terminal vs the headless engine: tokens/s on screen, key-press delay."
 
 PROMPT = "Tell me a long story about a fox, a dog and a number."
+CASES = {"chat": (False, False), "chat + token pane": (True, False),  # (token pane open, confidence colours)
+         "chat + colours": (False, True), "pane + colours": (True, True)}
 
 
 def add_arguments(parser) -> None:
@@ -44,6 +49,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--key-interval-ms", type=float, default=50.0, metavar="MS",
                         help="time between typed keys while a reply streams (default 50: a very fast typist)")
     parser.add_argument("--size", default="120x40", metavar="COLSxROWS", help="terminal size (default 120x40)")
+    parser.add_argument("--profile", metavar="DIR", default=None,
+                        help="profile the app (cProfile) and write CASE.pstats files to DIR")
 
 
 def run(args) -> int:
@@ -59,13 +66,15 @@ def run(args) -> int:
               f"reply {args.tokens} tokens at most, seed {params.seed}, {args.runs} runs per case")
 
         headless: list[float] = []
-        cases = {"chat": [], "chat + token pane": []}
+        cases = {case: [] for case in CASES}
         for r in range(args.runs):  # interleaved, so machine noise hits every case and the baseline alike
             headless.append(_headless_rate(backend, prompt_ids, params))
             for c, (case, results) in enumerate(cases.items()):
-                results.append(_app_run(checkpoint, params, tmp / f"run-{r}-case-{c}",
-                                        pane=case != "chat", interval_s=args.key_interval_ms / 1000,
-                                        size=args.size))
+                pane, colours = CASES[case]
+                profile = str(Path(args.profile) / f"{case.replace(' ', '').replace('+', '-')}.pstats") \
+                    if args.profile else None
+                results.append(_app_run(checkpoint, params, tmp / f"run-{r}-case-{c}", pane=pane, colours=colours,
+                                        interval_s=args.key_interval_ms / 1000, size=args.size, profile=profile))
         _report(headless, cases)
     return 0
 
@@ -127,7 +136,8 @@ def _headless_rate(backend, prompt_ids, params) -> float:
 
 # ---- the app in a pseudo-terminal
 
-def _app_run(checkpoint: str, params, workdir: Path, *, pane: bool, interval_s: float, size: str) -> dict:
+def _app_run(checkpoint: str, params, workdir: Path, *, pane: bool, colours: bool, interval_s: float, size: str,
+             profile: str | None = None) -> dict:
     import fcntl
     import pty
     import struct
@@ -136,7 +146,7 @@ def _app_run(checkpoint: str, params, workdir: Path, *, pane: bool, interval_s: 
 
     workdir.mkdir(parents=True)
     config = {"checkpoint": checkpoint, "params": asdict(params), "prompt": PROMPT, "pane": pane,
-              "dir": str(workdir)}
+              "colours": colours, "dir": str(workdir), "profile": profile}
     (workdir / "config.json").write_text(json.dumps(config))
     cols, rows = (int(n) for n in size.lower().split("x"))
     master, slave = pty.openpty()
@@ -170,7 +180,8 @@ def _app_run(checkpoint: str, params, workdir: Path, *, pane: bool, interval_s: 
     (t0, n0), (t1, n1) = shown[0], shown[-1]
     return {"screen_rate": (n1 - n0) / (t1 - t0), "tokens": n1, "delays_ms": delays,
             "terminal_bytes": received[0], "engine_rate": results["engine_tokens_per_s"],
-            "ui_cpu": results["ui_cpu"], "engine_cpu": results["engine_cpu"]}
+            "ui_cpu": results["ui_cpu"], "engine_cpu": results["engine_cpu"],
+            "ui_ms_per_100": results["ui_cpu_s"] * 1000 * 100 / max(1, n1)}
 
 
 def _drain_terminal(master: int, received: list[int]) -> None:
@@ -208,8 +219,10 @@ def _report(headless: list[float], cases: dict[str, list[dict]]) -> None:
         engine_in_app = statistics.median(r["engine_rate"] for r in runs)
         ui_cpu = statistics.median(r["ui_cpu"] for r in runs)
         engine_cpu = statistics.median(r["engine_cpu"] for r in runs)
+        ui_ms = statistics.median(r["ui_ms_per_100"] for r in runs)
         print(f"{'':<20}engine in the app {engine_in_app:.1f} tok/s; CPU while streaming: UI {ui_cpu:.0%}, "
-              f"engine {engine_cpu:.0%} of a core; {statistics.median(r['tokens'] for r in runs):.0f} tokens")
+              f"engine {engine_cpu:.0%} of a core; {statistics.median(r['tokens'] for r in runs):.0f} tokens; "
+              f"UI {ui_ms:.1f} ms CPU per 100 tokens")
     print(f"\ntargets: tokens/s on screen >= 0.95 x engine; key-press delay p95 <= 50 ms while streaming\n"
           f"machine: {os.cpu_count()} cores, load average {load:.2f} when the runs ended (other processes "
           f"compete for the cores the engine and the UI need)")
@@ -236,6 +249,8 @@ def _child(config_path: str) -> int:
             await super().on_mount()
             if config["pane"]:
                 self.action_toggle_tokens()
+            if config["colours"]:
+                await self.action_toggle_confidence()
             self.set_interval(0.02, self._watch)
             await self.send(config["prompt"])
             self.started = True
@@ -261,14 +276,22 @@ def _child(config_path: str) -> int:
                 wall = max(end[0] - self.cpu_start[0], 1e-9)
                 results = {"keys": self.keys, "shown": self.last_reply_shown,
                            "engine_tokens_per_s": turn.tokens_per_s if turn else 0.0,
-                           "ui_cpu": (end[1] - self.cpu_start[1]) / wall,
+                           "ui_cpu": (end[1] - self.cpu_start[1]) / wall, "ui_cpu_s": end[1] - self.cpu_start[1],
                            "engine_cpu": (end[2] - self.cpu_start[2]) / wall}
                 (workdir / "results.json").write_text(json.dumps(results))
                 (workdir / "done").touch()
                 self.exit()
 
     app = MeasuredApp(backend, store=ConversationStore(workdir / "store"), params=SamplingParams(**config["params"]))
-    app.run()
+    if config["profile"]:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.runcall(app.run)
+        Path(config["profile"]).parent.mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(config["profile"])
+    else:
+        app.run()
     return app.return_code or 0
 
 

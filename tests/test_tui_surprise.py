@@ -2,7 +2,7 @@
 
 import math
 
-from tui import surprise
+from tui import colour_scale, surprise
 
 
 def test_per_token_aligns_surprisal_to_ids():
@@ -22,13 +22,13 @@ def test_region_bits_per_byte_counts_ordinary_tokens_only():
     assert surprise.describe(user, reply) == "surprise: your text 2.00 bits/byte (3 bytes) · replies 3.00 bits/byte (3 bytes)"
 
 
-def test_colour_scale_runs_from_cool_to_hot():
+def test_colour_scale_is_the_shared_one_and_brightens_with_surprise():
     def rgb(bits):
         color = surprise.surprise_style(bits).bgcolor.get_truecolor()
         return color.red, color.green, color.blue
 
-    assert rgb(0.0) == surprise.SCALE[0][1] and rgb(40.0) == surprise.SCALE[-1][1]
+    assert rgb(0.0) == colour_scale.STOPS[0][1] and rgb(40.0) == colour_scale.STOPS[-1][1]
     assert rgb(3.5) not in (rgb(2.0), rgb(5.0))  # interpolated between the stops
-    reds = [rgb(b)[0] for b in (0.0, 2.0, 5.0, 9.0)]
-    assert reds == sorted(reds)
+    lightness = [colour_scale.luminance(rgb(b)) for b in (0.0, 2.0, 5.0, 9.0, 14.0)]
+    assert lightness == sorted(lightness) and len(set(lightness)) == 5
     assert surprise.surprise_style(None).bgcolor == surprise.surprise_style(math.nan).bgcolor

@@ -16,11 +16,12 @@ class ScriptedBackend:
     ``hold_after``: after that many tokens, wait until cancelled (a reply caught mid-stream).
     ``fail_after``: raise after that many tokens. ``delay_s``: sleep before each token.
     ``timings``: report these ``(ttft_s, total_s)`` instead of measured ones (for snapshots).
+    ``probs``: the sampled tokens' probabilities, in turn (repeating); 0.5 each without.
     """
 
     def __init__(self, tokenizer, replies, *, hold_after: int | None = None, fail_after: int | None = None,
                  delay_s: float = 0.0, timings: tuple[float, float] | None = None,
-                 info: ModelInfo = ModelInfo("scripted", 1234, 512)) -> None:
+                 info: ModelInfo = ModelInfo("scripted", 1234, 512), probs: list[float] | None = None) -> None:
         self.tokenizer = tokenizer
         self.info = info
         self.closed = False
@@ -29,6 +30,7 @@ class ScriptedBackend:
         self.fail_after = fail_after
         self.delay_s = delay_s
         self.timings = timings
+        self.probs = probs or [0.5]
         self.calls: list[tuple[list[int], object]] = []  # (prompt ids, params) of every call
         self.surprisal_calls: list[list[int]] = []  # the ids of every surprisal request
         self.attention_calls: list[tuple[list[int], int]] = []  # (ids, position) of every attention request
@@ -83,7 +85,8 @@ class ScriptedBackend:
             bpe = self.tokenizer.vocab_size - 9
             top = () if forced else tuple(((token if k == 0 else (token + k) % bpe), 0.5 / (k + 1))
                                           for k in range(params.top_alternatives))
-            yield TokenEvent(token, decoder.feed(token), forced, None if forced else 0.5, top)
+            prob = self.probs[n % len(self.probs)]
+            yield TokenEvent(token, decoder.feed(token), forced, None if forced else prob, top)
         yield stop("assistant_end", len(self.tokens(reply)))
 
     def surprisal(self, ids):

@@ -75,6 +75,10 @@ ACTIONS: tuple[Action, ...] = (
            "surprise view in the token pane: every token coloured by its surprisal under the model (-log2 p), "
            "bits per byte of your text and of the replies", "f7", "Surprise",
            priority=True),  # over the message box's own F7 (select all)
+    Action("toggle_confidence", "Toggle confidence colours",
+           "confidence colours: every generated token, in the chat and the token pane, coloured by the "
+           "probability it was sampled with; a sparkline and figures under each reply", "f8", "Confidence",
+           also="/confidence", priority=True),
     Action("settings", "Sampling settings", "sampling settings", "f4", "Settings"),
     Action("replay_pause", "Pause or resume the replay", "pause or resume a replay", "f5", "Pause replay",
            show=False, replay=True),
@@ -95,6 +99,9 @@ ACTIONS: tuple[Action, ...] = (
            "show spaces, tabs and newlines in the token pane", also="W in the token pane"),
     Action("token_view('toggle_ids')", "Toggle token ids in the token pane", "show each token's id in the token pane",
            also="I in the token pane"),
+    Action("token_view('next_low')", "Jump to the next unsure token",
+           "move the token pane's cursor to the next generated token sampled with p < 0.2",
+           also="L in the token pane"),
 )
 
 # The token pane's own keys (bound on its token views, so typing in the message box never hits

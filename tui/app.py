@@ -10,6 +10,7 @@ F1 lists them all.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from dataclasses import replace
 from functools import partial
@@ -40,9 +41,11 @@ from tui.screens.settings import SettingsScreen
 from tui.session import ChatSession, with_seed
 from tui.store import ConversationStore
 from tui.live_reply import EngineFailure, LiveReply
-from tui.token_cells import TokenCell
+from tui.token_cells import GENERATED, TokenCell
 from tui.widgets.chat_input import ChatInput
 from tui.widgets.chat_log import ChatLog
+from tui.widgets.confidence import ConfidenceLegend, Inspect, reply_tokens
+from tui.widgets.messages import AssistantMessage
 from tui.widgets.debug_pane import DebugPane
 from tui.widgets.raw_view import RawView
 from tui.widgets.status_bar import Status, StatusBar
@@ -81,6 +84,7 @@ class GlasschatApp(App):
         self._resume = resume
         self._draft_timer: Timer | None = None
         self.surprise_on = False
+        self.confidence_on = False
         # the surprise view's last answer: (the ids it scored, bits per cell, the headline)
         self._surprise: tuple[tuple[int, ...], list[float | None], str] | None = None
         self._surprise_pending: tuple[int, ...] | None = None
@@ -93,6 +97,7 @@ class GlasschatApp(App):
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
             with Vertical(id="chat-column"):
+                yield ConfidenceLegend(id="confidence-legend")
                 yield Welcome(self.backend.info, id="welcome")
                 yield ChatLog(id="chat-log")
                 yield RawView(id="raw-view")
@@ -102,6 +107,14 @@ class GlasschatApp(App):
 
     @guarded
     async def on_mount(self) -> None:
+        if not self.is_headless:
+            # Python's cycle collector rescans every long-lived object at each full collection:
+            # with the app's widgets, styles and imports that took tens of ms, now and then in the
+            # middle of a streaming reply (`glasschat bench tui`: key-press delay p95 roughly
+            # halved). Objects alive once the app has started stay for its lifetime: freeze them
+            # out of the collector's scans. Not under tests (many apps in one process).
+            gc.collect()
+            gc.freeze()
         self.query_one(DebugPane).display = False
         self.query_one(RawView).display = False
         problem = self.store.write_problem()
@@ -188,6 +201,9 @@ class GlasschatApp(App):
         params = with_seed(params)
         widget = await self.chat_log.start_reply()
         live = LiveReply(self.session.begin_reply(prompt, params.seed), widget, ReplyBlocks(self.tokenizer.special_name))
+        widget.message = live.turn.message
+        if self.confidence_on:
+            await widget.set_confident(True)
         self.live_reply = live
         self.set_state("generating…")
         engine_params = replace(params, top_alternatives=max(params.top_alternatives, INSPECTOR_ALTERNATIVES))
@@ -216,6 +232,9 @@ class GlasschatApp(App):
         pieces, end = live.drain()
         if pieces:
             await live.widget.write(pieces)
+        if live.fresh:
+            fresh, live.fresh = live.fresh, []
+            live.widget.add_tokens(fresh, self.tokenizer.special_name)
         if pieces or end is not None:
             live.shown.append((time.perf_counter(), len(live.turn.ids)))
         if end is None and self._tokens_visible() and time.monotonic() - self._live_tokens_at > LIVE_TOKENS_INTERVAL_S:
@@ -335,6 +354,8 @@ class GlasschatApp(App):
             self.notify(f"Cannot open the conversation: {error}", severity="error", timeout=10)
             return
         await self.chat_log.load(self.session.messages)
+        if self.confidence_on:
+            await self.show_confidence()
         self.chat_log.jump_to_newest()
         self.refresh_welcome()
         last = self.session.last_turn
@@ -362,6 +383,39 @@ class GlasschatApp(App):
         else:
             self.refresh_tokens()
 
+    async def action_toggle_confidence(self) -> None:
+        """Colour every generated token by its probability, in the chat and the token pane."""
+        self.confidence_on = not self.confidence_on
+        self.query_one(ConfidenceLegend).display = self.confidence_on
+        await self.show_confidence()
+        self.debug_pane.conversation_view.set_confidence(self.confidence_on)
+        if self.query_one(RawView).display:
+            self.refresh_tokens()
+
+    async def show_confidence(self) -> None:
+        """Every shown reply as coloured tokens (or as Markdown again), as ``confidence_on`` says."""
+        entries = self.session.entries
+        for widget in self.chat_log.query(AssistantMessage):
+            tokens = None
+            if self.confidence_on and not widget.tokens and widget is not getattr(self.live_reply, "widget", None):
+                widget.message = self.chat_log.message_index(widget)
+                turn = entries[widget.message].turn if 0 <= widget.message < len(entries) else None
+                tokens = [] if turn is None else reply_tokens(self.tokenizer, turn.ids, turn.probs, turn.forced)
+            await widget.set_confident(self.confidence_on, tokens)
+
+    @on(Inspect)
+    def on_inspect(self, event: Inspect) -> None:
+        """A click on a coloured token or a sparkline bar: that token in the token pane's inspector."""
+        if not self.debug_pane.display:
+            self.action_toggle_tokens()
+        view = self.debug_pane.conversation_view
+        positions = [i for i, cell in enumerate(view.cells) if cell.message == event.message]
+        position = positions[1 + event.index] if 1 + event.index < len(positions) else None  # after <|assistant_start|>
+        if position is None or view.cells[position].origin != GENERATED:
+            self.notify("That token is not in the token pane (the reply was re-encoded).", severity="warning")
+            return
+        view.focus()
+        view.cursor = position
     def action_attention(self, what: str, by: int = 0) -> None:
         """The attention view: ``toggle`` it, or step the ``layer`` or ``head`` by ``by``."""
         if not self.debug_pane.display:
@@ -439,6 +493,8 @@ class GlasschatApp(App):
                 await self.action_regenerate()
             elif command.name == "edit":
                 await self.action_edit_last()
+            elif command.name == "confidence":
+                await self.action_toggle_confidence()
             elif command.name == "help":
                 self.action_help()
         except Exception as error:  # a mistake in the command, or a bug: a notification either way
@@ -497,7 +553,9 @@ class GlasschatApp(App):
         """Run a token view's action (``toggle_ids``) on the token pane's views, opening it first."""
         if not self.debug_pane.display:
             self.action_toggle_tokens()
-        for view in self.debug_pane.query(TokenView):
+        # only the conversation has generated tokens to move between
+        views = [self.debug_pane.conversation_view] if action == "next_low" else self.debug_pane.query(TokenView)
+        for view in views:
             getattr(view, f"action_{action}")()
 
     # ---- token pane, raw view, draft preview
@@ -520,7 +578,7 @@ class GlasschatApp(App):
             self.refresh_surprise(cells)
             self.attention.refresh()
         if raw.display:
-            raw.show(cells)
+            raw.show(cells, confidence=self.confidence_on)
 
     def refresh_surprise(self, cells: list[TokenCell]) -> None:
         """The surprise view for ``cells``: the last answer if it scored these tokens, else one

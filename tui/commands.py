@@ -36,6 +36,7 @@ COMMANDS: tuple[SlashCommand, ...] = (
     SlashCommand("export", "/export FILE", 'write the rendered conversation as JSON {"ids", "mask"}'),
     SlashCommand("regen", "/regen", "generate the last reply again with a new seed", ("regenerate",)),
     SlashCommand("edit", "/edit", "take back the last message to edit and resend it"),
+    SlashCommand("confidence", "/confidence", "colour every generated token by its probability (F8)", ("conf",)),
     SlashCommand("help", "/help", "list keys and commands"),
 )
 

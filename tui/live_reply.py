@@ -36,6 +36,7 @@ class LiveReply:
     cancel: threading.Event = field(default_factory=threading.Event)
     events: deque = field(default_factory=deque)
     shown: list[tuple[float, int]] = field(default_factory=list)  # (time, tokens on screen)
+    fresh: list[TokenEvent] = field(default_factory=list)  # drained tokens the widget has not taken yet
     # set (from the engine thread, once) when the reply has ended, so the pump shows the end at
     # once instead of at its next tick
     ended: asyncio.Event = field(default_factory=asyncio.Event)
@@ -68,6 +69,7 @@ class LiveReply:
             item = self.events.popleft()
             if isinstance(item, TokenEvent):
                 self.turn.add(item)
+                self.fresh.append(item)
                 piece = self.tracker.feed(item)
                 if piece is not None:
                     pieces.append(piece)

@@ -53,6 +53,7 @@ class ChatSession:
         self.entries: list[Entry] = []
         self.pending: TurnRecord | None = None  # the reply being generated, not yet an entry
         self.rendered = RenderCache()  # each message's tokens: a long chat is not rendered again per turn
+        self._cells: tuple[list[tuple], list[TokenCell]] | None = None  # the entries' cells, while they are the same
         self.dropped = 0  # oldest messages the last prompt left out
         self.conversation_id = store.new_id() if store is not None else ""
         self.created = time.time()
@@ -93,12 +94,26 @@ class ChatSession:
                                      pending)]
 
     def cells(self) -> list[TokenCell]:
-        """The conversation, with the reply being generated, as the token pane's cells."""
-        entries = self.with_pending()
-        if not entries:
+        """The conversation, with the reply being generated, as the token pane's cells.
+
+        The pane follows a streaming reply a few times a second: the cells of the messages
+        before it are kept while those messages are the same, and only the reply's own are
+        built (a message's tokens do not depend on the ones after it)."""
+        if not self.entries:
             return []
-        ids, mask = render_chat(self.tokenizer, entries, self.rendered)
-        return build_cells(self.tokenizer, ids, mask, entries)
+        key = [(entry, entry.message, entry.turn) for entry in self.entries]
+        cached = self._cells
+        if cached is None or len(cached[0]) != len(key) or any(
+                a is not b for old, new in zip(cached[0], key) for a, b in zip(old, new)):
+            ids, mask = render_chat(self.tokenizer, self.entries, self.rendered)
+            cached = self._cells = (key, build_cells(self.tokenizer, ids, mask, self.entries))
+        entries = self.with_pending()
+        if len(entries) == len(self.entries):
+            return cached[1]
+        reply = entries[-1]
+        ids, mask = message_tokens(self.tokenizer, reply)
+        return cached[1] + build_cells(self.tokenizer, ids, mask, [reply], start=len(cached[1]),
+                                       first_message=len(entries) - 1)
 
     def context_used(self) -> int:
         """How many tokens of the conversation (with the reply being generated) the model is

@@ -16,23 +16,19 @@ from dataclasses import dataclass
 
 from rich.style import Style
 
-# Colour stops over surprisal in bits: a token at or beyond the last stop is drawn hottest.
-SCALE = ((0.0, (24, 60, 110)), (2.0, (28, 100, 70)), (5.0, (150, 130, 20)), (9.0, (170, 70, 20)), (14.0, (170, 20, 40)))
+from tui import colour_scale
+
+# Surprisal at which the colour scale tops out: a token this surprising or more is drawn brightest.
+MAX_BITS = 14.0
+NO_SCORE = Style(bgcolor="#303030")
 
 
 def surprise_style(bits: float | None) -> Style:
-    """The background for a token of ``bits`` surprisal (grey when it has none: the first token)."""
+    """The colour for a token of ``bits`` surprisal, on the shared scale (``tui.colour_scale``):
+    darkest when expected, brightest when surprising; grey when it has none (the first token)."""
     if bits is None or math.isnan(bits):
-        return Style(bgcolor="#303030")
-    if bits <= SCALE[0][0]:
-        rgb = SCALE[0][1]
-    elif bits >= SCALE[-1][0]:
-        rgb = SCALE[-1][1]
-    else:
-        (low, a), (high, b) = next((s, e) for s, e in zip(SCALE, SCALE[1:]) if s[0] <= bits <= e[0])
-        t = (bits - low) / (high - low)
-        rgb = tuple(round(x + (y - x) * t) for x, y in zip(a, b))
-    return Style(bgcolor="#{:02x}{:02x}{:02x}".format(*rgb), color="#ffffff")
+        return NO_SCORE
+    return colour_scale.style(bits / MAX_BITS)
 
 
 @dataclass(frozen=True)

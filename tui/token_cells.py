@@ -52,10 +52,11 @@ def message_indices(tokenizer, ids: list[int], messages: list[dict]) -> list[int
 
 
 def build_cells(tokenizer, ids: list[int], mask: list[int], entries: list[Entry],
-                start: int = 0) -> list[TokenCell]:
+                start: int = 0, first_message: int = 0) -> list[TokenCell]:
     """Display cells for ``entries`` rendered as ``ids``/``mask``, a generated reply's tokens
     with what was generated for them. ``start`` numbers the cells (for a preview appended to a
-    view)."""
+    view); ``first_message`` is the conversation index of ``entries[0]`` (for cells of the last
+    messages only, appended to those of the ones before)."""
     regions = tokenizer.regions(ids)
     owners = message_indices(tokenizer, ids, [entry.message for entry in entries])
     turns = {index: entry.turn for index, entry in enumerate(entries) if entry.turn is not None}
@@ -65,7 +66,8 @@ def build_cells(tokenizer, ids: list[int], mask: list[int], entries: list[Entry]
         name = tokenizer.special_name(token)
         segments = ((name, False),) if name else byte_segments(tokenizer.decode_single_token_bytes(token))
         origin, event = origins.get(i, (WRITTEN, None))
-        cells.append(TokenCell(start + i, token, name, segments, regions[i], mask[i], owners[i], origin, event))
+        owner = owners[i] + first_message if owners[i] >= 0 else -1
+        cells.append(TokenCell(start + i, token, name, segments, regions[i], mask[i], owner, origin, event))
     return cells
 
 

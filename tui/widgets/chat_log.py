@@ -42,6 +42,13 @@ class ChatLog(VerticalScroll):
             return AssistantMessage(message["content"])
         return Notice(f"system: {message['content']}")  # a system message is shown as a notice
 
+    def message_index(self, widget: Widget) -> int:
+        """The conversation index of the message ``widget`` shows (-1: none)."""
+        try:
+            return self._hidden + self._messages.index(widget)
+        except ValueError:
+            return -1
+
     async def add_message(self, message: dict) -> Widget:
         """Show a conversation message."""
         widget = self._widget(message)

@@ -15,6 +15,7 @@ class RawView(VerticalScroll):
     def compose(self):
         yield Static(id="raw-text")
 
-    def show(self, cells: list[TokenCell]) -> None:
-        self.query_one("#raw-text", Static).update(render_cells(cells, shading=False))
+    def show(self, cells: list[TokenCell], confidence: bool = False) -> None:
+        """``cells``; with ``confidence`` the generated tokens on the colours of their probabilities."""
+        self.query_one("#raw-text", Static).update(render_cells(cells, shading=False, confidence=confidence))
         self.scroll_end(animate=False)
