@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from rich.style import Style
 
+from tui import colour_scale
+
 ALL = -1  # the layer or head choice that averages them all
 TOP = 5
 
-# Colour stops over a weight relative to the most attended key: faint to hot.
-STOPS = ((0.0, (38, 38, 48)), (0.25, (70, 40, 110)), (0.6, (170, 60, 60)), (1.0, (250, 200, 40)))
 QUERY_STYLE = Style(color="#000000", bgcolor="#5fd7ff", bold=True)
 
 
@@ -64,11 +64,7 @@ def attention_style(weight: float | None, peak: float) -> Style:
     """The background of a key that got ``weight`` when the heaviest got ``peak`` (grey: none)."""
     if weight is None or peak <= 0:
         return Style(bgcolor="#262626", color="#8a8a8a")
-    x = min(max(weight / peak, 0.0), 1.0)
-    (low, a), (high, b) = next((s, e) for s, e in zip(STOPS, STOPS[1:]) if x <= e[0])
-    t = (x - low) / (high - low)
-    rgb = tuple(round(u + (v - u) * t) for u, v in zip(a, b))
-    return Style(bgcolor="#{:02x}{:02x}{:02x}".format(*rgb), color="#000000" if x > 0.8 else "#ffffff")
+    return colour_scale.style(weight / peak)  # the app's one scale: brighter is more attended
 
 
 def cell_weights(weights: list[float], cells: int) -> list[float | None]:

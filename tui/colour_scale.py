@@ -1,5 +1,5 @@
 """One perceptual colour scale for every view that colours tokens by a number (the surprise view,
-the confidence colours).
+the confidence colours, the attention strip).
 
 The stops follow viridis: dark purple through teal to yellow, with lightness rising steadily
 along the scale, so a larger value always reads as a brighter cell, for colour-blind readers too
