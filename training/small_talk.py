@@ -158,7 +158,6 @@ MORE_PROMPTS: dict[str, dict[str, list[str]]] = {
     }),
 }
 MORE_KINDS = tuple(MORE_PROMPTS)
-ALL_KINDS = KINDS + MORE_KINDS
 
 
 def out_of_scope_prompt(rng: random.Random, split: Split) -> str:
