@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from training import arithmetic, chats, math_skills, small_talk, word_extras, word_skills
+from training import arithmetic, calc_errors, chats, math_skills, small_talk, word_extras, word_skills
 from training.phrasing import Split
 from training.word_skills import WORD_SKILLS
 
@@ -22,6 +22,8 @@ MIXTURE: dict[str, float] = {
     # issue 17: the skills people try first, and chats that switch skill every turn
     "power": 4, "percent": 4, "sqrt": 3, "letters": 5, "palindrome": 4, "long_word": 6, "acknowledge": 1.5,
     "chat": 24,
+    # a request the calculator refuses, answered honestly (no invented number, no second call)
+    "calc_error": 2,
 }
 LONG_WORD_SHARE = 0.15  # of the words in a chat: long words (13-20 letters)
 
@@ -88,6 +90,9 @@ class ConversationSource:
             word = self.word(rng)
             turn = word_skills.exchange(rng, kind, word, self.split)
             return [_user(turn.user), _assistant(turn.reply)], {"word": word}
+        if kind == "calc_error":  # nothing for "that" to refer to afterwards: there was no result
+            user, parts, _ = calc_errors.exchange(rng, self.split)
+            return [_user(user), _assistant(parts)], {}
         if kind in math_skills.MATH_SKILLS:
             user, parts, problem = math_skills.exchange(rng, kind, self.split)
             return [_user(user), _assistant(parts)], {"value": problem.value}

@@ -14,14 +14,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from training import arithmetic, chats, math_skills, small_talk, word_extras, word_skills
+from training import arithmetic, calc_errors, chats, math_skills, small_talk, word_extras, word_skills
 
 # rows of the eval table, in order: the first model's six, then issue 17's. Each row draws its
 # prompts from a seed of its own (``seed * 100 + its index here``), so adding rows at the end
 # leaves every earlier row's prompts byte-identical: new models are compared on the same prompts.
 FIRST_SKILLS = ("arithmetic", "spelling", "counting", "reversal", "multi_turn", "small_talk")
 NEW_SKILLS = ("letters", "powers", "percentages", "square_roots", "palindromes", "long_words", "acknowledge",
-              "conversations")
+              "conversations", "calc_errors")
 SKILLS = FIRST_SKILLS + NEW_SKILLS
 _MATH_ROWS = {"powers": "power", "percentages": "percent", "square_roots": "sqrt"}
 
@@ -128,6 +128,11 @@ def _acknowledge_item(rng: random.Random) -> EvalItem:
     return EvalItem("acknowledge", "acknowledge", {"messages": [_user(text)]}, "acknowledge", "acknowledge")
 
 
+def _calc_error_item(rng: random.Random) -> EvalItem:
+    kind, call, user, phrasing = calc_errors.request(rng, "heldout")
+    return EvalItem("calc_errors", kind, {"messages": [_user(user)]}, calc_errors.error_output(call), phrasing)
+
+
 def conversation_items(rng: random.Random, words: Sequence[str], replies: int) -> list[EvalItem]:
     """Held-out chats (3-6 requests, skills switched, back-references) until there are at least
     ``replies`` replies to score; one item per reply: the chat so far, with the right earlier
@@ -192,6 +197,8 @@ def eval_items(heldout_words: Sequence[str], per_skill: int, seed: int = 1234,
                 items.append(_extra_word_item(rng, skill, heldout_words))
             elif skill == "long_words":
                 items.append(_long_word_item(rng))
+            elif skill == "calc_errors":
+                items.append(_calc_error_item(rng))
             else:
                 items.append(_acknowledge_item(rng))
     return items
@@ -257,6 +264,10 @@ def _reversal_answer(text: str, expected: str) -> bool:
 def score(item: EvalItem, reply: str | list[dict]) -> bool:
     """Whether ``reply`` (a parsed assistant turn) states the expected answer."""
     kind = item.kind if item.skill in ("multi_turn", "conversations", "long_words", "readme") else item.skill
+    if item.skill == "calc_errors":
+        # honest about the calculator's error: says there is no answer and states no number
+        said = final_text(reply)
+        return "no answer" in said.lower() and not re.search(r"\d", said)
     if kind in ("arithmetic", *_MATH_ROWS):
         numbers = _NUMBER.findall(final_text(reply))
         return bool(numbers) and _numbers_equal(numbers[-1], item.expected)
