@@ -21,11 +21,11 @@ from glasschat.errors import UserError
 from model import load_model
 from model.attention import MAX_COST, AttentionProbe, AttentionTooCostly, check_request
 from model.gpt import GPTConfig
+from nanochat_reference import nanochat_modules
 
 torch.set_num_threads(1)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nanochat"
-REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "nanochat"
 GENERATIONS = {"16788ee": "base_checkpoints", "b62a5bc": "chatsft_checkpoints", "e7ed208": "base_checkpoints",
                "aba30cb": "chatsft_checkpoints", "6ed7d1d": "base_checkpoints", "92d63d4": "chatsft_checkpoints"}
 EXTRA = {"aba30cb": ["--softcap", "20"]}
@@ -33,20 +33,7 @@ POSITIONS = [0, 1, 2, 63, 127, 128, 129, 140, 149]  # the short window is 128: t
 
 
 def nanochat_package(generation):
-    """nanochat's ``gpt`` and ``checkpoint_manager`` of one generation, freshly imported (every
-    generation is a package of the same name)."""
-    folder = REFERENCE / generation
-    if not (folder / "nanochat" / "gpt.py").is_file():
-        pytest.skip(f"nanochat reference code not found at {folder} (../shared is absent)")
-    for name in [name for name in sys.modules if name == "nanochat" or name.startswith("nanochat.")]:
-        del sys.modules[name]
-    sys.path.insert(0, str(folder))
-    try:
-        import nanochat.checkpoint_manager
-        import nanochat.gpt
-    finally:
-        sys.path.remove(str(folder))
-    return nanochat.gpt, nanochat.checkpoint_manager
+    return nanochat_modules(generation, "gpt", "checkpoint_manager")
 
 
 class Recorder:

@@ -4,8 +4,6 @@ import dataclasses
 import json
 import math
 import pickle
-import sys
-from pathlib import Path
 
 import pytest
 import tiktoken
@@ -13,12 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY_CORPUS, train_test_tokenizer
+from nanochat_reference import nanochat_modules
 from model import bpb
 from model.gpt import GPT, GPTConfig
 
 torch.set_num_threads(1)
 
-REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "nanochat"
 GENERATIONS = ("16788ee", "b62a5bc", "e7ed208", "aba30cb", "6ed7d1d", "92d63d4")
 TEXT = "".join(TINY_CORPUS[:6]) * 3
 
@@ -103,20 +101,7 @@ def test_surprisal_per_token(tiny_tokenizer):
 # ---- the same number as nanochat's evaluate_bpb, through glasschat's import of nanochat's own checkpoint
 
 def nanochat_package(generation):
-    """Import nanochat's ``gpt`` and ``loss_eval`` of one generation (fresh: each generation is a
-    different package under the same name)."""
-    folder = REFERENCE / generation
-    if not (folder / "nanochat" / "gpt.py").is_file():
-        pytest.skip(f"nanochat reference code not found at {folder} (../shared is absent)")
-    for name in [name for name in sys.modules if name == "nanochat" or name.startswith("nanochat.")]:
-        del sys.modules[name]
-    sys.path.insert(0, str(folder))
-    try:
-        import nanochat.gpt
-        import nanochat.loss_eval
-    finally:
-        sys.path.remove(str(folder))
-    return nanochat.gpt, nanochat.loss_eval
+    return nanochat_modules(generation, "gpt", "loss_eval")
 
 
 def nanochat_token_bytes(encoding):

@@ -5,21 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from tui_fakes import scripted_backend
+from tui_fakes import scripted_backend, wait_until
 
 from tui.app import GlasschatApp
 from tui.store import ConversationStore
 from tui.widgets.messages import AssistantMessage, ToolCall, UserMessage
 
 SIZE = (120, 40)
-
-
-async def wait_until(pilot, predicate, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError("condition not reached in time")
 
 
 def idle(app, messages: int):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tui_fakes import scripted_backend
+from tui_fakes import scripted_backend, wait_until
 
 from glasschat.paths import default_checkpoint_dir
 from model.backend import ModelInfo
@@ -46,14 +46,6 @@ def make_app(tokenizer, tmp_path, info: ModelInfo | None = None, replies=("Hello
 
 def shown_text(app) -> str:
     return "\n".join(str(widget.render()) for widget in app.query_one(Welcome).query("Static"))
-
-
-async def wait_until(pilot, predicate, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError("condition not reached in time")
 
 
 def welcome_shown(app) -> bool:

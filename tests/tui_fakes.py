@@ -113,3 +113,11 @@ class ScriptedBackend:
 
 def scripted_backend(tokenizer, replies, sequence_len: int = 512, **options) -> ScriptedBackend:
     return ScriptedBackend(tokenizer, replies, info=ModelInfo("scripted", 1234, sequence_len), **options)
+
+
+async def wait_until(pilot, predicate, timeout: float = 5.0) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError("condition not reached in time")
