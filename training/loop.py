@@ -29,6 +29,7 @@ from glasschat.atomic import atomic_path
 from glasschat.errors import UserError
 from training.batches import Batches
 from training.loss_history import LossHistory, write_loss_file
+from training.muon import Muon
 
 STATE_FILE = "train_state.pt"
 
@@ -81,8 +82,7 @@ def make_optimizers(model: torch.nn.Module, config: LoopConfig) -> list[torch.op
         [{"params": embedding, "lr": config.embed_lr}, {"params": head, "lr": config.head_lr}],
         betas=(0.8, 0.95), eps=1e-10, weight_decay=0.0,
     )
-    muon = torch.optim.Muon(matrices, lr=config.matrix_lr, momentum=0.95, weight_decay=config.weight_decay,
-                            adjust_lr_fn="original")
+    muon = Muon(matrices, lr=config.matrix_lr, momentum=0.95, weight_decay=config.weight_decay)
     for optimizer in (adam, muon):
         for group in optimizer.param_groups:
             group["initial_lr"] = group["lr"]
