@@ -18,7 +18,7 @@ from training.word_skills import WORD_SKILLS
 # single-turn kinds and their share of conversations (multi-turn has its own share)
 MIXTURE: dict[str, float] = {
     "greeting": 3, "identity": 3, "capabilities": 3, "how_are_you": 1.5, "thanks": 1.5, "goodbye": 1.5,
-    "out_of_scope": 6, "arithmetic": 18, "spell": 20, "count": 16, "reverse": 18, "multi_turn": 18.5,
+    "out_of_scope": 6, "arithmetic": 18, "spell": 14, "count": 16, "reverse": 14, "multi_turn": 18.5,
     # issue 17: the skills people try first, and chats that switch skill every turn
     "power": 4, "percent": 4, "sqrt": 3, "letters": 5, "palindrome": 4, "long_word": 6, "acknowledge": 1.5,
     "chat": 24,

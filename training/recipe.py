@@ -25,7 +25,7 @@ class Recipe:
     name: str
     seed: int = 0
     # data
-    sft_conversations: int = 160_000  # 1,200 steps see about 0.6 of an epoch
+    sft_conversations: int = 120_000
     val_conversations: int = 1_000
     tokenizer_conversations: int = 20_000  # skill conversations whose text joins the tokenizer corpus
     spelling_documents: int = 4_000  # pretraining documents of spelled words (16 lines each)
@@ -40,14 +40,11 @@ class Recipe:
     n_kv_head: int = 4
     sequence_len: int = 1024  # the longest context the model supports
     # training: 8 rows of 1024 tokens, the first model's 8,192 tokens a step; steps sized to the
-    # 120-minute budget from timed steps (``glasschat bench train``: 4.2 s a step on both cores of
-    # an AVX2-only AMD EPYC): 1,000 fine-tuning steps left spelling short of the first model,
-    # whose mixture gave spelling a larger share; 1,200 steps and a larger spelling and reversal
-    # share (training.conversations.MIXTURE) give them about the first model's exposure
+    # 120-minute budget from timed steps (``glasschat bench train``)
     train_seq_len: int = 1024  # rows of packed conversations / text: as long as the model's context
     batch_size: int = 8
     pretrain_steps: int = 200
-    sft_steps: int = 1200
+    sft_steps: int = 1000
     matrix_lr: float = 0.02
     embed_lr: float = 0.05
     head_lr: float = 0.004
