@@ -3,11 +3,11 @@
 Muon keeps a momentum buffer per matrix and steps along the buffer made (nearly) orthogonal by
 five Newton-Schulz iterations, as torch's ``torch.optim.Muon`` does. torch's version runs those
 iterations in bfloat16 everywhere. On a CPU without bfloat16 instructions (AVX2-only machines,
-most laptops) a bfloat16 matmul is emulated: measured on an AVX2-only AMD EPYC, one iteration on
-a 256 × 1024 matrix took 153 ms in bfloat16 and 3.8 ms in float32, and the default recipe's step
-went from 2.7 s to 19 s. So: bfloat16 on CUDA (as torch does), float32 on a CPU. The update is
-otherwise torch's: Nesterov momentum, the same coefficients, the learning rate scaled by
-sqrt(max(1, rows / cols)), decoupled weight decay.
+most laptops) a bfloat16 matmul is emulated, tens of times slower than float32, and these
+iterations become most of a training step (measured: docs/default-model-experiments.md).
+So: bfloat16 on CUDA (as torch does), float32 on a CPU. The update is otherwise torch's:
+Nesterov momentum, the same coefficients, the learning rate scaled by sqrt(max(1, rows / cols)),
+decoupled weight decay.
 """
 
 from __future__ import annotations
