@@ -24,8 +24,10 @@ timings of a profiled run are slower: take the ratios from a run without it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -137,8 +139,38 @@ def _pick_params(backend, prompt_ids, tokens: int):
 
 
 def _headless_rate(backend, prompt_ids, params) -> float:
-    times = [time.perf_counter() for event in backend.stream(prompt_ids, params) if hasattr(event, "forced")]
+    with _placed(_cpus("engine")):
+        times = [time.perf_counter() for event in backend.stream(prompt_ids, params) if hasattr(event, "forced")]
     return (len(times) - 1) / (times[-1] - times[0])
+
+
+# The app gives its engine a CPU of its own and keeps the other CPUs for the UI
+# (``tui.engine_process.split_cpus``). This process stands in for the terminal, which is the
+# UI's side of that split: left free, Linux runs its reader and typist on the engine's CPU
+# whenever the UI's is busy, and every such wake-up takes the engine's core from it, a cost no
+# real terminal on a machine with spare cores puts on the engine. So the headless engine runs on
+# the engine's CPU, and the terminal on the app's CPUs while the app runs.
+_ALL_CPUS = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset()
+
+
+def _cpus(side: str) -> set[int] | None:
+    """The CPUs of ``side`` ("engine" or "app") as the app splits them; None on one CPU."""
+    from tui.engine_process import split_cpus
+
+    placement = split_cpus()
+    return None if placement is None else {placement[0]} if side == "engine" else placement[1]
+
+
+@contextlib.contextmanager
+def _placed(cpus: set[int] | None):
+    """Run this thread (and the threads it starts) on ``cpus`` inside the block; None: unchanged."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        if cpus:
+            os.sched_setaffinity(0, _ALL_CPUS)
 
 
 # ---- the app in a pseudo-terminal
@@ -159,27 +191,30 @@ def _app_run(checkpoint: str, params, workdir: Path, *, pane: bool, colours: boo
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     env = {**os.environ, "TERM": "xterm-256color", "XDG_DATA_HOME": str(workdir / "data")}
-    with open(workdir / "stderr.txt", "w") as stderr:
-        child = subprocess.Popen([sys.executable, "-m", "bench.tui", str(workdir / "config.json")],
-                                 stdin=slave, stdout=slave, stderr=stderr, env=env, start_new_session=True)
+    # Textual draws on stderr: the pseudo-terminal gets it, so drawing costs what it costs on a terminal
+    child = subprocess.Popen([sys.executable, "-m", "bench.tui", str(workdir / "config.json")],
+                             stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
     os.close(slave)
-    received = [0]
-    reader = threading.Thread(target=_drain_terminal, args=(master, received), daemon=True)
-    reader.start()
+    received = [0, b""]
     sent: list[float] = []
-    try:
-        _wait_for(workdir / "ready", child, timeout_s=120)
-        while not (workdir / "done").exists() and child.poll() is None:
-            sent.append(time.monotonic())
-            os.write(master, b"x")
-            time.sleep(interval_s)
-        child.wait(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        os.close(master)
+    # the app splits the CPUs it was started with (all of them); the terminal then takes the app's side
+    with _placed(_cpus("app")):
+        reader = threading.Thread(target=_drain_terminal, args=(master, received), daemon=True)
+        reader.start()
+        try:
+            _wait_for(workdir / "ready", child, timeout_s=120)
+            while not (workdir / "done").exists() and child.poll() is None:
+                sent.append(time.monotonic())
+                os.write(master, b"x")
+                time.sleep(interval_s)
+            child.wait(timeout=60)
+        finally:
+            if child.poll() is None:
+                child.kill()
+            os.close(master)
     if child.returncode != 0 or not (workdir / "results.json").exists():
-        raise RuntimeError(f"the app exited with {child.returncode}: {(workdir / 'stderr.txt').read_text()[-2000:]}")
+        shown = re.sub(r"\x1b(\[[0-9;?<>=$]*[ -/]*[@-~]|\][^\x07]*\x07|.)", "", received[1].decode(errors="replace"))
+        raise RuntimeError(f"the app exited with {child.returncode}: {shown[-2000:]}")
     results = json.loads((workdir / "results.json").read_text())
     handled = results["keys"]
     delays = [(t - s) * 1000 for s, (t, streaming) in zip(sent, handled) if streaming]
@@ -191,8 +226,9 @@ def _app_run(checkpoint: str, params, workdir: Path, *, pane: bool, colours: boo
             "ui_ms_per_100": results["ui_cpu_s"] * 1000 * 100 / max(1, n1)}
 
 
-def _drain_terminal(master: int, received: list[int]) -> None:
-    """Read everything the app writes, as a terminal would (the app blocks if nobody reads)."""
+def _drain_terminal(master: int, received: list) -> None:
+    """Read everything the app writes, as a terminal would (the app blocks if nobody reads):
+    ``received`` is [bytes so far, the last 16 KB] (the end of it tells why an app failed)."""
     while True:
         try:
             data = os.read(master, 1 << 16)
@@ -201,6 +237,7 @@ def _drain_terminal(master: int, received: list[int]) -> None:
         if not data:
             return
         received[0] += len(data)
+        received[1] = (received[1] + data)[-(1 << 14):]
 
 
 def _wait_for(path: Path, child, timeout_s: float) -> None:
@@ -228,9 +265,10 @@ def _report(headless: list[float], cases: dict[str, list[dict]]) -> None:
         ui_cpu = statistics.median(r["ui_cpu"] for r in runs)
         engine_cpu = statistics.median(r["engine_cpu"] for r in runs)
         ui_ms = statistics.median(r["ui_ms_per_100"] for r in runs)
+        drawn = statistics.median(r["terminal_bytes"] * 100 / max(1, r["tokens"]) for r in runs)
         print(f"{'':<20}engine in the app {engine_in_app:.1f} tok/s; CPU while streaming: UI {ui_cpu:.0%}, "
               f"engine {engine_cpu:.0%} of a core; {statistics.median(r['tokens'] for r in runs):.0f} tokens; "
-              f"UI {ui_ms:.1f} ms CPU per 100 tokens")
+              f"UI {ui_ms:.1f} ms CPU and {drawn / 1024:.1f} KB drawn per 100 tokens")
     print(f"\n'vs engine' is the median over runs of each app run's rate over the headless engine's measured "
           f"right before and after it\n"
           f"targets: tokens/s on screen >= 0.95 x engine; key-press delay p95 <= 50 ms while streaming\n"
