@@ -19,6 +19,19 @@ def test_help_lists_subcommands():
     assert "usage: glasschat" in result.stdout
 
 
+def test_the_tokenizer_trainer_starts_without_torch(tmp_path):
+    """Training a tokenizer needs no model: torch, most of a second to import, stays out of it
+    (a small corpus trains in about as long)."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 50)
+    code = ("import sys; from glasschat.cli import main; "
+            f"code = main(['tokenizer', 'train', {str(corpus)!r}, '--vocab-size', '300', '--out', {str(tmp_path / 'tok')!r}]); "
+            "print('torch' in sys.modules); sys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"
+
+
 def test_every_subcommand_has_help():
     parser = build_parser()
     commands = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"][0].choices

@@ -56,7 +56,7 @@ class Recipe:
     def __post_init__(self) -> None:
         # checked when the recipe is made (command-line overrides included), before any stage
         # generates data or sizes a model from it
-        from model.gpt import GPTConfig
+        from model.config import GPTConfig
 
         try:
             GPTConfig(sequence_len=self.sequence_len, vocab_size=self.vocab_size, n_layer=self.n_layer,
