@@ -146,11 +146,10 @@ def _headless_rate(backend, prompt_ids, params) -> float:
 
 # The app gives its engine a CPU of its own and keeps the other CPUs for the UI
 # (``tui.engine_process.split_cpus``). This process stands in for the terminal, which is the
-# UI's side of that split: left free, Linux runs its reader and typist on the engine's CPU
-# whenever the UI's is busy, and every such wake-up takes the engine's core from it, a cost no
-# real terminal on a machine with spare cores puts on the engine. So the headless engine runs on
-# the engine's CPU, and the terminal on the app's CPUs while the app runs.
-_ALL_CPUS = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset()
+# UI's side of that split: left free, Linux can run its reader and typist on the engine's CPU
+# while the UI's is busy, and each such wake-up takes the engine's core from it, a cost no real
+# terminal on a machine with spare cores puts on the engine. So the headless engine runs on the
+# engine's CPU, and the terminal on the app's CPUs while the app runs.
 
 
 def _cpus(side: str) -> set[int] | None:
@@ -164,13 +163,15 @@ def _cpus(side: str) -> set[int] | None:
 @contextlib.contextmanager
 def _placed(cpus: set[int] | None):
     """Run this thread (and the threads it starts) on ``cpus`` inside the block; None: unchanged."""
-    if cpus:
-        os.sched_setaffinity(0, cpus)
+    if not cpus:  # one CPU, or no CPU affinity on this system (``split_cpus`` gave None)
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
     try:
         yield
     finally:
-        if cpus:
-            os.sched_setaffinity(0, _ALL_CPUS)
+        os.sched_setaffinity(0, before)
 
 
 # ---- the app in a pseudo-terminal
