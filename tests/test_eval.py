@@ -126,7 +126,7 @@ def test_the_default_sampling_column_is_the_apps():
 def _correct_reply(item: EvalItem) -> str:
     if item.skill == "calc_errors":
         return "There is no answer: that is not a number the calculator can give."
-    kind = item.kind if item.skill in ("multi_turn", "conversations", "long_words") else item.skill
+    kind = item.kind if item.skill in ("multi_turn", "conversations", "long_words", "first_prompts") else item.skill
     if kind in ("powers", "percentages", "square_roots"):
         kind = "arithmetic"
     return {
@@ -192,7 +192,28 @@ def test_eval_reports_which_heldout_phrasings_it_misses(tiny_tokenizer):
     assert all("{" in i.phrasing for i in items if i.skill in FIRST_SKILLS and i.skill != "small_talk")
     weak = format_weak_phrasings({"runs": [result]}).splitlines()
     assert weak[0].startswith("held-out phrasings right under 90% of the time (greedy)")
-    assert weak[1:] == [f"  reversal       0/{asked:<3d}  {missed}"]
+    assert weak[1] == f"  reversal       0/{asked:<3d}  {missed}"
+    assert weak[2] == "first prompts answered wrong (greedy):"  # the scripted engine knows none of them
+
+
+def test_the_first_prompts_are_scored_and_the_missed_ones_shown_with_their_replies(tiny_tokenizer):
+    from training.eval_prompts import FIRST_PROMPTS, first_prompt_items
+    from training.evaluate import first_prompts
+
+    items = first_prompt_items()
+    assert [i.conversation["messages"] for i in items] == [[{"role": "user", "content": p[0]}] for p in FIRST_PROMPTS]
+    wrong = items[0]  # "spell banana", answered with the letters of "spell" leaking in
+    replies = {tuple(tiny_tokenizer.render_for_completion(i.conversation)): _correct_reply(i) for i in items}
+    replies[tuple(tiny_tokenizer.render_for_completion(wrong.conversation))] = "Letter by letter: s p a n a n a n a."
+    result = first_prompts(ScriptedEngine(tiny_tokenizer, replies), tiny_tokenizer, 0.0, seed=0)
+    assert result["n"] == len(FIRST_PROMPTS) and result["correct"] == len(FIRST_PROMPTS) - 1
+    assert result["missed"] == [{"prompt": "spell banana", "expected": "b a n a n a",
+                                 "reply": "Letter by letter: s p a n a n a n a."}]
+    run = {"temperature": 0.0, "skills": {}, "first_prompts": result, "prompts": 1, "stop_rate": 1.0,
+           "mean_reply_tokens": 1.0, "tokens_per_s": 1.0}
+    assert f"first prompts        {len(FIRST_PROMPTS)}       {len(FIRST_PROMPTS) - 1}/{len(FIRST_PROMPTS)}" in format_table({"runs": [run]})
+    assert format_weak_phrasings({"runs": [run]}).splitlines() == [
+        "first prompts answered wrong (greedy):", "  'spell banana' -> 'Letter by letter: s p a n a n a n a.'"]
 
 
 def test_a_long_chat_drops_its_oldest_exchanges_like_the_app(tiny_tokenizer):

@@ -121,7 +121,9 @@ def chat(rng: random.Random, split: Split, pick_word: Callable[[random.Random], 
         user, reply, meta = _TURNS[kind](rng, split, state, pick_word)
         _say(messages, replies, user, reply, meta)
     if rng.random() < 0.35:
-        _say(messages, replies, *_talk(rng, rng.choice(("thanks", "goodbye", "acknowledge")), split))
+        # a closing remark, never the same small talk as the turn before it
+        _say(messages, replies, *_talk(rng, rng.choice([k for k in ("thanks", "goodbye", "acknowledge")
+                                                         if k != state.last]), split))
     return messages, replies
 
 

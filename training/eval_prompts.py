@@ -160,6 +160,35 @@ README_CHAT = (
 )
 
 
+# What people type first, each as a new chat: bare requests on common words (the capabilities
+# reply's and the README's examples among them), not held out. The held-out rows ask about unseen
+# words in many phrasings and cannot see a model that spells "banana" right inside a chat but
+# leaks the letters of "spell" into it when that is all the user typed.
+FIRST_PROMPTS = (
+    ("spell banana", "spell", "b a n a n a"), ("spell hello", "spell", "h e l l o"),
+    ("spell strawberry", "spell", "s t r a w b e r r y"), ("spell house", "spell", "h o u s e"),
+    ("how do you spell elephant?", "spell", "e l e p h a n t"), ("spell apple", "spell", "a p p l e"),
+    ("spell supercalifragilistic", "spell", "s u p e r c a l i f r a g i l i s t i c"),
+    ("how many r's in strawberry?", "count", "3"), ("how many a's in banana?", "count", "3"),
+    ("how many l's are in hello?", "count", "2"), ("how many letters in hello?", "letters", "5"),
+    ("how many letters are in the word banana", "letters", "6"),
+    ("reverse the word house", "reverse", "esuoh"), ("reverse hello", "reverse", "olleh"),
+    ("spell banana backwards", "reverse", "ananab"), ("is level a palindrome?", "palindrome", "yes"),
+    ("is hello a palindrome?", "palindrome", "no"),
+    ("what is 12 + 30?", "arithmetic", "42"), ("What's 15% of 80?", "arithmetic", "12"),
+    ("what is 3 to the power of 4", "arithmetic", "81"), ("what is 7 squared?", "arithmetic", "49"),
+    ("hi", "greeting", "greeting"), ("what can you do?", "capabilities", "capabilities"),
+    ("thank you very much", "thanks", "thanks"), ("ok", "acknowledge", "acknowledge"),
+    ("lol", "acknowledge", "acknowledge"), ("bye", "goodbye", "goodbye"),
+)
+
+
+def first_prompt_items() -> list[EvalItem]:
+    """``FIRST_PROMPTS`` as eval items, one new chat each."""
+    return [EvalItem("first_prompts", kind, {"messages": [_user(user)]}, expected, user)
+            for user, kind, expected in FIRST_PROMPTS]
+
+
 def readme_item(turn: int, messages: list[dict]) -> EvalItem:
     """The README chat's request ``turn`` after ``messages`` (the chat so far, replies as generated)."""
     user, kind, expected = README_CHAT[turn]
@@ -263,7 +292,8 @@ def _reversal_answer(text: str, expected: str) -> bool:
 
 def score(item: EvalItem, reply: str | list[dict]) -> bool:
     """Whether ``reply`` (a parsed assistant turn) states the expected answer."""
-    kind = item.kind if item.skill in ("multi_turn", "conversations", "long_words", "readme") else item.skill
+    kind = item.kind if item.skill in ("multi_turn", "conversations", "long_words", "readme", "first_prompts") \
+        else item.skill
     if item.skill == "calc_errors":
         # honest about the calculator's error: says there is no answer and states no number
         said = final_text(reply)

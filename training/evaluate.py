@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.eval_prompts import README_CHAT, SKILLS, EvalItem, eval_items, readme_item, score
+from training.eval_prompts import README_CHAT, SKILLS, EvalItem, eval_items, first_prompt_items, readme_item, score
 
 MAX_REPLY_TOKENS = 200  # the longest correct reply (reversing a 12-letter word) is about 60 tokens
 FAILURES_KEPT = 5  # per skill and temperature, to show in the report
@@ -107,6 +107,19 @@ def readme_chat(engine, tokenizer, temperature: float, seed: int, top_k: int = 0
     return {"correct": sum(right), "n": len(right), "right": right, "replies": replies}
 
 
+def first_prompts(engine, tokenizer, temperature: float, seed: int, top_k: int = 0, top_p: float = 1.0) -> dict:
+    """The bare requests people type first (``FIRST_PROMPTS``), each a new chat: how many are
+    right, and the ones that are not with their replies."""
+    missed = []
+    correct = 0
+    for index, item in enumerate(first_prompt_items()):
+        result = run_item(engine, tokenizer, item, temperature, seed + index, top_k, top_p)
+        correct += bool(result["ok"])
+        if not result["ok"]:
+            missed.append({"prompt": item.phrasing, "expected": item.expected, "reply": result["reply"]})
+    return {"correct": correct, "n": len(first_prompt_items()), "missed": missed}
+
+
 def evaluate(engine, tokenizer, items: Sequence[EvalItem], temperature: float, seed: int,
              log: Callable[[str], None] = print, top_k: int = 0, top_p: float = 1.0) -> dict:
     """Run ``items`` at ``temperature`` (and ``top_k``/``top_p``); per-skill accuracy and the reply statistics."""
@@ -139,6 +152,7 @@ def evaluate(engine, tokenizer, items: Sequence[EvalItem], temperature: float, s
     readme = readme_chat(engine, tokenizer, temperature, seed, top_k, top_p)
     return {
         "readme_chat": readme,
+        "first_prompts": first_prompts(engine, tokenizer, temperature, seed, top_k, top_p),
         "temperature": temperature,
         "top_k": top_k,
         "top_p": top_p,
@@ -235,6 +249,11 @@ def format_weak_phrasings(report: dict, below: float = WEAK_BELOW) -> str:
         if lines:
             heading = f"held-out phrasings right under {100 * below:g}% of the time ({_label(run)}):"
             blocks.append("\n".join([heading, *("  " + line for line in lines)]))
+    for run in report["runs"]:
+        missed = run.get("first_prompts", {}).get("missed", [])
+        if missed:
+            blocks.append("\n".join([f"first prompts answered wrong ({_label(run)}):",
+                                     *(f"  {m['prompt']!r} -> {m['reply']!r}" for m in missed)]))
     return "\n".join(blocks)
 
 
@@ -270,6 +289,9 @@ def format_table(report: dict) -> str:
     if all("readme_chat" in r for r in runs):
         lines.append(f"{'README chat':18s}{runs[0]['readme_chat']['n']:5d}"
                      + "".join(f"{r['readme_chat']['correct']:>9d}/{r['readme_chat']['n']:<2d}" for r in runs))
+    if all("first_prompts" in r for r in runs):
+        lines.append(f"{'first prompts':18s}{runs[0]['first_prompts']['n']:5d}"
+                     + "".join(f"{r['first_prompts']['correct']:>9d}/{r['first_prompts']['n']:<2d}" for r in runs))
     prompts = runs[0]["prompts"]
     lines.append(f"{'stop rate':18s}{prompts:5d}" + "".join(f"{100 * r['stop_rate']:11.1f}%" for r in runs))
     lines.append(f"{'mean reply tokens':18s}{'':5s}" + "".join(f"{r['mean_reply_tokens']:12.1f}" for r in runs))
