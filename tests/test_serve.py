@@ -298,7 +298,7 @@ def test_bad_requests_are_one_line_json_errors_and_the_server_goes_on(server):
             ({"prompt": "hi", "temperature": "hot"}, "temperature"),
             ({"prompt": "hi", "n": 3}, "n"),
             ({"prompt": "hi", "model": "other"}, "model"),
-            ({"prompt": [1] * 600}, "prompt"),
+            ({"prompt": [1] * (server[1].context + 88)}, "prompt"),  # longer than the context
         ]
         for body, field in cases:
             response = client.post("/v1/completions", json=body)

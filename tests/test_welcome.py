@@ -12,6 +12,7 @@ from tui_fakes import scripted_backend, wait_until
 
 from glasschat.paths import default_checkpoint_dir
 from model.backend import ModelInfo
+from model.config import GPTConfig
 from model.facts import checkpoint_facts
 from tui.app import GlasschatApp
 from tui.chat_file import Line
@@ -32,9 +33,15 @@ def write_checkpoint_files(directory, card: str | None = None, **config) -> None
         (directory / "MODEL_CARD.md").write_text(card)
 
 
+def bundled_config() -> GPTConfig:
+    return GPTConfig.from_dict(json.loads((default_checkpoint_dir() / "config.json").read_text())["model"])
+
+
 def info_of(directory, name="runs/mine") -> ModelInfo:
-    facts = checkpoint_facts(directory)
-    return ModelInfo(name, 3_670_016, 512, "fp32", "cpu", facts.source, facts.stored_as, facts.example_prompts)
+    """What a backend would say about the model in ``directory``, sized as the bundled model."""
+    facts, config = checkpoint_facts(directory), bundled_config()
+    return ModelInfo(name, config.parameters, config.sequence_len, "fp32", "cpu", facts.source, facts.stored_as,
+                     facts.example_prompts)
 
 
 def make_app(tokenizer, tmp_path, info: ModelInfo | None = None, replies=("Hello!",), **options) -> GlasschatApp:
@@ -154,7 +161,9 @@ async def test_shown_at_start_with_what_is_loaded_and_the_cards_prompts(tiny_tok
         await pilot.pause()
         assert welcome_shown(app)
         text = shown_text(app)
-        for fact in ("checkpoints/default", "3.7M parameters", "context 512 tokens",
+        config = bundled_config()
+        size = f"{config.parameters / 1e6:.1f}M parameters"  # 3.7M for a model of 3,670,016
+        for fact in ("checkpoints/default", size, f"context {config.sequence_len} tokens",
                      "weights stored as fp16, run as fp32 on cpu", "source: bundled with glasschat",
                      "F2 tokens", "F1 help", "Esc stop"):
             assert fact in text, fact
