@@ -33,6 +33,8 @@ def test_tiny_recipe_runs_every_stage(trained):
     assert "conversations" in report["runs"][0]["skills"] and "T=0.6 k=50 (the app's default sampling)" in card
     weak = weak_phrasings(report["runs"][0])  # a six-step model misreads most phrasings
     assert weak and all(line in card for line in weak)
+    missed = report["runs"][0]["first_prompts"]["missed"]  # and most of the first prompts
+    assert missed and "first prompts" in card and all(repr(m["prompt"]) in card for m in missed)
     recipe = json.loads((trained / "recipe.json").read_text())
     assert recipe["name"] == "tiny"
 

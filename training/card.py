@@ -58,6 +58,17 @@ def _weak_phrasings(greedy: dict) -> str:
             f"time, greedy (skill, right/asked, phrasing):\n\n```\n{rows}\n```")
 
 
+def _first_prompt_misses(greedy: dict) -> str:
+    first = greedy.get("first_prompts")
+    if not first:
+        return ""
+    if not first["missed"]:
+        return f"Greedy, it answers all {first['n']} of the first prompts right."
+    rows = "\n".join(f"{m['prompt']!r} -> {m['reply']!r}" for m in first["missed"])
+    return (f"The first prompts (bare requests people type first, on common words) it gets wrong, greedy, "
+            f"{len(first['missed'])} of {first['n']}:\n\n```\n{rows}\n```")
+
+
 def train_command(recipe, out: str) -> str:
     """The ``glasschat train`` command that makes ``recipe``: its name plus a flag for each field
     that differs from the named recipe (only ``glasschat train``'s overrides can differ)."""
@@ -210,6 +221,8 @@ Targets, greedy:
 {_targets(greedy)}
 
 {_weak_phrasings(greedy)}
+
+{_first_prompt_misses(greedy)}
 
 ## Reproduce
 
