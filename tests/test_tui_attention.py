@@ -77,8 +77,7 @@ async def test_the_strip_is_the_probes_weights_and_layer_and_head_switch(tiny_to
         best = int(expected.mean(dim=(0, 1)).argmax())
         assert f"#{best} " in panel(app).splitlines()[1]  # the most attended token heads the list
         # the heat strip is drawn: the most attended token in the hottest colour
-        span = next(s for s in view.as_text().spans if s.style.meta.get("token") == best)
-        assert span.style.bgcolor == at.attention_style(1.0, 1.0).bgcolor
+        assert view.token_style(best).bgcolor == at.attention_style(1.0, 1.0).bgcolor
         calls = len(app.backend.attention_calls)
 
         await pilot.press("right_square_bracket")  # layer 1, heads averaged

@@ -104,7 +104,7 @@ async def test_each_token_takes_the_colour_of_its_probability_in_chat_pane_and_r
         await pilot.press("f2")
         await pilot.pause()
         view = app.debug_pane.conversation_view
-        cells = {span.style.meta["token"]: bg(span.style) for span in view.as_text().spans}
+        cells = {i: bg(view.token_style(i)) for i in range(len(view.cells))}
         generated = [i for i, c in enumerate(view.cells) if c.origin == "generated"]
         assert [cells[i] for i in generated] == [bg(confidence.token_style(p, False)) for p in turn.probs]
         user = next(i for i, c in enumerate(view.cells) if c.region == "user" and not c.special)
@@ -135,9 +135,8 @@ async def test_sparkline_figures_and_forced_tokens_of_a_tool_call(tiny_tokenizer
         assert stats.low == sum(1 for p in turn.probs if p is not None and p < 0.2)
         assert confidence.describe(stats) in spark.render().plain
         tokens = reply.query_one(ReplyTokens)
-        forced = [span for span in tokens.as_text().spans if turn.forced[span.style.meta["reply_token"]]]
-        assert forced and all(span.style.underline and bg(span.style) == bg(confidence.FORCED_STYLE)
-                              for span in forced)
+        forced = [tokens.token_style(i) for i, f in enumerate(turn.forced) if f]
+        assert forced and all(style.underline and bg(style) == bg(confidence.FORCED_STYLE) for style in forced)
 
 
 async def test_clicking_a_token_or_a_bar_opens_it_in_the_inspector(tiny_tokenizer, tmp_path):
@@ -263,3 +262,30 @@ async def test_a_reply_not_generated_here_stays_as_written(tiny_tokenizer, tmp_p
         reply = app.chat_log.query(AssistantMessage).last()
         assert app.confidence_on and not reply.confident
         assert reply.query_one("Markdown").region.height > 0 and reply.text == "Written by hand."
+
+
+async def test_neighbouring_tokens_of_one_colour_are_drawn_as_one_segment_and_the_mouse_still_finds_each():
+    from textual.app import App
+
+    from tui.widgets.confidence import ReplyToken
+
+    probs = [0.9, 0.9, 0.9, 0.05, 0.9]  # three sure tokens, an unsure one, a sure one
+    tokens = [ReplyToken(text, False, p, False) for text, p in zip(["The", " fox", " ran", " far", "."], probs)]
+
+    class One(App):
+        def compose(self):
+            yield ReplyTokens(0)
+
+    app = One()
+    async with app.run_test(size=(40, 5)) as pilot:
+        widget = app.query_one(ReplyTokens)
+        widget.show(tokens)
+        await pilot.pause()
+        drawn = [s for s in widget.render_line(0) if s.text.strip()]
+        assert [s.text for s in drawn] == ["The fox ran", " far", "."]  # one escape sequence per colour run
+        assert [widget.token_at(x, 0) for x in (0, 3, 4, 8, 11, 15, 16)] == [0, 1, 1, 2, 3, 4, None]
+        assert widget.token_at(0, 1) is None
+        clicked = []
+        widget.on_click = lambda event: clicked.append(widget.event_token(event))  # noqa: E731
+        await pilot.click(ReplyTokens, offset=(9, 0))
+        assert clicked == [2]

@@ -67,7 +67,7 @@ class ReplyTokens(TokenLinesWidget):
         token = self.tokens[index]
         if token.special and token.text in HIDDEN_SPECIALS:
             return []
-        style = confidence.token_style(token.prob, token.forced) + Style(meta={"reply_token": index})
+        style = confidence.token_style(token.prob, token.forced)
         if token.special:  # by name, in bold, on its own probability's colour
             style += Style(bold=True)
         return [(token.text, style, style + CURSOR_STYLE)]
@@ -83,7 +83,7 @@ class ReplyTokens(TokenLinesWidget):
         self.relayout(0)
 
     def on_click(self, event) -> None:
-        index = event.style.meta.get("reply_token")
+        index = self.event_token(event)
         if index is not None:
             self.post_message(Inspect(self.message, index))
 

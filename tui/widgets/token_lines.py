@@ -1,10 +1,16 @@
 """A widget that draws tokens laid out by ``tui.token_lines``: the token pane's views and the
 chat's confidence colours. It lays each token out once and repaints only the lines that change
 (new tokens at the end, the cursor's old and new lines), so a reply streaming into a long
-conversation costs the new tokens, not the conversation."""
+conversation costs the new tokens, not the conversation.
+
+The mouse finds a token through the layout (``token_at``), not through metadata in each token's
+style: styles without a token number are equal wherever the colours are, so neighbouring tokens
+of one colour are drawn as one segment, one escape sequence for the terminal instead of one per
+token (a confident stretch of a reply is one colour)."""
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -68,6 +74,30 @@ class TokenLinesWidget(Widget):
                 self.laid.append(self.token_pieces(index))
         return self.laid.height
 
+    def token_at(self, x: int, y: int) -> int | None:
+        """The token drawn at column ``x`` of content line ``y``, if any."""
+        if not 0 <= y < self.laid.height or x < 0:
+            return None
+        col = 0
+        for piece in self.laid.lines[y]:
+            col += cell_len(piece.text)
+            if x < col:
+                return piece.token
+        return None
+
+    def event_token(self, event) -> int | None:
+        """The token under a mouse event, if any."""
+        offset = event.get_content_offset(self)
+        return None if offset is None else self.token_at(offset.x, offset.y)
+
+    def token_style(self, token: int) -> Style | None:
+        """The style the first piece of ``token`` is drawn in (None: not drawn)."""
+        for y in self.laid.token_lines(token):
+            for piece in self.laid.lines[y]:
+                if piece.token == token:
+                    return piece.cursor_style if token == self.cursor_token else piece.style
+        return None
+
     def render_lines(self, crop):
         # the widget's own style is the same for every line of one paint, and costly to look
         # up (it walks the ancestors' backgrounds): once per paint, not once per line
@@ -82,8 +112,9 @@ class TokenLinesWidget(Widget):
         if y >= self.laid.height:
             return Strip.blank(width, base)
         cursor = self.cursor_token
-        strip = Strip([Segment(p.text, base + (p.cursor_style if p.token == cursor else p.style))
-                       for p in self.laid.lines[y]]).adjust_cell_length(width, base)
+        segments = Segment.simplify(Segment(p.text, base + (p.cursor_style if p.token == cursor else p.style))
+                                    for p in self.laid.lines[y])  # one segment per run of one style
+        strip = Strip(segments).adjust_cell_length(width, base)
         self._strips[y] = (width, base, strip)
         return strip
 

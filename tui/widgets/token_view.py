@@ -39,27 +39,25 @@ def cell_pieces(cell: TokenCell, position: int, *, whitespace: bool = False, ids
                 dim: bool = False, shading: bool = True, bits: float | None = None, surprise: bool = False,
                 confidence: bool = False, attention: bool = False, weight: float | None = None,
                 peak: float = 0.0) -> list[tuple[str, Style, Style]]:
-    """How one token is drawn: ``(text, style, style under the cursor)`` pieces; each style
-    carries ``{"token": position}`` metadata so the mouse can find it. Its background is its
+    """How one token is drawn: ``(text, style, style under the cursor)`` pieces. Its background is its
     region's shade (alternating), the attention heat strip (``attention``: the ``weight`` the
     selected token gave it, relative to the heaviest, ``peak``), its surprisal (``surprise``,
     ``bits``) or, for a generated token with ``confidence``, the probability it was sampled
     with; without ``shading`` only special tokens and byte badges stand out."""
-    meta = {"token": position}
     event = cell.event if cell.origin == GENERATED else None
     special = SPECIAL_STYLE
     if attention:
-        base = attention_style(weight, peak) + Style(underline=bool(cell.mask), meta=meta)
+        base = attention_style(weight, peak) + Style(underline=bool(cell.mask))
     elif surprise:
-        base = surprise_style(bits) + Style(underline=bool(cell.mask), meta=meta)
+        base = surprise_style(bits) + Style(underline=bool(cell.mask))
     elif confidence and event is not None:
-        base = confidence_colours.token_style(event.prob, event.forced) + Style(meta=meta)
+        base = confidence_colours.token_style(event.prob, event.forced)
         special = Style(bold=True)  # a generated special token keeps its probability's colour
     elif shading:
         shade = REGION_SHADES.get(cell.region, REGION_SHADES["none"])[position % 2]
-        base = Style(bgcolor=shade, underline=bool(cell.mask), meta=meta)
+        base = Style(bgcolor=shade, underline=bool(cell.mask))
     else:
-        base = Style(meta=meta)
+        base = Style()
     if dim:
         base += Style(dim=True)
     cursor = base + CURSOR_STYLE
@@ -222,7 +220,7 @@ class TokenView(TokenLinesWidget, can_focus=True):
             self.cursor = position
 
     def on_mouse_move(self, event) -> None:
-        position = event.style.meta.get("token")
+        position = self.event_token(event)
         if position is not None:
             self.cursor = position
 
