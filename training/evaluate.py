@@ -110,14 +110,12 @@ def readme_chat(engine, tokenizer, temperature: float, seed: int, top_k: int = 0
 def first_prompts(engine, tokenizer, temperature: float, seed: int, top_k: int = 0, top_p: float = 1.0) -> dict:
     """The bare requests people type first (``FIRST_PROMPTS``), each a new chat: how many are
     right, and the ones that are not with their replies."""
-    missed = []
-    correct = 0
-    for index, item in enumerate(first_prompt_items()):
+    items, missed = first_prompt_items(), []
+    for index, item in enumerate(items):
         result = run_item(engine, tokenizer, item, temperature, seed + index, top_k, top_p)
-        correct += bool(result["ok"])
         if not result["ok"]:
             missed.append({"prompt": item.phrasing, "expected": item.expected, "reply": result["reply"]})
-    return {"correct": correct, "n": len(first_prompt_items()), "missed": missed}
+    return {"correct": len(items) - len(missed), "n": len(items), "missed": missed}
 
 
 def evaluate(engine, tokenizer, items: Sequence[EvalItem], temperature: float, seed: int,
