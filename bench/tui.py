@@ -82,9 +82,10 @@ def run(args) -> int:
                 # the machine's speed drifts by tens of percent within a minute here: each app run is
                 # divided by the engine measured right before and right after it, not by a median of
                 # engine runs from other moments
-                result["ratio"] = result["screen_rate"] / ((before + headless[-1]) / 2)
+                engine = (before + headless[-1]) / 2
+                result["ratio"] = result["screen_rate"] / engine
                 # the ratio's two parts: the engine's own speed in the app, and the screen keeping up with it
-                result["engine_ratio"] = result["engine_rate"] / ((before + headless[-1]) / 2)
+                result["engine_ratio"] = result["engine_rate"] / engine
                 results.append(result)
         _report(headless, cases)
     return 0
@@ -271,9 +272,9 @@ def _report(headless: list[float], cases: dict[str, list[dict]]) -> None:
         drawn = statistics.median(r["terminal_bytes"] * 100 / max(1, r["tokens"]) for r in runs)
         ratios = sorted(r["ratio"] for r in runs)
         engine_ratio = statistics.median(r["engine_ratio"] for r in runs)
+        keeping_up = statistics.median(r["ratio"] / r["engine_ratio"] for r in runs)
         print(f"{'':<20}vs engine over the runs {ratios[0]:.3f}-{ratios[-1]:.3f}; the engine in the app ran at "
-              f"{engine_ratio:.3f} of headless, the screen at {statistics.median(r['ratio'] / r['engine_ratio'] for r in runs):.3f} "
-              f"of the engine in the app")
+              f"{engine_ratio:.3f} of headless, the screen at {keeping_up:.3f} of the engine in the app")
         print(f"{'':<20}engine in the app {engine_in_app:.1f} tok/s; CPU while streaming: UI {ui_cpu:.0%}, "
               f"engine {engine_cpu:.0%} of a core; {statistics.median(r['tokens'] for r in runs):.0f} tokens; "
               f"UI {ui_ms:.1f} ms CPU and {drawn / 1024:.1f} KB drawn per 100 tokens")

@@ -12,6 +12,7 @@ from tui_fakes import scripted_backend, wait_until
 
 from glasschat.paths import default_checkpoint_dir
 from model.backend import ModelInfo
+from model.checkpoint import parameter_count, read_config
 from model.config import GPTConfig
 from model.facts import checkpoint_facts
 from tui.app import GlasschatApp
@@ -34,13 +35,13 @@ def write_checkpoint_files(directory, card: str | None = None, **config) -> None
 
 
 def bundled_config() -> GPTConfig:
-    return GPTConfig.from_dict(json.loads((default_checkpoint_dir() / "config.json").read_text())["model"])
+    return read_config(default_checkpoint_dir())[0]
 
 
 def info_of(directory, name="runs/mine") -> ModelInfo:
     """What a backend would say about the model in ``directory``, sized as the bundled model."""
     facts, config = checkpoint_facts(directory), bundled_config()
-    return ModelInfo(name, config.parameters, config.sequence_len, "fp32", "cpu", facts.source, facts.stored_as,
+    return ModelInfo(name, parameter_count(config), config.sequence_len, "fp32", "cpu", facts.source, facts.stored_as,
                      facts.example_prompts)
 
 
@@ -162,7 +163,7 @@ async def test_shown_at_start_with_what_is_loaded_and_the_cards_prompts(tiny_tok
         assert welcome_shown(app)
         text = shown_text(app)
         config = bundled_config()
-        size = f"{config.parameters / 1e6:.1f}M parameters"  # 3.7M for a model of 3,670,016
+        size = f"{parameter_count(config) / 1e6:.1f}M parameters"  # 3.7M for a model of 3,670,016
         for fact in ("checkpoints/default", size, f"context {config.sequence_len} tokens",
                      "weights stored as fp16, run as fp32 on cpu", "source: bundled with glasschat",
                      "F2 tokens", "F1 help", "Esc stop"):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from glasschat.atomic import atomic_write_text
 from model.facts import card_section
-from training.evaluate import WEAK_BELOW, _label, example_prompts, format_table, weak_phrasings
+from training.evaluate import WEAK_BELOW, _label, example_prompts, format_table, missed_first_prompts, weak_phrasings
 from training.loss_history import LOSS_CHART
 
 
@@ -64,7 +64,7 @@ def _first_prompt_misses(greedy: dict) -> str:
         return ""
     if not first["missed"]:
         return f"Greedy, it answers all {first['n']} of the first prompts right."
-    rows = "\n".join(f"{m['prompt']!r} -> {m['reply']!r}" for m in first["missed"])
+    rows = "\n".join(missed_first_prompts(greedy))
     return (f"The first prompts (bare requests people type first, on common words) it gets wrong, greedy, "
             f"{len(first['missed'])} of {first['n']}:\n\n```\n{rows}\n```")
 

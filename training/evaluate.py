@@ -248,11 +248,15 @@ def format_weak_phrasings(report: dict, below: float = WEAK_BELOW) -> str:
             heading = f"held-out phrasings right under {100 * below:g}% of the time ({_label(run)}):"
             blocks.append("\n".join([heading, *("  " + line for line in lines)]))
     for run in report["runs"]:
-        missed = run.get("first_prompts", {}).get("missed", [])
-        if missed:
-            blocks.append("\n".join([f"first prompts answered wrong ({_label(run)}):",
-                                     *(f"  {m['prompt']!r} -> {m['reply']!r}" for m in missed)]))
+        lines = missed_first_prompts(run)
+        if lines:
+            blocks.append("\n".join([f"first prompts answered wrong ({_label(run)}):", *("  " + line for line in lines)]))
     return "\n".join(blocks)
+
+
+def missed_first_prompts(run: dict) -> list[str]:
+    """One line per first prompt ``run`` (one sampling column) answered wrong: ``'prompt' -> 'reply'``."""
+    return [f"{m['prompt']!r} -> {m['reply']!r}" for m in run.get("first_prompts", {}).get("missed", [])]
 
 
 def format_report(report: dict) -> str:
