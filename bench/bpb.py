@@ -18,6 +18,14 @@ A d12 scores a few hundred tokens a second here, so a run scores the document's 
 ``--windows`` windows (``--full``: all of them, hours). The two score each window back to back,
 in alternating order; printed are the median tokens/s of each, the median of the per-window
 ratios, both bpb figures over the windows (they must agree within 1e-4) and the load average.
+
+A window is scored by matrix products, so the run also measures an arithmetic ceiling: the model's
+own matrix products for one full window (every ``nn.Linear`` at ``sequence_len`` rows, the lm_head
+included, and per layer the two attention products, counted at half because a causal kernel can
+skip the masked half), each timed alone on random data with torch's matrix multiply, the fastest
+of five timings. No fp32 path that computes every logit can score a window faster than that sum,
+whatever it does around the products, so the ceiling divided by nanochat's tokens/s is the most
+any such path can gain over nanochat's loop on this CPU.
 """
 
 from __future__ import annotations
@@ -80,6 +88,7 @@ def run(args) -> int:
     print(f"model: {checkpoint} (n_layer {gpt.config.n_layer}, n_embd {gpt.config.n_embd}, vocab {gpt.config.vocab_size}, "
           f"{gpt.num_parameters() / 1e6:.0f}M parameters, fp32); scoring {len(windows)} window(s) of up to {size} tokens = "
           f"{targets:,} targets per run, {args.repeat} repeats")
+    ceiling = arithmetic_ceiling(gpt, gpt.config.sequence_len)
     rates = {"ours": [], "nanochat": []}
     ratios, totals = [], {"ours": ByteLoss(), "nanochat": ByteLoss()}
     for repeat in range(args.repeat):
@@ -99,16 +108,57 @@ def run(args) -> int:
         print(f"  repeat {repeat + 1}: ours {statistics.median(rates['ours'][-len(windows):]):,.1f} tokens/s, nanochat "
               f"{statistics.median(rates['nanochat'][-len(windows):]):,.1f} tokens/s, median ratio of this repeat's "
               f"pairs {statistics.median(ratios[-len(windows):]):.2f}x; load average {_load()}", flush=True)
-    print(f"\n{'path':<10} {'tokens/s':>10} {'x nanochat':>10} {'bpb':>12}   (medians over {len(ratios)} window pairs)")
+    print(f"\n{'path':<10} {'tokens/s':>10} {'x nanochat':>10} {'ceiling':>8} {'bpb':>12}   "
+          f"(medians over {len(ratios)} window pairs)")
     for name in ("ours", "nanochat"):
         ratio = statistics.median(ratios) if name == "ours" else 1.0
-        print(f"{name:<10} {statistics.median(rates[name]):>10,.1f} {ratio:>9.2f}x {totals[name].bpb:>12.6f}")
+        rate = statistics.median(rates[name])
+        print(f"{name:<10} {rate:>10,.1f} {ratio:>9.2f}x {rate / ceiling:>8.0%} {totals[name].bpb:>12.6f}")
+    print(f"{'ceiling':<10} {ceiling:>10,.1f} {ceiling / statistics.median(rates['nanochat']):>9.2f}x"
+          f"   (the model's matrix products alone: the most any fp32 path can reach here)")
     difference = abs(totals["ours"].bpb - totals["nanochat"].bpb)
     met = statistics.median(ratios) >= TARGET
+    bound = ceiling / statistics.median(rates["nanochat"])
     print(f"\nsame bpb: |difference| {difference:.2e} ({'within' if difference <= 1e-4 else 'NOT within'} 1e-4)")
     print(f"target: ours >= {TARGET:g}x nanochat's evaluate_bpb loop: {'met' if met else 'missed'} "
           f"(median same-pair ratio {statistics.median(ratios):.2f}x); load average after: {_load()}")
+    if bound < TARGET:
+        print(f"the arithmetic ceiling is {bound:.2f}x nanochat's loop on this CPU: no fp32 path reaches {TARGET:g}x here")
     return 0
+
+
+def arithmetic_ceiling(gpt, T: int, timings: int = 5) -> float:
+    """Tokens/s of one window of ``T`` inputs if scoring cost nothing but the model's matrix
+    products (see the module docstring): every ``nn.Linear`` of ``gpt`` as a ``(T, in) @ (in,
+    out)`` product, and per layer the scores ``(H, T, D) @ (H, D, T)`` and the weighted sum
+    ``(H, T, T) @ (H, T, D)`` at half their time (the causal half). Each product is timed alone,
+    the fastest of ``timings``, on random data."""
+    import torch
+
+    def fastest(product) -> float:
+        product()  # warm up: first-touch of the output
+        seconds = []
+        for _ in range(timings):
+            start = time.perf_counter()
+            product()
+            seconds.append(time.perf_counter() - start)
+        return min(seconds)
+
+    c = gpt.config
+    total = 0.0
+    with torch.inference_mode():
+        for module in gpt.modules():
+            if isinstance(module, torch.nn.Linear):
+                out_features, in_features = module.weight.shape
+                x, w = torch.randn(T, in_features), torch.randn(in_features, out_features)
+                out = torch.empty(T, out_features)
+                total += fastest(lambda: torch.mm(x, w, out=out))
+        q, k = torch.randn(c.n_head, T, c.head_dim), torch.randn(c.n_head, c.head_dim, T)
+        scores, v = torch.empty(c.n_head, T, T), torch.randn(c.n_head, T, c.head_dim)
+        y = torch.empty(c.n_head, T, c.head_dim)
+        attention = fastest(lambda: torch.bmm(q, k, out=scores)) + fastest(lambda: torch.bmm(scores, v, out=y))
+        total += c.n_layer * attention / 2
+    return T / total
 
 
 def _text(size_mb: float) -> Path:

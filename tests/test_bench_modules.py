@@ -12,3 +12,29 @@ import bench
 @pytest.mark.parametrize("name", sorted(m.name for m in pkgutil.iter_modules(bench.__path__)))
 def test_benchmark_module_imports(name):
     importlib.import_module(f"bench.{name}")
+
+
+def test_bpb_arithmetic_ceiling_times_every_matrix_product_of_the_model(monkeypatch):
+    """The ceiling that says how much faster than nanochat's loop any fp32 path can be must
+    count each of the model's products once per timing at its own shape, the lm_head included:
+    one left out would raise the ceiling and hide a met-or-missed verdict."""
+    import torch
+
+    from bench.bpb import arithmetic_ceiling
+    from model.gpt import GPT, GPTConfig
+
+    config = GPTConfig(sequence_len=32, vocab_size=300, n_layer=2, n_head=2, n_kv_head=1, n_embd=64)
+    gpt = GPT(config)
+    shapes, mm = [], torch.mm
+
+    def recording(a, b, **kwargs):
+        shapes.append((tuple(a.shape), tuple(b.shape)))
+        return mm(a, b, **kwargs)
+
+    monkeypatch.setattr(torch, "mm", recording)
+    ceiling = arithmetic_ceiling(gpt, config.sequence_len, timings=1)
+    linears = [tuple(m.weight.shape[::-1]) for m in gpt.modules() if isinstance(m, torch.nn.Linear)]
+    # each product runs twice: a warm-up and the one timing
+    assert sorted(shapes) == sorted(((32, i), (i, o)) for i, o in linears for _ in range(2))
+    assert (64, gpt.lm_head.weight.shape[0]) in linears
+    assert 0 < ceiling < float("inf")
