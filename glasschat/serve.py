@@ -391,6 +391,9 @@ def run_serve(args) -> int:
     except OSError as error:
         raise UserError(f"--host {args.host} --port {args.port}: cannot listen there: {error.strerror}") from None
     host, port = sock.getsockname()[:2]
+    # listening before the first line goes out: a script that reads it and connects at once
+    # must not find a bound socket that refuses (uvicorn's own listen() comes later)
+    sock.listen(2048)
     # the first line says where it listens (with --port 0, the port picked): scripts read it
     print(f"glasschat serve: {served.name} on http://{host}:{port}/v1 (batch up to {args.max_batch})", flush=True)
     config = uvicorn.Config(create_app(served), log_level="warning", access_log=False, timeout_graceful_shutdown=2)

@@ -536,3 +536,21 @@ def test_eval_on_a_server_scores_like_the_local_engine(server, capsys):
     remote = json.loads(capsys.readouterr().out)["runs"][0]
     assert {s: r["correct"] for s, r in remote["skills"].items()} == {s: r["correct"] for s, r in local["skills"].items()}
     assert remote["mean_reply_tokens"] == local["mean_reply_tokens"]
+
+
+def test_glasschat_serve_accepts_connections_once_its_first_line_is_out(monkeypatch, capsys):
+    """Scripts (``bench serve`` among them) read the first line and connect at once: the socket
+    must already be listening then, before uvicorn gets to start. The server here never starts,
+    so only the command's own socket can take the connection."""
+    from glasschat.cli import main
+
+    reached = []
+
+    def connect_instead_of_serving(self, sockets):
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)/v1", capsys.readouterr().out).group(1))
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            reached.append(port)
+
+    monkeypatch.setattr(uvicorn.Server, "run", connect_instead_of_serving)
+    assert main(["serve", "--port", "0"]) == 0
+    assert reached
