@@ -6,11 +6,16 @@ are threads of this process, each a ``model.remote.RemoteBackend`` stream (the r
 as ``ask``/replay use it: HTTP, SSE parsing, decoding the ids). Every client asks greedy
 questions in turn (the README conversation's single-turn prompts); per client count the bench
 prints the aggregate tokens/s (all tokens over the wall time), p50/p95 time to first token
-(client-side, from the request to the first token), the mean batch the server decoded (from its
-log line), and how many replies differ from the local engine's serial greedy run (the target is
-none). The baseline, measured in the same run before and after the clients, is the local engine
-streaming the same questions one after another in this process: its aggregate tokens/s is the
-"single-stream" figure the ratios divide by. Medians over ``--repeat`` runs.
+(client-side, from the request to the first token), and how many replies differ from the local
+engine's serial greedy run (the target is none). The baseline, measured in the same run before
+and after the clients, is the local engine streaming the same questions one after another in
+this process: its aggregate tokens/s is the "single-stream" figure the ratios divide by. Medians
+over ``--repeat`` runs.
+
+Beside each client count, the same clients as threads calling the server's batcher
+(``model.batching.Batcher``) in this process, with no HTTP in between, and the mean batch it
+decoded: what the batched engine gives on this machine before the protocol, the event loop and
+the clients' parsing take their share of the cores.
 """
 
 from __future__ import annotations
@@ -34,8 +39,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--checkpoint", metavar="DIR", default=None, help="model (default: the bundled one)")
     parser.add_argument("--clients", nargs="+", type=int, default=[1, 4, 16], metavar="N",
                         help="concurrent client counts (default 1 4 16)")
-    parser.add_argument("--requests", type=int, default=48, metavar="N",
-                        help="requests per client count, shared among the clients (default 48)")
+    # 12 requests for each of 16 clients: with 3 each, most of a run was the batch filling up and
+    # draining (a mean batch of 11 at 16 clients), not 16 clients being served
+    parser.add_argument("--requests", type=int, default=192, metavar="N",
+                        help="requests per client count, shared among the clients (default 192)")
     parser.add_argument("--max-tokens", type=int, default=128, metavar="N", help="tokens per reply at most (default 128)")
     parser.add_argument("--repeat", type=int, default=3, metavar="N", help="runs per client count (default 3)")
 
@@ -63,6 +70,7 @@ def run(args) -> int:
 
     from glasschat.errors import UserError
     from model import load_model, resolve_checkpoint_dir
+    from model.batching import Batcher
     from model.engine import Engine
     from model.events import SamplingParams, Stop, TokenEvent
     from model.remote import RemoteBackend
@@ -84,9 +92,12 @@ def run(args) -> int:
         return tokens / (time.perf_counter() - start)
 
     def clients_run(remote, clients: int) -> dict:
+        """``clients`` threads streaming the requests from ``remote`` (the HTTP client, or the
+        batcher in this process: both have ``stream(prompt, params)``)."""
         jobs = list(range(args.requests))
         lock = threading.Lock()
         ttfts, tokens, wrong = [], [0], [0]
+        steps = (remote.steps, remote.rows_decoded) if isinstance(remote, Batcher) else None
 
         def client() -> None:
             while True:
@@ -112,8 +123,9 @@ def run(args) -> int:
         for t in threads:
             t.join()
         wall = time.perf_counter() - start
+        batch = (remote.rows_decoded - steps[1]) / max(1, remote.steps - steps[0]) if steps else None
         return {"tok_s": tokens[0] / wall, "p50": _percentile(ttfts, 0.5) * 1000, "p95": _percentile(ttfts, 0.95) * 1000,
-                "wrong": wrong[0]}
+                "wrong": wrong[0], "batch": batch}
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     print(f"bench serve: {directory}, {args.requests} greedy requests per run (max {args.max_tokens} tokens), "
@@ -121,30 +133,36 @@ def run(args) -> int:
           f"load average {os.getloadavg()[0]:.1f} at start")
     process, url = _start_server(args.checkpoint, max(args.clients))
     remote = RemoteBackend(url, tokenizer, max_connections=max(args.clients) + 4)
+    batcher = Batcher(engine, max(args.clients))
     try:
-        local, rows = [], {c: [] for c in args.clients}
+        local, rows, alone = [], {c: [] for c in args.clients}, {c: [] for c in args.clients}
         for _ in range(args.repeat):  # interleaved, so load from other processes falls on all alike
             local.append(local_run())
             for clients in args.clients:
                 rows[clients].append(clients_run(remote, clients))
+                alone[clients].append(clients_run(batcher, clients))
         local.append(local_run())
     finally:
+        batcher.close()
         remote.close()
         process.terminate()
         process.wait(timeout=20)
     single = statistics.median(local)
-    print(f"{'clients':>8} {'tok/s':>9} {'x local':>8} {'TTFT p50':>9} {'TTFT p95':>9} {'differ':>7}")
+    print(f"{'clients':>8} {'tok/s':>9} {'x local':>8} {'TTFT p50':>9} {'TTFT p95':>9} {'differ':>7}   "
+          f"{'no HTTP: tok/s':>14} {'x local':>8} {'mean batch':>10}")
     print(f"{'local':>8} {single:>9.0f} {1.0:>8.2f} {'':>9} {'':>9} {'':>7}")
     figures = {}
     for clients, runs in rows.items():
         tok_s = statistics.median(r["tok_s"] for r in runs)
         figures[clients] = tok_s
+        bare = statistics.median(r["tok_s"] for r in alone[clients])
         print(f"{clients:>8} {tok_s:>9.0f} {tok_s / single:>8.2f} {statistics.median(r['p50'] for r in runs):>7.1f}ms "
-              f"{statistics.median(r['p95'] for r in runs):>7.1f}ms {sum(r['wrong'] for r in runs):>7}")
+              f"{statistics.median(r['p95'] for r in runs):>7.1f}ms {sum(r['wrong'] for r in runs):>7}   "
+              f"{bare:>14.0f} {bare / single:>8.2f} {statistics.median(r['batch'] for r in alone[clients]):>10.1f}")
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     top = max(args.clients)
     ratio = figures[top] / single
-    differ = sum(r["wrong"] for runs in rows.values() for r in runs)
+    differ = sum(r["wrong"] for runs in (*rows.values(), *alone.values()) for r in runs)
     print(f"target: {top} clients >= {TARGET:g}x the single local stream: {ratio:.2f}x "
           f"({'met' if ratio >= TARGET else 'missed'}); replies differing from serial greedy: {differ}")
     return 0
