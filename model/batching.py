@@ -76,6 +76,7 @@ class Batcher:
             # tensor's garbage there could be NaN, and 0 · NaN poisons the sum: start from zeros
             for tensor in (*self._cache.keys, *self._cache.values):
                 tensor.zero_()
+        self._scratches: dict = {}  # batch size -> the engine's scratch buffers for a step of that many rows
         self._waiting: deque[_Request] = deque()
         self._active: list[_Request] = []
         self._wake = threading.Condition()
@@ -234,12 +235,18 @@ class Batcher:
 
     def _step(self) -> None:
         rows = self._active
-        engine = self.engine
+        engine, n = self.engine, len(rows)
+        scratch = self._scratches.get(n)
+        if scratch is None:
+            scratch = self._scratches[n] = engine._scratch(n, 1)
         with torch.inference_mode():
             ids = torch.tensor([r.chosen for r in rows], device=engine.device)
-            positions = torch.tensor([r.pos for r in rows], device=engine.device)
-            end = max(r.pos for r in rows) + 1
-            logits = engine._forward(ids, positions, self._cache.rows(0, len(rows)), engine._scratch(len(rows), 1), end)
+            if n == 1:  # one row alone: the engine's own serial step (no per-row positions, no mask)
+                logits = engine._forward(ids, rows[0].pos, self._cache.rows(0, 1), scratch)
+            else:
+                positions = torch.tensor([r.pos for r in rows], device=engine.device)
+                end = max(r.pos for r in rows) + 1
+                logits = engine._forward(ids, positions, self._cache.rows(0, n), scratch, end)
         self._sample(rows, logits)
         for r in rows:
             r.pos += 1
