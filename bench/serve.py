@@ -132,7 +132,11 @@ def run(args) -> int:
           f"{args.repeat} runs, medians; CPU {cpu}, {os.cpu_count()} cores, 1 torch thread per process, "
           f"load average {os.getloadavg()[0]:.1f} at start")
     process, url = _start_server(args.checkpoint, max(args.clients))
-    remote = RemoteBackend(url, tokenizer, max_connections=max(args.clients) + 4)
+    try:
+        remote = RemoteBackend(url, tokenizer, max_connections=max(args.clients) + 4)
+    except BaseException:  # the server must not outlive the run
+        process.terminate()
+        raise
     batcher = Batcher(engine, max(args.clients))
     try:
         local, rows, alone = [], {c: [] for c in args.clients}, {c: [] for c in args.clients}

@@ -105,19 +105,32 @@ def measure_ids(
 ) -> ByteLoss:
     """The bits-per-byte sums of one tokenized document (``document_ids``), window by window.
 
-    ``token_bytes`` comes from ``token_bytes_tensor``; ``progress`` is called with the number of
-    targets scored after each batch."""
+    ``gpt`` is a ``GPT`` (several windows per forward) or an ``Engine`` (its packed weights, int8
+    included: what the chat runs; one window at a time). ``token_bytes`` comes from
+    ``token_bytes_tensor``; ``progress`` is called with the number of targets scored after each
+    batch."""
     device = token_bytes.device
     total = ByteLoss()
+    if not isinstance(gpt, torch.nn.Module):
+        for window in windows(ids, gpt.config.sequence_len):
+            targets = torch.tensor(window[1:], dtype=torch.long, device=device)
+            total.add(_byte_loss(_window_nats(gpt, window).to(device), targets, token_bytes))
+            if progress is not None:
+                progress(len(window) - 1)
+        return total
     for batch in _batches(windows(ids, gpt.config.sequence_len), batch_tokens):
         window = torch.tensor(batch, dtype=torch.long, device=device)
         inputs, targets = window[:, :-1], window[:, 1:]
-        nats = target_nats(gpt, inputs, targets)
-        lengths = token_bytes[targets]
-        total.add(ByteLoss(float((nats * (lengths > 0)).sum(dtype=torch.float64)), int(lengths.sum()), targets.numel()))
+        total.add(_byte_loss(target_nats(gpt, inputs, targets), targets, token_bytes))
         if progress is not None:
             progress(targets.numel())
     return total
+
+
+def _byte_loss(nats: torch.Tensor, targets: torch.Tensor, token_bytes: torch.Tensor) -> ByteLoss:
+    """The sums of targets scored ``nats``: only those with a nonzero byte length carry loss."""
+    lengths = token_bytes[targets]
+    return ByteLoss(float((nats * (lengths > 0)).sum(dtype=torch.float64)), int(lengths.sum()), targets.numel())
 
 
 def measure_text(gpt, tokenizer, text: str, **kwargs) -> ByteLoss:

@@ -16,6 +16,7 @@ from typing import TextIO
 
 from glasschat.errors import UserError
 from model.bpb import ByteLoss, document_ids, measure_ids, token_bytes_tensor
+from model.checkpoint import parameter_count
 
 PROGRESS_EVERY_S = 0.2
 
@@ -93,8 +94,11 @@ class Progress:
 
 
 def evaluate_files(paths: list[str], checkpoint: Path, as_json: bool = False, threads: int = 1,
-                   out: TextIO | None = None, err: TextIO | None = None) -> int:
-    from model import load_model
+                   out: TextIO | None = None, err: TextIO | None = None, quantize: str | None = None) -> int:
+    """Measure each file; an int8 model (stored int8, or ``quantize="int8"``) is measured through
+    the engine, with the int8 weights the chat runs, and an fp32 one through ``GPT`` (the same
+    numbers as nanochat's ``evaluate_bpb``)."""
+    from model.checkpoint import load_engine, load_model, read_config
 
     out, err = out or sys.stdout, err or sys.stderr
     documents, skipped = [], []
@@ -107,7 +111,12 @@ def evaluate_files(paths: list[str], checkpoint: Path, as_json: bool = False, th
     if not documents:
         raise UserError("no file could be measured")
 
-    gpt, tokenizer = load_model(checkpoint)
+    if quantize or read_config(checkpoint)[1].get("weight_format") == "int8":
+        gpt, tokenizer = load_engine(checkpoint, quantize)
+        weight_format, parameters = gpt.weight_format, parameter_count(gpt.config)
+    else:
+        gpt, tokenizer = load_model(checkpoint)
+        weight_format, parameters = "fp32", gpt.num_parameters()
     token_bytes = token_bytes_tensor(tokenizer)
     progress = Progress(err)
     results = []
@@ -127,12 +136,13 @@ def evaluate_files(paths: list[str], checkpoint: Path, as_json: bool = False, th
     if as_json:
         report = {"bpb": total.bpb, "tokens": total.tokens, "bytes": total.bytes, "seconds": round(seconds, 3),
                   "tokens_per_second": total.tokens / seconds if seconds else None, "threads": threads,
-                  "checkpoint": str(checkpoint), "files": [r.to_json() for r in results], "skipped": skipped}
+                  "checkpoint": str(checkpoint), "weights": weight_format, "files": [r.to_json() for r in results], "skipped": skipped}
         print(json.dumps(report, indent=2), file=out)
     else:
         config = gpt.config
-        print(f"bits per byte of {checkpoint} ({gpt.num_parameters() / 1e6:.1f}M parameters, vocab {config.vocab_size}, "
-              f"windows of {config.sequence_len} + 1 tokens), {threads} thread{'s' * (threads != 1)}", file=out)
+        print(f"bits per byte of {checkpoint} ({parameters / 1e6:.1f}M parameters, {weight_format}, vocab "
+              f"{config.vocab_size}, windows of {config.sequence_len} + 1 tokens), {threads} thread{'s' * (threads != 1)}",
+              file=out)
         print(format_table(results, total), file=out)
         print(f"{total.tokens:,} tokens in {seconds:.1f} s: {total.tokens / max(seconds, 1e-9):,.0f} tokens/s", file=out)
     return 1 if skipped else 0

@@ -250,3 +250,43 @@ def test_progress_line_on_a_terminal_only(monkeypatch):
         progress.clear()
         assert ("big.txt: 500/1,000 tokens" in stream.getvalue()) == shown
         assert stream.getvalue().endswith("\r\x1b[K") == shown
+
+
+def test_the_engine_measures_what_the_model_does(tiny_tokenizer):
+    """An int8 model is measured through the engine (the weights the chat runs); in fp32 the
+    engine's path gives the model's own figure, so the two paths measure one thing."""
+    from model.engine import Engine
+
+    gpt = random_gpt(tiny_tokenizer)
+    ids = bpb.document_ids(tiny_tokenizer, TEXT)
+    token_bytes = bpb.token_bytes_tensor(tiny_tokenizer)
+    through_model = bpb.measure_ids(gpt, token_bytes, ids)
+    scored = []
+    through_engine = bpb.measure_ids(Engine(gpt, tiny_tokenizer, "fp32"), token_bytes, ids, progress=scored.append)
+    assert (through_engine.tokens, through_engine.bytes) == (through_model.tokens, through_model.bytes)
+    assert through_engine.bpb == pytest.approx(through_model.bpb, abs=1e-5)
+    assert sum(scored) == through_model.tokens and len(scored) == len(bpb.windows(ids, 32))
+
+
+def test_eval_bpb_of_an_int8_model_runs_its_int8_weights(checkpoint, tmp_path, tiny_tokenizer, capsys):
+    from glasschat.cli import main
+    from model.checkpoint import load_engine, quantize_checkpoint
+
+    path = tmp_path / "doc.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    assert main(["eval", "--bpb", str(path), "--checkpoint", str(checkpoint), "--json"]) == 0
+    fp32 = json.loads(capsys.readouterr().out)
+    assert main(["eval", "--bpb", str(path), "--checkpoint", str(checkpoint), "--quantize", "int8", "--json"]) == 0
+    at_load = json.loads(capsys.readouterr().out)
+    engine, tokenizer = load_engine(checkpoint, "int8")
+    expected = bpb.measure_ids(engine, bpb.token_bytes_tensor(tokenizer), bpb.document_ids(tokenizer, TEXT))
+    assert (fp32["weights"], at_load["weights"]) == ("fp32", "int8")
+    assert at_load["bpb"] == pytest.approx(expected.bpb, abs=1e-9)
+    assert at_load["bpb"] != fp32["bpb"] and at_load["bpb"] == pytest.approx(fp32["bpb"], abs=0.05)
+
+    stored = quantize_checkpoint(checkpoint, tmp_path / "int8")
+    assert main(["eval", "--bpb", str(path), "--checkpoint", str(stored), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["weights"] == "int8" and report["bpb"] == pytest.approx(at_load["bpb"], abs=1e-4)
+    assert main(["eval", "--bpb", str(path), "--checkpoint", str(stored)]) == 0
+    assert ", int8, " in capsys.readouterr().out.splitlines()[0]
