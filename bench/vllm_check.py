@@ -12,6 +12,8 @@
    - ``glasschat ask --server`` gives the local ``glasschat ask``'s greedy ids for every user
      message of the README conversation (the calculator calls included);
    - every sampled token streamed from vLLM has its top-5 alternatives;
+   - text scored through vLLM's ``prompt_logprobs`` (the surprise view's bits, ``eval --bpb
+     --server``) equals the local engine's;
    - the app, with the token pane open, streams a reply from vLLM (Textual's Pilot) whose ids
      are the local engine's;
    - ``glasschat replay --server --concurrency 8`` equals the local replay (greedy); a seeded
@@ -138,6 +140,30 @@ def check_alternatives(checks: Checks, url: str) -> None:
     ok = bool(sampled) and all(len(e.top) == 5 and e.prob is not None for e in sampled)
     checks.report(ok, f"top-5 alternatives on all {len(sampled)} sampled tokens "
                       f"({len(events) - len(sampled)} forced by the calculator), probabilities {remote.probabilities}")
+
+
+def check_scoring(checks: Checks, url: str, work: Path) -> None:
+    """vLLM's ``prompt_logprobs`` through the remote backend: the surprise view's bits and
+    ``eval --bpb --server`` equal the local engine's on text inside one window."""
+    from model.backend import load_local_backend
+    from model.remote import connect
+
+    remote, local = connect(url, None, None), load_local_backend(None)
+    ids = local.tokenizer.encode("how many r's in strawberry? There are 3 r's in strawberry. " * 4)
+    theirs, mine = remote.surprisal(ids), local.surprisal(ids)
+    remote.close()
+    worst = max(abs(a - b) for a, b in zip(theirs, mine))
+    checks.report(len(theirs) == len(mine) and worst < 1e-3,
+                  f"surprisal from vLLM's prompt_logprobs == local, {len(ids)} tokens (largest difference {worst:.1e} bits)")
+    text = work / "bpb.txt"
+    text.write_text("Hello there! What is 12 + 30? The answer is 42. Spell banana: b a n a n a.", encoding="utf-8")
+    here, there = glasschat("eval", "--bpb", str(text), "--json"), glasschat("eval", "--bpb", str(text), "--server",
+                                                                            url, "--json")
+    if here.returncode or there.returncode:
+        checks.report(False, f"eval --bpb --server: {(here.stderr or there.stderr).strip()}")
+        return
+    a, b = json.loads(here.stdout)["bpb"], json.loads(there.stdout)["bpb"]
+    checks.report(abs(a - b) < 1e-4, f"eval --bpb --server == local: {b:.6f} vs {a:.6f} bits per byte")
 
 
 def check_app(checks: Checks, url: str) -> None:
@@ -289,6 +315,7 @@ def main() -> int:
         log(f"vLLM ({VLLM}) serving {args.checkpoint} on {url}, ready after {ready_s:.0f} s")
         check_ask(checks, url)
         check_alternatives(checks, url)
+        check_scoring(checks, url, work)
         check_app(checks, url)
         check_replay(checks, url, work)
         check_cancel(checks, url)

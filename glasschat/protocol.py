@@ -9,11 +9,16 @@ engine's events into wire chunks (``ChunkWriter``), and the reverse for the clie
 - request: ``prompt`` as token ids or text, ``max_tokens``, ``temperature``, ``top_k`` (0 or -1
   = off), ``top_p``, ``seed``, ``stream``, ``logprobs`` (alternatives per token, at most 20),
   ``return_token_ids``, ``return_tokens_as_token_ids``, ``stop_token_ids``,
-  ``skip_special_tokens``, ``include_stop_str_in_output``.
+  ``skip_special_tokens``, ``include_stop_str_in_output``, ``prompt_logprobs`` (the log
+  probability of every prompt token given those before it, with that many alternatives: how
+  text is scored, e.g. for bits per byte).
 - a streamed chunk: ``choices[0]`` with ``text``, ``token_ids``, ``logprobs.{tokens,
   token_logprobs, top_logprobs}`` (keys ``token_id:N`` when asked), ``finish_reason``
   (``stop`` or ``length``) and ``stop_reason`` (the stop token's id); an error after the stream
-  started is a ``{"error": {...}}`` chunk.
+  started is a ``{"error": {...}}`` chunk. With ``prompt_logprobs``, the answer's ``choices[0]``
+  (the first chunk's, when streamed) holds ``prompt_logprobs``: ``null`` for the first token,
+  then per token ``{"<id>": {"logprob", "rank", "decoded_token"}}`` for the token itself and
+  the most likely alternatives.
 """
 
 from __future__ import annotations
@@ -87,10 +92,11 @@ class CompletionRequest:
     include_stop_str: bool = False
     include_usage: bool = False
     model: str | None = None
+    prompt_logprobs: int | None = None
 
     FIELDS = frozenset({"model", "prompt", "max_tokens", "temperature", "top_k", "top_p", "seed", "stream",
                         "logprobs", "return_token_ids", "return_tokens_as_token_ids", "stop_token_ids",
-                        "skip_special_tokens", "include_stop_str_in_output", "stream_options"})
+                        "skip_special_tokens", "include_stop_str_in_output", "stream_options", "prompt_logprobs"})
 
     @classmethod
     def parse(cls, body: Any, vocab_size: int, context: int) -> CompletionRequest:
@@ -116,6 +122,10 @@ class CompletionRequest:
         if logprobs is not None:
             logprobs = _field(body, "logprobs", int, 0, lambda v: 0 <= v <= MAX_LOGPROBS,
                               f"an integer from 0 to {MAX_LOGPROBS}")
+        prompt_logprobs = body.get("prompt_logprobs")
+        if prompt_logprobs is not None:
+            prompt_logprobs = _field(body, "prompt_logprobs", int, 0, lambda v: 0 <= v <= MAX_LOGPROBS,
+                                     f"an integer from 0 to {MAX_LOGPROBS}")
         options = body.get("stream_options") or {}
         return cls(
             prompt=prompt,
@@ -130,6 +140,7 @@ class CompletionRequest:
             include_stop_str=_field(body, "include_stop_str_in_output", bool, False),
             include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
             model=body.get("model"),
+            prompt_logprobs=prompt_logprobs,
         )
 
 
@@ -167,6 +178,10 @@ class ChatRequest:
             plain.append({"role": message.get("role"), "content": content})
         if "max_completion_tokens" in body and "max_tokens" not in body:
             body = {**body, "max_tokens": body["max_completion_tokens"]}
+        prompt_logprobs = body.get("prompt_logprobs")
+        if prompt_logprobs is not None:
+            prompt_logprobs = _field(body, "prompt_logprobs", int, 0, lambda v: 0 <= v <= MAX_LOGPROBS,
+                                     f"an integer from 0 to {MAX_LOGPROBS}")
         options = body.get("stream_options") or {}
         return cls(plain, sampling(body, context, default_max_tokens=context, default_temperature=1.0),
                    stream=_field(body, "stream", bool, False),
@@ -193,6 +208,42 @@ def sampling(body: dict, context: int, default_max_tokens: int, default_temperat
 # ---- events to chunks (the server)
 
 
+def prompt_logprobs(logprobs, prompt: list[int], alternatives: int, name) -> list[dict | None]:
+    """The ``prompt_logprobs`` of a prompt, from ``logprobs`` (T, V): the log-softmax of the
+    model's output at each prompt position (row ``i`` predicts token ``i + 1``). ``name(id)`` is
+    a token's ``decoded_token``."""
+    import torch
+
+    targets = torch.tensor(prompt[1:], dtype=torch.long)
+    rows = logprobs[:-1]
+    chosen = rows.gather(1, targets[:, None])[:, 0]
+    ranks = (rows > chosen[:, None]).sum(dim=1) + 1
+    top = rows.topk(alternatives, dim=1) if alternatives else None
+    entries: list[dict | None] = [None]
+    for i, token in enumerate(prompt[1:]):
+        entry = {str(token): {"logprob": float(chosen[i]), "rank": int(ranks[i]), "decoded_token": name(token)}}
+        if top is not None:
+            for rank, (t, value) in enumerate(zip(top.indices[i].tolist(), top.values[i].tolist()), 1):
+                entry.setdefault(str(t), {"logprob": value, "rank": rank, "decoded_token": name(t)})
+        entries.append(entry)
+    return entries
+
+
+def prompt_token_logprobs(entries: Any, prompt: list[int]) -> list[float]:
+    """From an answer's ``prompt_logprobs``, the log probability of each prompt token after the
+    first; a ``ValueError`` naming what is missing."""
+    if not isinstance(entries, list) or len(entries) != len(prompt):
+        raise ValueError(f"prompt_logprobs: expected {len(prompt)} entries, one per prompt token")
+    values = []
+    for i, (entry, token) in enumerate(zip(entries[1:], prompt[1:]), 1):
+        found = entry.get(str(token)) if isinstance(entry, dict) else None
+        logprob = found.get("logprob") if isinstance(found, dict) else None
+        if not isinstance(logprob, (int, float)):
+            raise ValueError(f"prompt_logprobs: no log probability for prompt token {i} (id {token})")
+        values.append(float(logprob))
+    return values
+
+
 @dataclass
 class ChunkWriter:
     """Turns one completion's engine events into the ``choices[0]`` of its wire chunks, and
@@ -205,11 +256,13 @@ class ChunkWriter:
     tokens: list[str] = field(default_factory=list)
     token_logprobs: list[float | None] = field(default_factory=list)
     top_logprobs: list[dict | None] = field(default_factory=list)
+    prompt_sent: bool = False  # the prompt_logprobs went out (with the first streamed chunk)
 
     def __post_init__(self) -> None:
         self.decoder = self.tokenizer.stream_decoder()
 
-    def _name(self, token: int) -> str:
+    def name(self, token: int) -> str:
+        """A token as the answer names it: ``token_id:N`` when asked, else its text."""
         if self.request.tokens_as_ids:
             return f"token_id:{token}"
         return self.tokenizer.decode_single_token_bytes(token).decode("utf-8", "replace")
@@ -228,11 +281,11 @@ class ChunkWriter:
             choice["token_ids"] = [event.id]
         if self.request.logprobs is not None:
             logprob = _log(event.prob)
-            top = {self._name(t): _log(p) for t, p in event.top} if self.request.logprobs else None
-            self.tokens.append(self._name(event.id))
+            top = {self.name(t): _log(p) for t, p in event.top} if self.request.logprobs else None
+            self.tokens.append(self.name(event.id))
             self.token_logprobs.append(logprob)
             self.top_logprobs.append(top)
-            choice["logprobs"] = {"tokens": [self._name(event.id)], "token_logprobs": [logprob],
+            choice["logprobs"] = {"tokens": [self.name(event.id)], "token_logprobs": [logprob],
                                   "top_logprobs": [top], "text_offset": [len("".join(self.text[:-1]))]}
         return choice
 

@@ -35,6 +35,7 @@ from glasschat.protocol import (
     CompletionRequest,
     ProtocolError,
     error_body,
+    prompt_logprobs,
 )
 from model.events import Stop, TokenEvent
 from model.sampling_options import add_quantize_argument
@@ -193,6 +194,9 @@ def create_app(served: Served):
             raise ProtocolError(f"prompt: {len(prompt)} tokens leave no room in the model's context of "
                                 f"{served.context}")
         stops = {**default_stops, **{t: default_stops.get(t, "stop_token") for t in req.stop_token_ids}}
+        scored = None
+        if req.prompt_logprobs is not None:  # one forward over the prompt, off the event loop
+            scored = await asyncio.to_thread(score_prompt, served, prompt, req)
         events = _Events(served, asyncio.get_running_loop())
         events.start(prompt, req.params, stops, tools=False)
         writer = ChunkWriter(tokenizer, req)
@@ -208,7 +212,10 @@ def create_app(served: Served):
                     for item in batch:
                         if isinstance(item, TokenEvent):
                             last = item.id
-                            out.append(_choice_sse(prefix, writer.token(item, stops)))
+                            choice = writer.token(item, stops)
+                            if scored is not None and not writer.prompt_sent:  # with the first chunk, as vLLM
+                                choice["prompt_logprobs"], writer.prompt_sent = scored, True
+                            out.append(_choice_sse(prefix, choice))
                         else:
                             finish = writer.stop(item, last)
                             out.append(_choice_sse(prefix, finish))
@@ -234,7 +241,10 @@ def create_app(served: Served):
                         finish = writer.stop(item, last)
         finally:
             events.close()
-        return JSONResponse({**head, "choices": [writer.whole(finish)], "usage": _usage(prompt, writer)})
+        choice = writer.whole(finish)
+        if scored is not None:
+            choice["prompt_logprobs"] = scored
+        return JSONResponse({**head, "choices": [choice], "usage": _usage(prompt, writer)})
 
     async def chat(request: Request) -> Response:
         body = await _body(request)
@@ -310,6 +320,18 @@ def create_app(served: Served):
         Route("/tokenize", endpoint(tokenize), methods=["POST"]),
     ]
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+
+
+def score_prompt(served: Served, prompt: list[int], req) -> list[dict | None]:
+    """The request's ``prompt_logprobs``: the engine's logits at every prompt position (one
+    forward from an empty cache, on the weights that generate), as log probabilities."""
+    import torch
+
+    engine = served.batcher.engine
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(engine.logits(prompt).float(), dim=-1)
+    writer = ChunkWriter(served.tokenizer, req)
+    return prompt_logprobs(logprobs, prompt, req.prompt_logprobs, writer.name)
 
 
 def _usage(prompt: list[int], writer: ChunkWriter) -> dict:

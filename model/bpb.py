@@ -105,14 +105,16 @@ def measure_ids(
 ) -> ByteLoss:
     """The bits-per-byte sums of one tokenized document (``document_ids``), window by window.
 
-    ``gpt`` is a ``GPT`` (several windows per forward) or an ``Engine`` (its packed weights, int8
-    included: what the chat runs; one window at a time). ``token_bytes`` comes from
-    ``token_bytes_tensor``; ``progress`` is called with the number of targets scored after each
-    batch."""
+    ``gpt`` is a ``GPT`` (several windows per forward), an ``Engine`` (its packed weights, int8
+    included: what the chat runs) or a backend that scores given tokens with windows of its own
+    (``RemoteBackend``: ``surprisal`` and ``score_window``), one window at a time. ``token_bytes``
+    comes from ``token_bytes_tensor``; ``progress`` is called with the number of targets scored
+    after each batch."""
     device = token_bytes.device
     total = ByteLoss()
     if not isinstance(gpt, torch.nn.Module):
-        for window in windows(ids, gpt.config.sequence_len):
+        span = gpt.score_window if hasattr(gpt, "score_window") else gpt.config.sequence_len + 1
+        for window in windows(ids, span - 1):
             targets = torch.tensor(window[1:], dtype=torch.long, device=device)
             total.add(_byte_loss(_window_nats(gpt, window).to(device), targets, token_bytes))
             if progress is not None:
@@ -158,6 +160,8 @@ def _window_nats(model, window: list[int]) -> torch.Tensor:
     if isinstance(model, torch.nn.Module):
         tensor = torch.tensor([window], dtype=torch.long, device=next(model.parameters()).device)
         return target_nats(model, tensor[:, :-1], tensor[:, 1:])[0]
+    if not hasattr(model, "logits"):  # a backend that scores (a server): its bits, one window
+        return torch.tensor(model.surprisal(window), dtype=torch.float64) * math.log(2)
     logits = model.logits(window[:-1]).float()  # an Engine: (T-1, V)
     targets = torch.tensor(window[1:], dtype=torch.long, device=logits.device)
     return torch.nn.functional.cross_entropy(logits, targets, reduction="none")

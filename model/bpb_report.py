@@ -94,11 +94,15 @@ class Progress:
 
 
 def evaluate_files(paths: list[str], checkpoint: Path, as_json: bool = False, threads: int = 1,
-                   out: TextIO | None = None, err: TextIO | None = None, quantize: str | None = None) -> int:
+                   out: TextIO | None = None, err: TextIO | None = None, quantize: str | None = None,
+                   server: str | None = None, api_key: str | None = None) -> int:
     """Measure each file; an int8 model (stored int8, or ``quantize="int8"``) is measured through
     the engine, with the int8 weights the chat runs, and an fp32 one through ``GPT`` (the same
-    numbers as nanochat's ``evaluate_bpb``)."""
+    numbers as nanochat's ``evaluate_bpb``). With ``server``, the model served there scores the
+    text (``RemoteBackend.surprisal``; ``checkpoint`` gives the tokenizer), in windows of its
+    ``score_window`` tokens."""
     from model.checkpoint import load_engine, load_model, read_config
+    from model.remote import connect
 
     out, err = out or sys.stdout, err or sys.stderr
     documents, skipped = [], []
@@ -111,23 +115,41 @@ def evaluate_files(paths: list[str], checkpoint: Path, as_json: bool = False, th
     if not documents:
         raise UserError("no file could be measured")
 
-    if quantize or read_config(checkpoint)[1].get("weight_format") == "int8":
-        gpt, tokenizer = load_engine(checkpoint, quantize)
-        weight_format, parameters = gpt.weight_format, parameter_count(gpt.config)
+    if server:
+        if quantize:
+            raise UserError("--quantize: applies to a model run here, not to one on --server")
+        model = connect(server, str(checkpoint), api_key)
+        tokenizer, span = model.tokenizer, model.score_window
+        heading = f"bits per byte of {model.model} served by {model.url} (windows of {span} tokens, the most a prompt " \
+                  f"may hold in its context of {model.sequence_len} and leave room for a token)"
+        facts = {"server": model.url, "model": model.model}
     else:
-        gpt, tokenizer = load_model(checkpoint)
-        weight_format, parameters = "fp32", gpt.num_parameters()
+        if quantize or read_config(checkpoint)[1].get("weight_format") == "int8":
+            model, tokenizer = load_engine(checkpoint, quantize)
+            weight_format, parameters = model.weight_format, parameter_count(model.config)
+        else:
+            model, tokenizer = load_model(checkpoint)
+            weight_format, parameters = "fp32", model.num_parameters()
+        config, span = model.config, model.config.sequence_len + 1
+        heading = f"bits per byte of {checkpoint} ({parameters / 1e6:.1f}M parameters, {weight_format}, vocab " \
+                  f"{config.vocab_size}, windows of {config.sequence_len} + 1 tokens), {threads} thread{'s' * (threads != 1)}"
+        facts = {"checkpoint": str(checkpoint), "weights": weight_format}
     token_bytes = token_bytes_tensor(tokenizer)
     progress = Progress(err)
     results = []
-    for name, text in documents:
-        start = time.perf_counter()
-        ids = document_ids(tokenizer, text)
-        del text
-        targets = len(ids) - -(-len(ids) // (gpt.config.sequence_len + 1))  # one per token but each window's first
-        loss = measure_ids(gpt, token_bytes, ids, progress=progress.start(name, targets))
+    try:
+        for name, text in documents:
+            start = time.perf_counter()
+            ids = document_ids(tokenizer, text)
+            del text
+            targets = len(ids) - -(-len(ids) // span)  # one per token but each window's first
+            loss = measure_ids(model, token_bytes, ids, progress=progress.start(name, targets))
+            progress.clear()
+            results.append(FileResult(name, loss, time.perf_counter() - start))
+    finally:
         progress.clear()
-        results.append(FileResult(name, loss, time.perf_counter() - start))
+        if server:
+            model.close()
 
     total = ByteLoss()
     for result in results:
@@ -136,13 +158,10 @@ def evaluate_files(paths: list[str], checkpoint: Path, as_json: bool = False, th
     if as_json:
         report = {"bpb": total.bpb, "tokens": total.tokens, "bytes": total.bytes, "seconds": round(seconds, 3),
                   "tokens_per_second": total.tokens / seconds if seconds else None, "threads": threads,
-                  "checkpoint": str(checkpoint), "weights": weight_format, "files": [r.to_json() for r in results], "skipped": skipped}
+                  **facts, "files": [r.to_json() for r in results], "skipped": skipped}
         print(json.dumps(report, indent=2), file=out)
     else:
-        config = gpt.config
-        print(f"bits per byte of {checkpoint} ({parameters / 1e6:.1f}M parameters, {weight_format}, vocab "
-              f"{config.vocab_size}, windows of {config.sequence_len} + 1 tokens), {threads} thread{'s' * (threads != 1)}",
-              file=out)
+        print(heading, file=out)
         print(format_table(results, total), file=out)
         print(f"{total.tokens:,} tokens in {seconds:.1f} s: {total.tokens / max(seconds, 1e-9):,.0f} tokens/s", file=out)
     return 1 if skipped else 0

@@ -26,6 +26,7 @@ streaming responses that close their connection when the reader stops.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -36,7 +37,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from glasschat.errors import UserError
-from glasschat.protocol import parse_chunk
+from glasschat.protocol import parse_chunk, prompt_token_logprobs
 from model.backend import ModelInfo
 from model.events import GenerationStats, SamplingParams, Stop, TokenEvent
 from model.tool import ToolState
@@ -239,10 +240,35 @@ class RemoteBackend:
         if not finished:
             raise RemoteError(f"{self.url}/v1/completions: the stream ended without a finish_reason")
 
+    @property
+    def score_window(self) -> int:
+        """Tokens per scored window: a prompt must leave the server room for the one token a
+        completion generates, so a window holds ``sequence_len - 1`` tokens (a model run here
+        scores ``sequence_len + 1``)."""
+        return self.sequence_len - 1
+
     def surprisal(self, ids: list[int]) -> list[float]:
-        """Not offered: scoring given tokens needs the model's logits at every position, which
-        the completions protocol does not return for a prompt."""
-        raise RemoteError(f"{self.host}: the surprise view needs the model in this process (run without --server)")
+        """``Backend.surprisal`` from the server's ``prompt_logprobs`` (vLLM's field; ``glasschat
+        serve`` gives it too), one request per window of ``score_window`` tokens, the model's raw
+        probabilities; a server that does not return them is a one-line ``RemoteError``."""
+        from model.bpb import windows
+
+        bits: list[float] = []
+        for window in windows(ids, self.score_window - 1):
+            if bits:
+                bits.append(math.nan)  # this window's first token: predicted by nothing
+            bits.extend(-logprob / math.log(2) for logprob in self._prompt_logprobs(window))
+        return bits + [math.nan] * (len(ids) - 1 - len(bits))  # a last window of one token
+
+    def _prompt_logprobs(self, window: list[int]) -> list[float]:
+        body = {"model": self.model, "prompt": window, "max_tokens": 1, "temperature": 0, "prompt_logprobs": 0}
+        choices = self._request("POST", "/v1/completions", body).get("choices")
+        choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+        try:
+            return prompt_token_logprobs(choice.get("prompt_logprobs"), window)
+        except ValueError as error:
+            raise RemoteError(f"{self.url}/v1/completions: {error} (the server does not score prompts, which "
+                              "the surprise view and bits per byte need)") from None
 
     def attention(self, ids: list[int], position: int) -> list[list[list[float]]]:
         """Not offered: the attention view's reference forward reads the model's weights."""

@@ -554,3 +554,61 @@ def test_glasschat_serve_accepts_connections_once_its_first_line_is_out(monkeypa
     monkeypatch.setattr(uvicorn.Server, "run", connect_instead_of_serving)
     assert main(["serve", "--port", "0"]) == 0
     assert reached
+
+
+def test_prompt_logprobs_score_every_prompt_token_like_the_engine(server, default_model):
+    """vLLM's ``prompt_logprobs``: per prompt token after the first, its log probability given
+    those before it, with its rank and the asked alternatives; streamed, with the first chunk."""
+    engine, tokenizer = default_model
+    prompt = tokenizer.encode("The quick brown fox jumps over the lazy dog. spell banana")
+    with torch.inference_mode():
+        expected = torch.log_softmax(engine.logits(prompt).float(), dim=-1)
+    body = {"prompt": prompt, "max_tokens": 1, "temperature": 0, "prompt_logprobs": 3}
+    answer = httpx.post(server[0] + "/v1/completions", json=body).json()["choices"][0]
+    entries = answer["prompt_logprobs"]
+    assert len(entries) == len(prompt) and entries[0] is None
+    for i, (entry, token) in enumerate(zip(entries[1:], prompt[1:])):
+        row = expected[i]
+        own = entry[str(token)]
+        assert own["logprob"] == pytest.approx(float(row[token]), abs=1e-5)
+        assert own["rank"] == int((row > row[token]).sum()) + 1
+        best = row.topk(3).indices.tolist()
+        assert all(str(t) in entry for t in best) and set(entry) <= {str(token), *map(str, best)}
+    with httpx.stream("POST", server[0] + "/v1/completions", json={**body, "stream": True}) as response:
+        chunks = [json.loads(line[5:]) for line in response.iter_lines()
+                  if line.startswith("data:") and line != "data: [DONE]"]
+    assert chunks[0]["choices"][0]["prompt_logprobs"] == entries
+    assert all("prompt_logprobs" not in c["choices"][0] for c in chunks[1:] if c["choices"])
+    bad = httpx.post(server[0] + "/v1/completions", json={**body, "prompt_logprobs": 21})
+    assert bad.status_code == 400 and "prompt_logprobs" in bad.json()["error"]["message"]
+
+
+def test_a_server_scores_text_for_the_surprise_view_and_bits_per_byte(server, default_model, remote, tmp_path,
+                                                                       capsys):
+    from glasschat.cli import main
+    from model import bpb
+
+    engine, tokenizer = default_model
+    short = tokenizer.encode("how many r's in strawberry? There are 3 r's in strawberry.")
+    local = LocalBackend(engine, tokenizer, None).surprisal(short)
+    assert remote.surprisal(short) == pytest.approx(local, abs=1e-4)
+    # longer than a window: the server's windows leave room for one generated token
+    span = remote.score_window
+    assert span == engine.config.sequence_len - 1
+    long = (tokenizer.encode("spell banana. reverse the word house. ") * 200)[: 2 * span + 5]
+    bits = remote.surprisal(long)
+    assert len(bits) == len(long) - 1
+    assert [i for i, b in enumerate(bits) if b != b] == [span - 1, 2 * span - 1]  # each window's first token
+    assert bits[span:span + 20] == pytest.approx(LocalBackend(engine, tokenizer, None).surprisal(long[span:span + 21]),
+                                                 abs=1e-4)
+
+    path = tmp_path / "doc.txt"
+    path.write_text("Hello there! What is 12 + 30? The answer is 42.", encoding="utf-8")
+    assert main(["eval", "--bpb", str(path), "--json"]) == 0
+    here = json.loads(capsys.readouterr().out)
+    assert main(["eval", "--bpb", str(path), "--server", server[0], "--json"]) == 0
+    there = json.loads(capsys.readouterr().out)
+    assert there["server"] == server[0] and (there["tokens"], there["bytes"]) == (here["tokens"], here["bytes"])
+    assert there["bpb"] == pytest.approx(here["bpb"], abs=1e-4)
+    ids = bpb.document_ids(tokenizer, path.read_text(encoding="utf-8"))
+    assert there["tokens"] == len(ids) - 1

@@ -143,14 +143,12 @@ def _eval(args) -> int:
     set_threads(args.threads)
     checkpoint = resolve_checkpoint_dir(args.checkpoint)
     if args.bpb:
-        if args.server:
-            raise UserError("--bpb: scores a checkpoint run here; a server's completions do not carry the "
-                            "logits of every position of the text, which bits per byte needs")
         if args.chart or args.plot:
             raise UserError("--chart and --plot draw the per-skill table, which --bpb does not make")
         from model.bpb_report import evaluate_files
 
-        return evaluate_files(args.bpb, checkpoint, as_json=args.json, threads=args.threads, quantize=args.quantize)
+        return evaluate_files(args.bpb, checkpoint, as_json=args.json, threads=args.threads, quantize=args.quantize,
+                              server=args.server, api_key=args.api_key)
     log = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
     samplings = [GREEDY if name == "greedy" else app_default() for name in args.sampling or ()]
     samplings += [Sampling(t) for t in args.temperature or ()]
