@@ -178,10 +178,6 @@ class ChatRequest:
             plain.append({"role": message.get("role"), "content": content})
         if "max_completion_tokens" in body and "max_tokens" not in body:
             body = {**body, "max_tokens": body["max_completion_tokens"]}
-        prompt_logprobs = body.get("prompt_logprobs")
-        if prompt_logprobs is not None:
-            prompt_logprobs = _field(body, "prompt_logprobs", int, 0, lambda v: 0 <= v <= MAX_LOGPROBS,
-                                     f"an integer from 0 to {MAX_LOGPROBS}")
         options = body.get("stream_options") or {}
         return cls(plain, sampling(body, context, default_max_tokens=context, default_temperature=1.0),
                    stream=_field(body, "stream", bool, False),

@@ -97,7 +97,7 @@ def _batches(windows_: list[list[int]], batch_tokens: int) -> Iterator[list[list
 
 
 def measure_ids(
-    gpt,
+    model,
     token_bytes: torch.Tensor,
     ids: list[int],
     batch_tokens: int = BATCH_TOKENS,
@@ -105,25 +105,25 @@ def measure_ids(
 ) -> ByteLoss:
     """The bits-per-byte sums of one tokenized document (``document_ids``), window by window.
 
-    ``gpt`` is a ``GPT`` (several windows per forward), an ``Engine`` (its packed weights, int8
+    ``model`` is a ``GPT`` (several windows per forward), an ``Engine`` (its packed weights, int8
     included: what the chat runs) or a backend that scores given tokens with windows of its own
     (``RemoteBackend``: ``surprisal`` and ``score_window``), one window at a time. ``token_bytes``
     comes from ``token_bytes_tensor``; ``progress`` is called with the number of targets scored
     after each batch."""
     device = token_bytes.device
     total = ByteLoss()
-    if not isinstance(gpt, torch.nn.Module):
-        span = gpt.score_window if hasattr(gpt, "score_window") else gpt.config.sequence_len + 1
+    if not isinstance(model, torch.nn.Module):
+        span = model.score_window if hasattr(model, "score_window") else model.config.sequence_len + 1
         for window in windows(ids, span - 1):
             targets = torch.tensor(window[1:], dtype=torch.long, device=device)
-            total.add(_byte_loss(_window_nats(gpt, window).to(device), targets, token_bytes))
+            total.add(_byte_loss(_window_nats(model, window).to(device), targets, token_bytes))
             if progress is not None:
                 progress(len(window) - 1)
         return total
-    for batch in _batches(windows(ids, gpt.config.sequence_len), batch_tokens):
+    for batch in _batches(windows(ids, model.config.sequence_len), batch_tokens):
         window = torch.tensor(batch, dtype=torch.long, device=device)
         inputs, targets = window[:, :-1], window[:, 1:]
-        total.add(_byte_loss(target_nats(gpt, inputs, targets), targets, token_bytes))
+        total.add(_byte_loss(target_nats(model, inputs, targets), targets, token_bytes))
         if progress is not None:
             progress(targets.numel())
     return total
