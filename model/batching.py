@@ -219,13 +219,14 @@ class Batcher:
                 self._finish(request, reason)
 
     def _finish(self, request: _Request, reason: str) -> None:
-        request.put(self._stop(request, reason))
         slot, last = self._active.index(request), len(self._active) - 1
         if slot != last:  # the last row moves into the freed cache row
             moved = self._active[last]
             self._cache.move_row(last, slot, moved.pos)
             self._active[slot] = moved
         self._active.pop()
+        # the row is freed before its stop goes out: whoever reads the stop finds it gone
+        request.put(self._stop(request, reason))
 
     @staticmethod
     def _stop(request: _Request, reason: str) -> Stop:
