@@ -7,13 +7,15 @@
    when it already has vLLM), never in the project's; then removes torchvision, torchaudio and
    torchcodec, whose CPU builds break vLLM's start (``torchvision::nms``). About 3.5 GB.
 2. Exports the model with ``glasschat export-hf`` (weights and the Hugging Face tokenizer).
-3. Starts vLLM's OpenAI server on 127.0.0.1 (``VLLM_CPU_KVCACHE_SPACE=1``, ``--max-logprobs 20``).
+3. Starts vLLM's OpenAI server on 127.0.0.1 (``VLLM_CPU_KVCACHE_SPACE=1``, ``--max-logprobs 20``,
+   ``--dtype float32``: the precision the local engine computes in, so that scores compare).
 4. Checks, each printed PASS or FAIL:
    - ``glasschat ask --server`` gives the local ``glasschat ask``'s greedy ids for every user
      message of the README conversation (the calculator calls included);
    - every sampled token streamed from vLLM has its top-5 alternatives;
    - text scored through vLLM's ``prompt_logprobs`` (the surprise view's bits, ``eval --bpb
-     --server``) equals the local engine's;
+     --server``) equals the same model computed here with float32 rotary tables, as
+     transformers' NanoChat keeps them (nanochat and the local engine round them to bfloat16);
    - the app, with the token pane open, streams a reply from vLLM (Textual's Pilot) whose ids
      are the local engine's;
    - ``glasschat replay --server --concurrency 8`` equals the local replay (greedy); a seeded
@@ -80,7 +82,9 @@ def start_vllm(python: Path, model: Path, port: int, logfile: Path) -> subproces
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     env.pop("PYTHONPATH", None)
     command = [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
-               "--host", "127.0.0.1", "--port", str(port), "--max-logprobs", "20"]
+               "--host", "127.0.0.1", "--port", str(port), "--max-logprobs", "20",
+               # the local engine computes in float32; so must vLLM for scores to compare
+               "--dtype", "float32"]
     return subprocess.Popen(command, stdout=logfile.open("w"), stderr=subprocess.STDOUT, env=env)
 
 
@@ -144,26 +148,46 @@ def check_alternatives(checks: Checks, url: str) -> None:
 
 def check_scoring(checks: Checks, url: str, work: Path) -> None:
     """vLLM's ``prompt_logprobs`` through the remote backend: the surprise view's bits and
-    ``eval --bpb --server`` equal the local engine's on text inside one window."""
-    from model.backend import load_local_backend
+    ``eval --bpb --server`` against the same model computed here. transformers' NanoChat (what
+    vLLM runs) keeps the rotary tables in float32 where nanochat rounds them to bfloat16, so the
+    reference here is the model with float32 tables; the difference from the local engine (the
+    bfloat16 tables) is printed beside."""
+    import dataclasses
+    import math
+
+    import torch
+
+    from model import bpb, load_model, resolve_checkpoint_dir
+    from model.gpt import GPT
     from model.remote import connect
 
-    remote, local = connect(url, None, None), load_local_backend(None)
-    ids = local.tokenizer.encode("how many r's in strawberry? There are 3 r's in strawberry. " * 4)
-    theirs, mine = remote.surprisal(ids), local.surprisal(ids)
+    gpt, tokenizer = load_model(resolve_checkpoint_dir(None))
+    as_served = GPT(dataclasses.replace(gpt.config, rotary_bf16=False))
+    as_served.load_state_dict(gpt.state_dict())
+    as_served.eval()
+    remote = connect(url, None, None)
+    ids = tokenizer.encode("how many r's in strawberry? There are 3 r's in strawberry. " * 4)
+    with torch.inference_mode():
+        theirs, reference, engine = remote.surprisal(ids), bpb.surprisal(as_served, ids), bpb.surprisal(gpt, ids)
+    worst = max(abs(a - b) for a, b in zip(theirs, reference))
+    apart = max(abs(a - b) for a, b in zip(theirs, engine))
+    checks.report(len(theirs) == len(reference) and worst < 1e-3,
+                  f"surprisal from vLLM's prompt_logprobs == the model with float32 rotary tables, {len(ids)} tokens "
+                  f"(largest difference {worst:.1e} bits; {apart:.1e} from the local engine's bfloat16 tables)")
+    text = "Hello there! What is 12 + 30? The answer is 42. Spell banana: b a n a n a."
+    (work / "bpb.txt").write_text(text, encoding="utf-8")
+    there = glasschat("eval", "--bpb", str(work / "bpb.txt"), "--server", url, "--json")
     remote.close()
-    worst = max(abs(a - b) for a, b in zip(theirs, mine))
-    checks.report(len(theirs) == len(mine) and worst < 1e-3,
-                  f"surprisal from vLLM's prompt_logprobs == local, {len(ids)} tokens (largest difference {worst:.1e} bits)")
-    text = work / "bpb.txt"
-    text.write_text("Hello there! What is 12 + 30? The answer is 42. Spell banana: b a n a n a.", encoding="utf-8")
-    here, there = glasschat("eval", "--bpb", str(text), "--json"), glasschat("eval", "--bpb", str(text), "--server",
-                                                                            url, "--json")
-    if here.returncode or there.returncode:
-        checks.report(False, f"eval --bpb --server: {(here.stderr or there.stderr).strip()}")
+    if there.returncode:
+        checks.report(False, f"eval --bpb --server: {there.stderr.strip()}")
         return
-    a, b = json.loads(here.stdout)["bpb"], json.loads(there.stdout)["bpb"]
-    checks.report(abs(a - b) < 1e-4, f"eval --bpb --server == local: {b:.6f} vs {a:.6f} bits per byte")
+    served = json.loads(there.stdout)["bpb"]
+    with torch.inference_mode():
+        expected = bpb.measure_text(as_served, tokenizer, text).bpb
+        local = bpb.measure_text(gpt, tokenizer, text).bpb
+    checks.report(math.isclose(served, expected, abs_tol=1e-4),
+                  f"eval --bpb --server == the model with float32 rotary tables: {served:.6f} vs {expected:.6f} bits "
+                  f"per byte (the local engine: {local:.6f})")
 
 
 def check_app(checks: Checks, url: str) -> None:
@@ -188,11 +212,11 @@ def check_app(checks: Checks, url: str) -> None:
                 app.chat_input.load_text(question)
                 await pilot.press("enter")
                 for _ in range(1500):
-                    if len(app.messages) == 2 and app.generation is None:
+                    if app.live_reply is None and len(app.session.messages) == 2:
                         break
                     await pilot.pause(0.02)
                 pane = bool(app.query("#debug-pane")) and app.query_one("#debug-pane").display
-                turn = app.turns.get(1)
+                turn = app.session.turn(1)
                 return (turn.ids if turn else []), pane
 
     ids, pane = asyncio.run(drive())
