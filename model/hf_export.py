@@ -8,9 +8,10 @@ is written in Hugging Face's format (``tokenizer.json`` and its config, ``model.
 ``AutoTokenizer.from_pretrained(DIR)`` loads it, so vLLM runs with it) and in ours, under
 ``tokenizer/``.
 
-transformers computes the rotary tables in fp32 where this model rounds them to bf16; logits
-differ by about 1e-3, so generations can part ways at near-ties. transformers is not needed to
-export.
+transformers computes the rotary tables in fp32 where this model rounds them to bf16, so the
+two score text slightly apart (on the bundled model a token's log probability by up to 0.016
+nats; ``bench/vllm_check.py`` measures it through vLLM) and generations can part ways at
+near-ties. transformers is not needed to export.
 
 transformers' model is nanochat's late-2025 architecture. The 2026 generations' features
 (per-layer lambdas, sliding windows, value embeddings, q/k scaling, smear, backout) are not in
