@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import math
+import warnings
 
 MAX_EXPRESSION_CHARS = 256  # also bounds nesting: the parser never sees a deep expression
 MAX_MAGNITUDE = 10**15  # every literal and intermediate result stays within this
@@ -48,7 +49,11 @@ def calculate(expression: str) -> str:
     if not isinstance(expression, str) or len(expression) > MAX_EXPRESSION_CHARS:
         return ERROR_PREFIX + "expression too long"
     try:
-        tree = ast.parse(expression.strip(), mode="eval")
+        with warnings.catch_warnings():
+            # "1and 2" parses with a SyntaxWarning that Python prints on stderr: a stray line in
+            # the middle of ask's or eval's output, for what is only model output
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(expression.strip(), mode="eval")
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return ERROR_PREFIX + "not an expression"
     try:

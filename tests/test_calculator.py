@@ -143,3 +143,15 @@ def test_square_roots_of_perfect_squares_are_exact_integers(n):
 
     root = math.isqrt(n)
     assert calculate(f"sqrt({root * root})") == str(root)
+
+
+@pytest.mark.parametrize("expression", ["1and 2", "5if 1 else 2", "3or 4"])
+def test_output_python_warns_about_is_refused_without_a_warning(expression):
+    """Python parses these with a SyntaxWarning, which a command prints on stderr: model output
+    must not put a stray line into ask's or eval's output."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # as a fresh process shows it
+        assert calculate(expression).startswith("error: ")
+    assert [str(w.message) for w in caught] == []
