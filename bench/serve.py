@@ -132,13 +132,10 @@ def run(args) -> int:
           f"{args.repeat} runs, medians; CPU {cpu}, {os.cpu_count()} cores, 1 torch thread per process, "
           f"load average {os.getloadavg()[0]:.1f} at start")
     process, url = _start_server(args.checkpoint, max(args.clients))
-    try:
+    remote = batcher = None
+    try:  # the server must not outlive the run, whatever fails
         remote = RemoteBackend(url, tokenizer, max_connections=max(args.clients) + 4)
-    except BaseException:  # the server must not outlive the run
-        process.terminate()
-        raise
-    batcher = Batcher(engine, max(args.clients))
-    try:
+        batcher = Batcher(engine, max(args.clients))
         local, rows, alone = [], {c: [] for c in args.clients}, {c: [] for c in args.clients}
         for _ in range(args.repeat):  # interleaved, so load from other processes falls on all alike
             local.append(local_run())
@@ -147,8 +144,9 @@ def run(args) -> int:
                 alone[clients].append(clients_run(batcher, clients))
         local.append(local_run())
     finally:
-        batcher.close()
-        remote.close()
+        for started in (batcher, remote):
+            if started is not None:
+                started.close()
         process.terminate()
         process.wait(timeout=20)
     single = statistics.median(local)

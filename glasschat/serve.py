@@ -194,12 +194,12 @@ def create_app(served: Served):
             raise ProtocolError(f"prompt: {len(prompt)} tokens leave no room in the model's context of "
                                 f"{served.context}")
         stops = {**default_stops, **{t: default_stops.get(t, "stop_token") for t in req.stop_token_ids}}
+        writer = ChunkWriter(tokenizer, req)
         scored = None
         if req.prompt_logprobs is not None:  # one forward over the prompt, off the event loop
-            scored = await asyncio.to_thread(score_prompt, served, prompt, req)
+            scored = await asyncio.to_thread(score_prompt, served, prompt, req.prompt_logprobs, writer.name)
         events = _Events(served, asyncio.get_running_loop())
         events.start(prompt, req.params, stops, tools=False)
-        writer = ChunkWriter(tokenizer, req)
         head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
                 "model": served.name}
         prefix = _head(head)
@@ -322,16 +322,16 @@ def create_app(served: Served):
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
 
 
-def score_prompt(served: Served, prompt: list[int], req) -> list[dict | None]:
-    """The request's ``prompt_logprobs``: the engine's logits at every prompt position (one
-    forward from an empty cache, on the weights that generate), as log probabilities."""
+def score_prompt(served: Served, prompt: list[int], alternatives: int, name) -> list[dict | None]:
+    """A request's ``prompt_logprobs``: the engine's logits at every prompt position (one
+    forward from an empty cache, on the weights that generate), as log probabilities, with
+    ``alternatives`` per token named by ``name``."""
     import torch
 
     engine = served.batcher.engine
     with torch.inference_mode():
         logprobs = torch.log_softmax(engine.logits(prompt).float(), dim=-1)
-    writer = ChunkWriter(served.tokenizer, req)
-    return prompt_logprobs(logprobs, prompt, req.prompt_logprobs, writer.name)
+    return prompt_logprobs(logprobs, prompt, alternatives, name)
 
 
 def _usage(prompt: list[int], writer: ChunkWriter) -> dict:

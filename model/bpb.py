@@ -107,14 +107,13 @@ def measure_ids(
 
     ``model`` is a ``GPT`` (several windows per forward), an ``Engine`` (its packed weights, int8
     included: what the chat runs) or a backend that scores given tokens with windows of its own
-    (``RemoteBackend``: ``surprisal`` and ``score_window``), one window at a time. ``token_bytes``
-    comes from ``token_bytes_tensor``; ``progress`` is called with the number of targets scored
-    after each batch."""
+    (``RemoteBackend``: ``prompt_logprobs`` and ``score_window``), one window at a time.
+    ``token_bytes`` comes from ``token_bytes_tensor``; ``progress`` is called with the number of
+    targets scored after each batch."""
     device = token_bytes.device
     total = ByteLoss()
     if not isinstance(model, torch.nn.Module):
-        span = model.score_window if hasattr(model, "score_window") else model.config.sequence_len + 1
-        for window in windows(ids, span - 1):
+        for window in windows(ids, score_span(model) - 1):
             targets = torch.tensor(window[1:], dtype=torch.long, device=device)
             total.add(_byte_loss(_window_nats(model, window).to(device), targets, token_bytes))
             if progress is not None:
@@ -135,6 +134,12 @@ def _byte_loss(nats: torch.Tensor, targets: torch.Tensor, token_bytes: torch.Ten
     return ByteLoss(float((nats * (lengths > 0)).sum(dtype=torch.float64)), int(lengths.sum()), targets.numel())
 
 
+def score_span(model) -> int:
+    """Tokens per scored window: ``sequence_len + 1`` for a model run here (``sequence_len``
+    inputs), or the ``score_window`` a backend that scores on a server says."""
+    return model.score_window if hasattr(model, "score_window") else model.config.sequence_len + 1
+
+
 def measure_text(gpt, tokenizer, text: str, **kwargs) -> ByteLoss:
     """Bits-per-byte sums of ``text`` as one document."""
     device = next(gpt.parameters()).device
@@ -145,10 +150,11 @@ def surprisal(model, ids: list[int]) -> list[float]:
     """Per token of ``ids`` after the first: its surprisal ``-log2 p`` given every token before
     it in its window (the windows ``windows`` cuts, so a sequence longer than the model's
     context restarts its context at each window; the first token of each window has no
-    prediction and gets ``nan``). ``model`` is a ``GPT`` or an ``Engine`` (its packed weights,
-    int8 included: what the chat runs)."""
+    prediction and gets ``nan``). ``model`` is a ``GPT``, an ``Engine`` (its packed weights,
+    int8 included: what the chat runs) or a backend that scores on a server (``RemoteBackend``),
+    each in windows of its ``score_span``."""
     bits = []
-    for window in windows(ids, model.config.sequence_len):
+    for window in windows(ids, score_span(model) - 1):
         if bits:
             bits.append(math.nan)  # this window's first token: predicted by nothing
         bits.extend((_window_nats(model, window) / math.log(2)).tolist())
@@ -160,8 +166,8 @@ def _window_nats(model, window: list[int]) -> torch.Tensor:
     if isinstance(model, torch.nn.Module):
         tensor = torch.tensor([window], dtype=torch.long, device=next(model.parameters()).device)
         return target_nats(model, tensor[:, :-1], tensor[:, 1:])[0]
-    if not hasattr(model, "logits"):  # a backend that scores (a server): its bits, one window
-        return torch.tensor(model.surprisal(window), dtype=torch.float64) * math.log(2)
+    if hasattr(model, "prompt_logprobs"):  # a backend that scores on a server
+        return -torch.tensor(model.prompt_logprobs(window), dtype=torch.float64)
     logits = model.logits(window[:-1]).float()  # an Engine: (T-1, V)
     targets = torch.tensor(window[1:], dtype=torch.long, device=logits.device)
     return torch.nn.functional.cross_entropy(logits, targets, reduction="none")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from glasschat.errors import UserError
-from model.bpb import ByteLoss, document_ids, measure_ids, token_bytes_tensor
+from model.bpb import ByteLoss, document_ids, measure_ids, score_span, token_bytes_tensor
 from model.checkpoint import parameter_count
 
 PROGRESS_EVERY_S = 0.2
@@ -102,7 +102,6 @@ def evaluate_files(paths: list[str], checkpoint: Path, as_json: bool = False, th
     text (``RemoteBackend.surprisal``; ``checkpoint`` gives the tokenizer), in windows of its
     ``score_window`` tokens."""
     from model.checkpoint import load_engine, load_model, read_config
-    from model.remote import connect
 
     out, err = out or sys.stdout, err or sys.stderr
     documents, skipped = [], []
@@ -118,10 +117,12 @@ def evaluate_files(paths: list[str], checkpoint: Path, as_json: bool = False, th
     if server:
         if quantize:
             raise UserError("--quantize: applies to a model run here, not to one on --server")
+        from model.remote import connect
+
         model = connect(server, str(checkpoint), api_key)
-        tokenizer, span = model.tokenizer, model.score_window
-        heading = f"bits per byte of {model.model} served by {model.url} (windows of {span} tokens, the most a prompt " \
-                  f"may hold in its context of {model.sequence_len} and leave room for a token)"
+        tokenizer = model.tokenizer
+        heading = f"bits per byte of {model.model} served by {model.url} (windows of {score_span(model)} tokens, " \
+                  f"the most a prompt may hold in its context of {model.sequence_len} and leave room for a token)"
         facts = {"server": model.url, "model": model.model}
     else:
         if quantize or read_config(checkpoint)[1].get("weight_format") == "int8":
@@ -130,7 +131,7 @@ def evaluate_files(paths: list[str], checkpoint: Path, as_json: bool = False, th
         else:
             model, tokenizer = load_model(checkpoint)
             weight_format, parameters = "fp32", model.num_parameters()
-        config, span = model.config, model.config.sequence_len + 1
+        config = model.config
         heading = f"bits per byte of {checkpoint} ({parameters / 1e6:.1f}M parameters, {weight_format}, vocab " \
                   f"{config.vocab_size}, windows of {config.sequence_len} + 1 tokens), {threads} thread{'s' * (threads != 1)}"
         facts = {"checkpoint": str(checkpoint), "weights": weight_format}
@@ -142,7 +143,7 @@ def evaluate_files(paths: list[str], checkpoint: Path, as_json: bool = False, th
             start = time.perf_counter()
             ids = document_ids(tokenizer, text)
             del text
-            targets = len(ids) - -(-len(ids) // span)  # one per token but each window's first
+            targets = len(ids) - -(-len(ids) // score_span(model))  # one per token but each window's first
             loss = measure_ids(model, token_bytes, ids, progress=progress.start(name, targets))
             progress.clear()
             results.append(FileResult(name, loss, time.perf_counter() - start))

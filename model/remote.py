@@ -26,7 +26,6 @@ streaming responses that close their connection when the reader stops.
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 import time
@@ -251,16 +250,13 @@ class RemoteBackend:
         """``Backend.surprisal`` from the server's ``prompt_logprobs`` (vLLM's field; ``glasschat
         serve`` gives it too), one request per window of ``score_window`` tokens, the model's raw
         probabilities; a server that does not return them is a one-line ``RemoteError``."""
-        from model.bpb import windows
+        from model.bpb import surprisal
 
-        bits: list[float] = []
-        for window in windows(ids, self.score_window - 1):
-            if bits:
-                bits.append(math.nan)  # this window's first token: predicted by nothing
-            bits.extend(-logprob / math.log(2) for logprob in self._prompt_logprobs(window))
-        return bits + [math.nan] * (len(ids) - 1 - len(bits))  # a last window of one token
+        return surprisal(self, ids)
 
-    def _prompt_logprobs(self, window: list[int]) -> list[float]:
+    def prompt_logprobs(self, window: list[int]) -> list[float]:
+        """The log probability of each token of ``window`` after the first, given those before
+        it: one completion request asking for ``prompt_logprobs``."""
         body = {"model": self.model, "prompt": window, "max_tokens": 1, "temperature": 0, "prompt_logprobs": 0}
         choices = self._request("POST", "/v1/completions", body).get("choices")
         choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
