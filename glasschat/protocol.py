@@ -252,6 +252,8 @@ class ChunkWriter:
     tokens: list[str] = field(default_factory=list)
     token_logprobs: list[float | None] = field(default_factory=list)
     top_logprobs: list[dict | None] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)  # each token's text_offset
+    offset: int = 0  # characters of text so far
     prompt_sent: bool = False  # the prompt_logprobs went out (with the first streamed chunk)
 
     def __post_init__(self) -> None:
@@ -263,26 +265,32 @@ class ChunkWriter:
             return f"token_id:{token}"
         return self.tokenizer.decode_single_token_bytes(token).decode("utf-8", "replace")
 
-    def token(self, event: TokenEvent, stop_ids) -> dict:
-        """``choices[0]`` for one generated token."""
-        special = self.tokenizer.special_name(event.id)
-        text = self.decoder.feed(event.id)
-        if special is not None and not self.request.skip_special_tokens:
-            if event.id not in stop_ids or self.request.include_stop_str:
-                text += special
-        choice: dict = {"index": 0, "text": text, "logprobs": None, "finish_reason": None, "stop_reason": None}
-        self.text.append(text)
-        self.token_ids.append(event.id)
+    def chunk(self, events: list[TokenEvent], stop_ids) -> dict:
+        """``choices[0]`` of one chunk carrying ``events``, one or more generated tokens in order
+        (vLLM's shape for a chunk of several: the lists run in step)."""
+        logprobs = self.request.logprobs is not None
+        start, texts = len(self.token_ids), []
+        for event in events:
+            special = self.tokenizer.special_name(event.id)
+            text = self.decoder.feed(event.id)
+            if special is not None and not self.request.skip_special_tokens:
+                if event.id not in stop_ids or self.request.include_stop_str:
+                    text += special
+            self.offsets.append(self.offset)
+            self.offset += len(text)
+            texts.append(text)
+            self.token_ids.append(event.id)
+            if logprobs:
+                self.tokens.append(self.name(event.id))
+                self.token_logprobs.append(_log(event.prob))
+                self.top_logprobs.append({self.name(t): _log(p) for t, p in event.top} if self.request.logprobs else None)
+        self.text.extend(texts)
+        choice: dict = {"index": 0, "text": "".join(texts), "logprobs": None, "finish_reason": None, "stop_reason": None}
         if self.request.return_token_ids:
-            choice["token_ids"] = [event.id]
-        if self.request.logprobs is not None:
-            logprob = _log(event.prob)
-            top = {self.name(t): _log(p) for t, p in event.top} if self.request.logprobs else None
-            self.tokens.append(self.name(event.id))
-            self.token_logprobs.append(logprob)
-            self.top_logprobs.append(top)
-            choice["logprobs"] = {"tokens": [self.name(event.id)], "token_logprobs": [logprob],
-                                  "top_logprobs": [top], "text_offset": [len("".join(self.text[:-1]))]}
+            choice["token_ids"] = self.token_ids[start:]
+        if logprobs:
+            choice["logprobs"] = {"tokens": self.tokens[start:], "token_logprobs": self.token_logprobs[start:],
+                                  "top_logprobs": self.top_logprobs[start:], "text_offset": self.offsets[start:]}
         return choice
 
     def stop(self, stop: Stop, last_id: int | None) -> dict:
@@ -303,12 +311,8 @@ class ChunkWriter:
         if self.request.return_token_ids:
             choice["token_ids"] = self.token_ids
         if self.request.logprobs is not None:
-            offsets, at = [], 0
-            for piece in self.text[:len(self.tokens)]:
-                offsets.append(at)
-                at += len(piece)
             choice["logprobs"] = {"tokens": self.tokens, "token_logprobs": self.token_logprobs,
-                                  "top_logprobs": self.top_logprobs, "text_offset": offsets}
+                                  "top_logprobs": self.top_logprobs, "text_offset": self.offsets}
         return choice
 
 

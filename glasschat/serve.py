@@ -52,6 +52,7 @@ class Served:
     name: str
     context: int
     api_key: str | None = None
+    stream_interval_s: float = 0.02  # a streamed response goes out at most this often (see _Events)
 
 
 def _error(message: str, status: int):
@@ -94,23 +95,37 @@ class _Events:
     The batcher appends to a deque and wakes the loop only when the response has no wake-up
     pending: while the loop is behind, many events cost one wake-up (a system call) instead of
     one each. The loop clears the flag before it drains, so an event appended meanwhile either
-    is drained or schedules a new wake-up."""
+    is drained or schedules a new wake-up.
+
+    A response also goes out at most once per ``stream_interval_s`` (its first token and its
+    stop at once): a token that comes sooner waits for a timer, with the tokens after it, and
+    they leave as one chunk. With many requests decoding together this is what keeps the
+    server's share of the cores small: each chunk costs a JSON document, a socket write and a
+    client's wake-up, and at 16 requests a chunk per token cost more than the model did."""
 
     def __init__(self, served: Served, loop: asyncio.AbstractEventLoop):
         self.served, self.loop = served, loop
         self.pending: deque = deque()
         self.ready = asyncio.Event()
-        self.scheduled = False
+        self.scheduled = False  # a wake-up is on its way: now, or ...
+        self.timed = False  # ... by a timer (an event that must not wait still wakes the loop now)
+        self.next_send = 0.0  # time.monotonic() before which a token waits
         self.cancel = threading.Event()
 
     def put(self, item) -> None:  # on the batcher's thread
         self.pending.append(item)
-        if not self.scheduled:
-            self.scheduled = True
-            try:
+        urgent = not isinstance(item, TokenEvent)  # the stop (or a failure): its client waits on it
+        if self.scheduled and not (urgent and self.timed):
+            return
+        delay = 0.0 if urgent else self.next_send - time.monotonic()
+        self.scheduled, self.timed = True, delay > 0
+        try:
+            if delay > 0:
+                self.loop.call_soon_threadsafe(self.loop.call_later, delay, self.ready.set)
+            else:
                 self.loop.call_soon_threadsafe(self.ready.set)
-            except RuntimeError:  # the server has shut down: nobody is listening
-                self.cancel.set()
+        except RuntimeError:  # the server has shut down: nobody is listening
+            self.cancel.set()
 
     def start(self, prompt: list[int], params, stop_ids: dict[int, str], tools: bool) -> None:
         if self.served.batcher.waiting >= MAX_WAITING:
@@ -122,7 +137,8 @@ class _Events:
         while True:
             await self.ready.wait()
             self.ready.clear()
-            self.scheduled = False
+            self.next_send = time.monotonic() + self.served.stream_interval_s
+            self.scheduled = self.timed = False
             items = []
             while self.pending:
                 items.append(self.pending.popleft())
@@ -209,19 +225,18 @@ def create_app(served: Served):
             try:
                 async for batch in events.batches():
                     out = []
-                    for item in batch:
-                        if isinstance(item, TokenEvent):
-                            last = item.id
-                            choice = writer.token(item, stops)
-                            if scored is not None and not writer.prompt_sent:  # with the first chunk, as vLLM
-                                choice["prompt_logprobs"], writer.prompt_sent = scored, True
-                            out.append(_choice_sse(prefix, choice))
-                        else:
-                            finish = writer.stop(item, last)
-                            out.append(_choice_sse(prefix, finish))
-                            if req.include_usage:
-                                out.append(_sse({**head, "choices": [], "usage": _usage(prompt, writer)}))
-                            out.append(b"data: [DONE]\n\n")
+                    tokens = [item for item in batch if isinstance(item, TokenEvent)]
+                    if tokens:  # one chunk for all of them
+                        last = tokens[-1].id
+                        choice = writer.chunk(tokens, stops)
+                        if scored is not None and not writer.prompt_sent:  # with the first chunk, as vLLM
+                            choice["prompt_logprobs"], writer.prompt_sent = scored, True
+                        out.append(_choice_sse(prefix, choice))
+                    if isinstance(batch[-1], Stop):
+                        out.append(_choice_sse(prefix, writer.stop(batch[-1], last)))
+                        if req.include_usage:
+                            out.append(_sse({**head, "choices": [], "usage": _usage(prompt, writer)}))
+                        out.append(b"data: [DONE]\n\n")
                     yield b"".join(out)
             except Exception as error:  # after the headers went out: an error chunk, as vLLM sends
                 yield _sse(error_body(f"generation failed: {error}", 500))
@@ -233,12 +248,12 @@ def create_app(served: Served):
         try:
             last, finish = None, None
             async for batch in events.batches():
-                for item in batch:
-                    if isinstance(item, TokenEvent):
-                        last = item.id
-                        writer.token(item, stops)
-                    else:
-                        finish = writer.stop(item, last)
+                tokens = [item for item in batch if isinstance(item, TokenEvent)]
+                if tokens:
+                    last = tokens[-1].id
+                    writer.chunk(tokens, stops)
+                if isinstance(batch[-1], Stop):
+                    finish = writer.stop(batch[-1], last)
         finally:
             events.close()
         choice = writer.whole(finish)
@@ -372,12 +387,16 @@ def register(subparsers) -> None:
     serve.add_argument("--max-batch", type=int, default=16, metavar="N",
                        help="the most requests decoded together (default 16); more wait their turn")
     serve.add_argument("--threads", type=int, default=1, metavar="N", help="torch CPU threads (default 1)")
+    serve.add_argument("--stream-interval-ms", type=float, default=20.0, metavar="MS",
+                       help="send a streamed response at most this often, its tokens since the last send in "
+                       "one chunk (default 20; the first token and the end go at once; 0: every token as "
+                       "it comes)")
     add_quantize_argument(serve)
     serve.set_defaults(func=run_serve)
 
 
 def load_served(checkpoint: str | None, api_key: str | None, max_batch: int, quantize: str | None = None,
-                progress=None) -> Served:
+                progress=None, stream_interval_s: float = 0.02) -> Served:
     """The checkpoint loaded as every local command loads it (``model.backend``), its engine
     behind a ``Batcher``."""
     from model.backend import load_local_backend
@@ -385,7 +404,7 @@ def load_served(checkpoint: str | None, api_key: str | None, max_batch: int, qua
 
     local = load_local_backend(checkpoint, quantize, progress)
     batcher = Batcher(local.engine, max_batch=max_batch)
-    return Served(batcher, local.tokenizer, local.info.name, local.info.sequence_len, api_key)
+    return Served(batcher, local.tokenizer, local.info.name, local.info.sequence_len, api_key, stream_interval_s)
 
 
 def run_serve(args) -> int:
@@ -404,8 +423,11 @@ def run_serve(args) -> int:
 
     if args.threads < 1:
         raise UserError("--threads: must be >= 1")
+    if not 0 <= args.stream_interval_ms <= 10_000:
+        raise UserError("--stream-interval-ms: must be from 0 to 10000")
     set_threads(args.threads)
-    served = load_served(args.checkpoint, args.api_key, args.max_batch, args.quantize, LoadProgress())
+    served = load_served(args.checkpoint, args.api_key, args.max_batch, args.quantize, LoadProgress(),
+                         args.stream_interval_ms / 1000)
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

@@ -329,11 +329,48 @@ def test_completion_fields_follow_vllm(server, default_model):
     assert ids == default_model[0].generate(prompt, GREEDY)[0].ids
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
     assert chunks[-1]["choices"][0]["stop_reason"] == tokenizer.encode_special("<|assistant_end|>")
-    first = chunks[0]["choices"][0]["logprobs"]
-    assert first["tokens"] == [f"token_id:{ids[0]}"] and len(first["top_logprobs"][0]) == 5
-    assert all(key.startswith("token_id:") for key in first["top_logprobs"][0])
+    offset = 0
+    for chunk in chunks[:-1]:  # a chunk may carry several tokens: its lists run in step
+        choice = chunk["choices"][0]
+        logprobs = choice["logprobs"]
+        assert logprobs["tokens"] == [f"token_id:{t}" for t in choice["token_ids"]]
+        assert len(logprobs["token_logprobs"]) == len(logprobs["top_logprobs"]) == len(choice["token_ids"])
+        assert all(len(top) == 5 and all(key.startswith("token_id:") for key in top)
+                   for top in logprobs["top_logprobs"])
+        assert logprobs["text_offset"][0] == offset
+        offset += len(choice["text"])
     text = "".join(c["choices"][0]["text"] for c in chunks)
     assert text.endswith("<|assistant_end|>") and "b a n a n a" in text
+
+
+def test_a_stream_goes_out_at_most_once_per_interval_and_its_end_at_once(default_model):
+    # a streamed response leaves at most once per --stream-interval-ms, the tokens since in one
+    # chunk; the first token and the stop do not wait for the interval
+    engine, tokenizer = default_model
+    prompt = prompt_of(tokenizer, "write me a poem about the sea")
+    expected = engine.generate(prompt, GREEDY)[0].ids
+    body = {"prompt": prompt, "max_tokens": 60, "temperature": 0, "stream": True, "logprobs": 1,
+            "return_token_ids": True}
+    batcher = Batcher(engine, max_batch=4)
+    try:
+        for interval, most in ((30.0, 2), (0.0, len(expected))):
+            served = Served(batcher, tokenizer, "checkpoints/default", engine.config.sequence_len,
+                            stream_interval_s=interval)
+            with serving(served) as url:
+                start, chunks = time.perf_counter(), []
+                with httpx.stream("POST", url + "/v1/completions", json=body, timeout=20) as response:
+                    for line in response.iter_lines():
+                        if line.startswith("data:") and line != "data: [DONE]":
+                            chunks.append(json.loads(line[5:])["choices"][0])
+                wall = time.perf_counter() - start
+            carrying = [c for c in chunks if c["token_ids"]]
+            assert [t for c in carrying for t in c["token_ids"]] == expected
+            assert len(carrying) <= most
+            assert chunks[-1]["finish_reason"] is not None
+            if interval:
+                assert wall < interval / 2  # the end did not wait for the 30 s interval
+    finally:
+        batcher.close()
 
 
 def test_tokenize_maps_special_names_like_a_hugging_face_tokenizer(server, default_model):
