@@ -76,7 +76,8 @@ class Batcher:
             # tensor's garbage there could be NaN, and 0 · NaN poisons the sum: start from zeros
             for tensor in (*self._cache.keys, *self._cache.values):
                 tensor.zero_()
-        self._scratches: dict = {}  # batch size -> the engine's scratch buffers for a step of that many rows
+        # batch size -> the engine's scratch buffers for a step of that many rows, and the cache's first rows
+        self._views: dict = {}
         self._waiting: deque[_Request] = deque()
         self._active: list[_Request] = []
         self._wake = threading.Condition()
@@ -237,17 +238,18 @@ class Batcher:
     def _step(self) -> None:
         rows = self._active
         engine, n = self.engine, len(rows)
-        scratch = self._scratches.get(n)
-        if scratch is None:
-            scratch = self._scratches[n] = engine._scratch(n, 1)
+        views = self._views.get(n)
+        if views is None:
+            views = self._views[n] = (engine._scratch(n, 1), self._cache.rows(0, n))
+        scratch, cache = views
         with torch.inference_mode():
             ids = torch.tensor([r.chosen for r in rows], device=engine.device)
             if n == 1:  # one row alone: the engine's own serial step (no per-row positions, no mask)
-                logits = engine._forward(ids, rows[0].pos, self._cache.rows(0, 1), scratch)
+                logits = engine._forward(ids, rows[0].pos, cache, scratch)
             else:
                 positions = torch.tensor([r.pos for r in rows], device=engine.device)
                 end = max(r.pos for r in rows) + 1
-                logits = engine._forward(ids, positions, self._cache.rows(0, n), scratch, end)
+                logits = engine._forward(ids, positions, cache, scratch, end)
         self._sample(rows, logits)
         for r in rows:
             r.pos += 1
