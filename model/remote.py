@@ -224,7 +224,9 @@ class RemoteBackend:
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
-                        break
+                        # read on to the body's end (it ends here): a response left unread
+                        # cannot go back to the pool, and every request would open a new connection
+                        continue
                     try:
                         parsed = parse_chunk(json.loads(data))
                     except ValueError as error:

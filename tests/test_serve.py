@@ -135,6 +135,31 @@ def test_remote_events_equal_the_local_engines_tool_call_included(default_model,
     assert any(e.forced for e in calculator)  # the calculator ran on the client, its result forced
 
 
+def test_one_client_keeps_one_connection_across_replies(default_model):
+    # a reply read only to its [DONE] left the response unread: httpx could not put the
+    # connection back in its pool, and every request paid for a new TCP connection
+    engine, tokenizer = default_model
+    batcher = Batcher(engine, max_batch=2)
+    app = create_app(Served(batcher, tokenizer, "checkpoints/default", engine.config.sequence_len))
+    ports = []
+
+    async def recording(scope, receive, send):  # the client's port of every request
+        if scope["type"] == "http":
+            ports.append(scope["client"][1])
+        await app(scope, receive, send)
+
+    with serving_app(recording) as url:
+        backend = RemoteBackend(url, tokenizer)
+        try:
+            ports.clear()  # the connect-time checks
+            for question in ["hi", "spell banana", "What is 12 + 30?"]:  # the calculator: two requests
+                assert isinstance(list(backend.stream(prompt_of(tokenizer, question), GREEDY))[-1], Stop)
+        finally:
+            backend.close()
+            batcher.close()
+    assert len(ports) == 4 and len(set(ports)) == 1
+
+
 def test_concurrent_requests_decode_together_without_crosstalk(default_model, server, remote):
     engine, tokenizer = default_model
     prompts = [prompt_of(tokenizer, q) for q in QUESTIONS * 2]
