@@ -32,7 +32,7 @@ HELP = "Aggregate tokens/s and time to first token of 1/4/16 concurrent clients 
 QUESTIONS = ["hi", "who are you?", "what can you do?", "What is 12 + 30?", "spell banana",
              "how many r's in strawberry?", "reverse the word house", "write me a poem about the sea",
              "what is 7 * 8?", "spell strawberry", "reverse the word garden", "thanks, bye!"]
-TARGET = 3.0  # aggregate at 16 clients over the single-stream figure
+TARGET, TARGET_CLIENTS = 3.0, 16  # the aggregate at 16 clients over the single-stream figure
 
 
 def add_arguments(parser) -> None:
@@ -162,9 +162,12 @@ def run(args) -> int:
               f"{statistics.median(r['p95'] for r in runs):>7.1f}ms {sum(r['wrong'] for r in runs):>7}   "
               f"{bare:>14.0f} {bare / single:>8.2f} {statistics.median(r['batch'] for r in alone[clients]):>10.1f}")
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
-    top = max(args.clients)
-    ratio = figures[top] / single
     differ = sum(r["wrong"] for runs in (*rows.values(), *alone.values()) for r in runs)
-    print(f"target: {top} clients >= {TARGET:g}x the single local stream: {ratio:.2f}x "
-          f"({'met' if ratio >= TARGET else 'missed'}); replies differing from serial greedy: {differ}")
+    if TARGET_CLIENTS in figures:
+        ratio = figures[TARGET_CLIENTS] / single
+        verdict = f"{ratio:.2f}x ({'met' if ratio >= TARGET else 'missed'})"
+    else:
+        verdict = "not run"
+    print(f"target: {TARGET_CLIENTS} clients >= {TARGET:g}x the single local stream: {verdict}; "
+          f"replies differing from serial greedy: {differ}")
     return 0

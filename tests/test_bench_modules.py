@@ -38,3 +38,18 @@ def test_bpb_arithmetic_ceiling_times_every_matrix_product_of_the_model(monkeypa
     assert sorted(shapes) == sorted(((32, i), (i, o)) for i, o in linears for _ in range(2))
     assert (64, gpt.lm_head.weight.shape[0]) in linears
     assert 0 < ceiling < float("inf")
+
+
+def test_bench_serve_runs_end_to_end_and_names_its_target_only_when_run(capsys):
+    """A short `bench serve` against a real `glasschat serve`: every reply equals its serial
+    greedy run, and without 16 clients the target line says it was not run rather than
+    judging 2 clients against the 16-client target."""
+    import argparse
+
+    from bench import serve
+
+    args = argparse.Namespace(checkpoint=None, clients=[1, 2], requests=4, max_tokens=16, repeat=1)
+    assert serve.run(args) == 0
+    out = capsys.readouterr().out
+    assert "target: 16 clients >= 3x the single local stream: not run; replies differing from serial greedy: 0" in out
+    assert len([line for line in out.splitlines() if line.split()[:1] in (["1"], ["2"])]) == 2
