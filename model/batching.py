@@ -79,6 +79,12 @@ class Batcher:
         # batch size -> the engine's scratch buffers for a step of that many rows, and the cache's first rows
         self._views: dict = {}
         self._waiting: deque[_Request] = deque()
+        self._joining: deque[_Request] = deque()  # admitted; each joins a decode step with its prompt
+        # the longest prompt that can join a step: one that fits every layer's cache, a ring's
+        # included. None with int8 weights: the int8 kernel scales its input once per call, so a
+        # joined prompt would be rounded at the rows' scale; alone, its first token is exact
+        self._join_max = min(k.shape[2] for k in self._cache.keys) if engine.weight_format != "int8" else 0
+        self.joined = 0  # prompts that joined a decode step
         self._active: list[_Request] = []
         self._wake = threading.Condition()
         self._closed = False
@@ -156,27 +162,30 @@ class Batcher:
         try:
             while True:
                 with self._wake:
-                    while not self._closed and not self._waiting and not self._active:
+                    while not self._closed and not self._waiting and not self._active and not self._joining:
                         self._wake.wait()
                     if self._closed:
                         break
                     admitted = []
-                    while self._waiting and len(self._active) + len(admitted) < self.max_batch:
+                    while self._waiting and len(self._active) + len(self._joining) + len(admitted) < self.max_batch:
                         admitted.append(self._waiting.popleft())
                 with torch.inference_mode():  # the cache is an inference tensor
+                    decoding = bool(self._active)
                     for request in admitted:
-                        self._admit(request)
+                        self._admit(request, decoding)
                     self._emit()
-                    if self._active:
+                    if self._active or self._joining:
                         self._step()
         except BaseException as error:  # a failure reaches every waiting caller, none hangs
-            for request in [*self._active, *self._waiting]:
+            for request in [*self._active, *self._joining, *self._waiting]:
                 request.put(RuntimeError(f"the batched engine failed: {type(error).__name__}: {error}"))
             raise
-        for request in [*self._active, *self._waiting]:
+        for request in [*self._active, *self._joining, *self._waiting]:
             request.put(self._stop(request, "cancelled"))
 
-    def _admit(self, request: _Request) -> None:
+    def _admit(self, request: _Request, decoding: bool) -> None:
+        """Set a request up. While rows decode, a prompt that fits every layer's cache joins the
+        next step (``_step``); otherwise it is run through the model on its own now."""
         engine, params = self.engine, request.params
         request.decoder, request.tool = engine.tokenizer.stream_decoder(), ToolState(engine.tokenizer)
         if len(request.prompt) >= self.config.sequence_len or request.cancel.is_set():
@@ -184,9 +193,16 @@ class Batcher:
             return
         request.generator = torch.Generator(device=engine.device)
         request.generator.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
+        if decoding and len(request.prompt) <= self._join_max:
+            self._joining.append(request)
+        else:
+            self._prefill(request)
+
+    def _prefill(self, request: _Request) -> None:
+        """Run a prompt through the model on its own, into the next free cache row."""
         slot = len(self._active)
-        with torch.inference_mode():
-            logits = engine._prefill(torch.tensor(request.prompt, device=engine.device), self._cache.rows(slot, 1), 1)
+        logits = self.engine._prefill(torch.tensor(request.prompt, device=self.engine.device),
+                                      self._cache.rows(slot, 1), 1)
         self._sample([request], logits)
         request.pos = len(request.prompt)
         self._active.append(request)
@@ -236,6 +252,18 @@ class Batcher:
         return Stop(reason, stats)
 
     def _step(self) -> None:
+        joining = self._joining.popleft() if self._joining else None
+        if joining is not None and joining.cancel.is_set():
+            joining.put(self._stop(joining, "cancelled"))
+            joining = None
+        if joining is not None and not self._active:  # nothing left to decode beside it
+            self._prefill(joining)
+            joining = None
+        if joining is not None:
+            self._step_joined(joining)
+            return
+        if not self._active:
+            return
         rows = self._active
         engine, n = self.engine, len(rows)
         views = self._views.get(n)
@@ -255,6 +283,28 @@ class Batcher:
             r.pos += 1
         self.steps += 1
         self.rows_decoded += len(rows)
+
+    def _step_joined(self, joining: _Request) -> None:
+        """One decode step of the active rows with ``joining``'s prompt in the same forward: its
+        tokens share the step's matrix products, where a prefill of their own would cost a pass
+        over the weights and a forward's fixed costs (``Engine._forward``'s ``prompt``). It
+        takes the cache row after the active rows' and joins them with its first token chosen."""
+        rows, engine = self._active, self.engine
+        n, T = len(rows), len(joining.prompt)
+        device = engine.device
+        ids = torch.tensor([r.chosen for r in rows] + joining.prompt, device=device)
+        positions = torch.tensor([r.pos for r in rows] + list(range(T)), device=device)
+        logits = engine._forward(ids, positions, self._cache.rows(0, n + 1), engine._scratch(n + T, 1),
+                                 max(r.pos for r in rows) + 1, prompt=T)
+        self._sample(rows, logits[:n])
+        self._sample([joining], logits[n:])
+        for r in rows:
+            r.pos += 1
+        joining.pos = T
+        rows.append(joining)
+        self.joined += 1
+        self.steps += 1
+        self.rows_decoded += n
 
     def _sample(self, rows: list[_Request], logits: torch.Tensor) -> None:
         """Each row's next token as ``Engine._sample`` chooses it, with the row's own generator

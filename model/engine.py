@@ -382,25 +382,36 @@ class Engine:
         return logits
 
     def _forward(self, ids: torch.Tensor, pos: int | torch.Tensor, cache: _Cache, s: _Scratch,
-                 end: int | None = None, every_position: bool = False) -> torch.Tensor:
+                 end: int | None = None, every_position: bool = False, prompt: int = 0) -> torch.Tensor:
         """Logits (B, V) of the last of the ``s.T`` positions per row (``every_position``: (B·T, V)
-        of them all), for ``ids`` (B·T,) placed
-        at ``pos``; writes the cache at ``pos:pos+T``. A chunk of more than one token must start
-        at position 0. ``pos`` may instead be a tensor (B,) of each row's own position for one
-        token per row (continuous batching, ``model.batching``), with ``end`` one past the largest."""
+        of them all), for ``ids`` (B·T,) placed at ``pos``; writes the cache at ``pos:pos+T``. A
+        chunk of more than one token must start at position 0.
+
+        ``pos`` may instead be a tensor (B,) of each token's own position, one token per row
+        (continuous batching, ``model.batching``), with ``end`` one past the largest position of
+        those rows. Its last ``prompt`` tokens may then be a new request's prompt instead, at
+        positions 0, 1, ..., all in the cache row after the others' (a prefill inside the decode
+        step: its tokens share the step's matrix products); the prompt must fit every layer's
+        cache, a window's ring included, so that no two of its tokens share a slot. The logits
+        are then the rows' and the prompt's last token's, (B - prompt + 1, V)."""
         c = self.config
         B, T = s.batch, s.T
         rows_apart = isinstance(pos, torch.Tensor)
         if rows_apart:
-            rotation = self._rotation[pos].unsqueeze(1)  # (B, 1, 1, D/2): each row at its own position
-            plans: dict = {}  # cache length -> where the new keys go and the mask: the same in every layer
+            rotation = self._rotation[pos].unsqueeze(1)  # (B, 1, 1, D/2): each token at its own position
+            plans: dict = {}  # cache length -> where the new keys go and the masks: the same in every layer
         else:
             end = pos + T
             rotation = self._rotations[pos] if T == 1 else self._rotation[:T]
         x_eps = self._embed(ids)  # (B·T, C + 1): the residual stream and its sqrt(eps) channel
         x = x_eps.narrow(1, 0, c.n_embd)  # the rows are normalised already
         if self._smear_gate is not None:
-            self._smear(x, T, cache.prev)
+            if prompt:  # the rows' previous tokens are in the cache; the prompt's are in the prompt
+                rows = B - prompt
+                self._smear(x.narrow(0, 0, rows), 1, cache.prev.narrow(0, 0, rows))
+                self._smear(x.narrow(0, rows, prompt), prompt, cache.prev.narrow(0, rows, 1), from_start=True)
+            else:  # a chunk at position 0, one token long included, has no previous position
+                self._smear(x, T, cache.prev, from_start=not rows_apart and pos == 0)
         x0 = x.clone() if self._lambdas is not None else None
         h = x if self._first_input_normed else None
         x_backout = None
@@ -419,7 +430,7 @@ class Engine:
             _rotate_(s.pairs, rotation)
             s.qk.div_(torch.linalg.vector_norm(s.qk, dim=-1, keepdim=True).clamp_min_(1e-30))  # a zero head stays zero
             if rows_apart:
-                y = self._attend_rows(k_cache, v_cache, pos, end, s, plans)
+                y = self._attend_rows(k_cache, v_cache, pos, end, s, plans, prompt)
             else:
                 y = self._attend(layer, k_cache, v_cache, pos, end, s)
             layer.wo.addmm_(x, y.transpose(1, 2).reshape(B * T, -1), alpha=self._residual_scale)
@@ -434,6 +445,8 @@ class Engine:
         h = x / torch.linalg.vector_norm(x_eps, dim=-1, keepdim=True)
         if T > 1 and not every_position:
             h = h.view(B, T, -1).select(1, T - 1)
+        elif prompt:  # the rows, and the prompt's last token
+            h = torch.cat([h.narrow(0, 0, B - prompt), h.narrow(0, B - 1, 1)])
         logits = self._lm_head.mm(h)  # already divided by the softcap
         return torch.tanh_(logits if self._fp32 else logits.float()).mul_(self._softcap)
 
@@ -475,40 +488,59 @@ class Engine:
         return torch.matmul(weights, v_cache.narrow(2, 0, n)).view(s.batch, c.n_head, 1, c.head_dim)
 
     def _attend_rows(self, k_cache: torch.Tensor, v_cache: torch.Tensor, positions: torch.Tensor, end: int,
-                     s: _Scratch, plans: dict) -> torch.Tensor:
+                     s: _Scratch, plans: dict, prompt: int = 0) -> torch.Tensor:
         """``_attend`` for one token per row, each row at its own position: each row's key and
         value go to its own slot, and attention masks out the slots a row has not filled (or,
-        in a ring, has overwritten: a full ring holds exactly the window).
+        in a ring, has overwritten: a full ring holds exactly the window). The last ``prompt``
+        tokens are a new request's prompt from position 0 in the cache row after the others'
+        (``_forward``): their keys and values go to that row, and they attend to it causally.
 
-        The slots and the mask depend only on the positions and the cache's length, so they are
+        The slots and the masks depend only on the positions and the cache's length, so they are
         worked out once per step (``plans``) and shared by every layer of that length. The
         attention is two batched matrix products with the mask added to the scores: queries
         times keys in this order, which with a (row, kv head) pair per product is faster here
         than ``_attend``'s order and than ``scaled_dot_product_attention`` with a mask."""
         c = self.config
-        B, Hkv, L, D = k_cache.shape
+        N, Hkv, G, D = s.q_groups.shape
+        L = k_cache.shape[2]
+        rows = N - prompt
         plan = plans.get(L)
         if plan is None:
-            n = min(end, L)
-            # each (row, kv head)'s new slot, in the cache seen as (B·Hkv·L, D) rows
-            heads = torch.arange(B * Hkv, device=self.device).view(B, Hkv) * L
+            n = min(end, L) if rows else 0
+            # each (token, kv head)'s new slot, in the cache seen as (rows·Hkv·L, D) rows
+            row = torch.arange(N, device=self.device).clamp_(max=rows)
+            heads = (row[:, None] * Hkv + torch.arange(Hkv, device=self.device)) * L
             index = (heads + (positions % L)[:, None]).view(-1)
-            unfilled = torch.arange(n, device=self.device) >= (positions + 1).clamp(max=L)[:, None]  # (B, n)
-            bias = torch.zeros((B, 1, 1, n), dtype=self.dtype, device=self.device)
-            bias.view(B, n).masked_fill_(unfilled, float("-inf"))
-            plan = plans[L] = (index, bias, n)
-        index, bias, n = plan
-        k, v = s.kv.unbind(0)  # (B, Hkv, 1, D)
+            unfilled = torch.arange(n, device=self.device) >= (positions[:rows] + 1).clamp(max=L)[:, None]
+            bias = torch.zeros((rows, 1, 1, n), dtype=self.dtype, device=self.device)
+            bias.view(rows, n).masked_fill_(unfilled, float("-inf"))
+            causal = None
+            if prompt:  # the prompt's G queries per kv head and token see slots 0..token
+                causal = torch.full((prompt, prompt), float("-inf"), dtype=self.dtype, device=self.device).triu_(1)
+                causal = causal.repeat_interleave(G, dim=0)  # (prompt·G, prompt)
+            plan = plans[L] = (index, bias, n, causal)
+        index, bias, n, causal = plan
+        k, v = s.kv.unbind(0)  # (N, Hkv, 1, D)
         k_cache.view(-1, D).index_copy_(0, index, (k * self._attention_scale).reshape(-1, D))
         v_cache.view(-1, D).index_copy_(0, index, v.reshape(-1, D))
-        scores = torch.matmul(s.q_groups, k_cache.narrow(2, 0, n).transpose(2, 3)).add_(bias)  # (B, Hkv, G, n)
-        weights = torch.softmax(scores, dim=-1)
-        return torch.matmul(weights, v_cache.narrow(2, 0, n)).view(B, c.n_head, 1, D)
+        q = s.q_groups.narrow(0, 0, rows)
+        scores = torch.matmul(q, k_cache.narrow(0, 0, rows).narrow(2, 0, n).transpose(2, 3)).add_(bias)  # (rows, Hkv, G, n)
+        y = torch.matmul(torch.softmax(scores, dim=-1), v_cache.narrow(0, 0, rows).narrow(2, 0, n)).view(rows, c.n_head, 1, D)
+        if not prompt:
+            return y
+        # the prompt: per kv head, its tokens' queries (prompt·G, D) against its row's first keys
+        q = s.q_groups.narrow(0, rows, prompt).permute(1, 0, 2, 3).reshape(Hkv, prompt * G, D)
+        keys, values = k_cache[rows].narrow(1, 0, prompt), v_cache[rows].narrow(1, 0, prompt)
+        scores = torch.matmul(q, keys.transpose(1, 2)).add_(causal)
+        mine = torch.matmul(torch.softmax(scores, dim=-1), values)  # (Hkv, prompt·G, D)
+        mine = mine.view(Hkv, prompt, G, D).permute(1, 0, 2, 3).reshape(prompt, c.n_head, 1, D)
+        return torch.cat([y, mine])
 
-    def _smear(self, x: torch.Tensor, T: int, prev: torch.Tensor) -> None:
+    def _smear(self, x: torch.Tensor, T: int, prev: torch.Tensor, from_start: bool = False) -> None:
         """Add to each position its gated share of the previous position's embedding, in place;
-        ``prev`` (B, C) holds the embedding before this chunk and gets the chunk's last one."""
-        if T == 1:
+        ``prev`` (B, C) holds the embedding before this chunk and gets the chunk's last one. A
+        chunk of one row from position 0 (``from_start``, or T > 1) has none before it."""
+        if T == 1 and not from_start:
             gate = torch.mm(x.narrow(1, 0, self._smear_gate.shape[0]), self._smear_gate).sigmoid_().mul_(self._smear_lambda)
             last = x.clone()
             x.addcmul_(gate, prev)

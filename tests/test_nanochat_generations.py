@@ -60,6 +60,21 @@ def test_every_generation_imports_and_matches_nanochat(commit, tmp_path, capsys)
         assert row.ids == reference["tokens"].tolist()
 
 
+def test_a_one_token_prompt_has_nothing_to_smear(tmp_path, capsys):
+    # a prompt of one token went through the decode step's smear, which adds the cached previous
+    # embedding: at position 0 there is none, and the new cache held whatever its memory held
+    out, _ = imported("92d63d4", tmp_path, capsys)  # the smear's generation
+    gpt, tokenizer = load_model(out)
+    engine = Engine(gpt, tokenizer)
+    token = expected("92d63d4")["prompt"][:1]
+    with torch.inference_mode():
+        want = gpt(token[None])[0, -1]
+        cache = engine._allocate_cache(1, 256)
+        cache.prev.fill_(100.0)  # what a reused buffer can hold
+        got = engine._prefill(token, cache, 1)[0]
+    assert (got - want).abs().max() < 1e-3
+
+
 def test_a_sliding_window_layer_keeps_only_its_window(tmp_path, capsys):
     out, _ = imported("92d63d4", tmp_path, capsys)
     gpt, tokenizer = load_model(out)

@@ -252,6 +252,38 @@ def test_batcher_runs_every_feature_of_the_2026_generations(quantize, tmp_path, 
         batcher.close()
 
 
+@pytest.mark.parametrize("generation", ["92d63d4", "aba30cb"])
+def test_a_prompt_that_joins_a_decode_step_gives_the_serial_reply(generation, tmp_path, capsys):
+    # a request that comes while rows decode runs its prompt inside their next step (one forward
+    # for both); a prompt longer than a window's ring runs alone. Every reply is the serial one,
+    # the rows that were decoding when it joined included
+    from glasschat.cli import main
+    from model.checkpoint import load_engine
+
+    assert main(["import-nanochat", str(NANOCHAT_FIXTURES / generation), "--out", str(tmp_path / "m")]) == 0
+    capsys.readouterr()
+    engine, _ = load_engine(tmp_path / "m")
+    reference = torch.load(NANOCHAT_FIXTURES / generation / "expected.pt", weights_only=True)["prompt"].tolist()
+    first = (reference * 20)[:5]
+    later = [(reference * 20)[7:7 + n] for n in (40, 1, 128)] + [(reference * 20)[:200]]
+    params = SamplingParams(temperature=0, max_tokens=40, top_alternatives=2)
+    serial = [[e.id for e in token_events(engine.stream(p, params))] for p in [first, *later]]
+    batcher = Batcher(engine, max_batch=4)
+    try:
+        streams = [batcher.stream(first, SamplingParams(temperature=0, max_tokens=120), tools=False)]
+        got = [[next(streams[0]).id]]  # the first row decodes: the next requests join its steps
+        streams += [batcher.stream(p, params, tools=False) for p in later]
+        for i, stream in enumerate(streams):
+            if i:
+                got.append([])
+            got[i] += [e.id for e in token_events(stream)]
+        assert got[0][:len(serial[0])] == serial[0]  # (the first ran on to 120 tokens)
+        assert got[1:] == serial[1:]
+        assert batcher.joined >= 1
+    finally:
+        batcher.close()
+
+
 def random_served(tiny_tokenizer, sequence_len=2048):
     """A random model whose greedy replies never pick a special token: they run to max_tokens."""
     config = GPTConfig(sequence_len=sequence_len, vocab_size=tiny_tokenizer.vocab_size, n_layer=2, n_head=2,
