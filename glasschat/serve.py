@@ -52,7 +52,7 @@ class Served:
     name: str
     context: int
     api_key: str | None = None
-    stream_interval_s: float = 0.02  # a streamed response goes out at most this often (see _Events)
+    stream_interval_s: float = 0.05  # a streamed response goes out at most this often (see _Events)
 
 
 def _error(message: str, status: int):
@@ -387,16 +387,16 @@ def register(subparsers) -> None:
     serve.add_argument("--max-batch", type=int, default=16, metavar="N",
                        help="the most requests decoded together (default 16); more wait their turn")
     serve.add_argument("--threads", type=int, default=1, metavar="N", help="torch CPU threads (default 1)")
-    serve.add_argument("--stream-interval-ms", type=float, default=20.0, metavar="MS",
+    serve.add_argument("--stream-interval-ms", type=float, default=50.0, metavar="MS",
                        help="send a streamed response at most this often, its tokens since the last send in "
-                       "one chunk (default 20; the first token and the end go at once; 0: every token as "
+                       "one chunk (default 50: 20 sends a second; the first token and the end go at once; 0: every token as "
                        "it comes)")
     add_quantize_argument(serve)
     serve.set_defaults(func=run_serve)
 
 
 def load_served(checkpoint: str | None, api_key: str | None, max_batch: int, quantize: str | None = None,
-                progress=None, stream_interval_s: float = 0.02) -> Served:
+                progress=None, stream_interval_s: float = 0.05) -> Served:
     """The checkpoint loaded as every local command loads it (``model.backend``), its engine
     behind a ``Batcher``."""
     from model.backend import load_local_backend
