@@ -252,14 +252,20 @@ class Batcher:
         return Stop(reason, stats)
 
     def _step(self) -> None:
-        joining = self._joining.popleft() if self._joining else None
-        if joining is not None and joining.cancel.is_set():
-            joining.put(self._stop(joining, "cancelled"))
-            joining = None
-        if joining is not None and not self._active:  # nothing left to decode beside it
-            self._prefill(joining)
-            joining = None
-        if joining is not None:
+        joining = []
+        while self._joining:
+            request = self._joining.popleft()
+            if request.cancel.is_set():
+                request.put(self._stop(request, "cancelled"))
+            else:
+                joining.append(request)
+        if joining and not self._active:
+            # nothing left to decode beside them: the first runs alone, the others join the next
+            # step (its first token must be emitted before it decodes the one after)
+            self._prefill(joining.pop(0))
+            self._joining.extendleft(reversed(joining))
+            return
+        if joining:
             self._step_joined(joining)
             return
         if not self._active:
@@ -284,25 +290,26 @@ class Batcher:
         self.steps += 1
         self.rows_decoded += len(rows)
 
-    def _step_joined(self, joining: _Request) -> None:
-        """One decode step of the active rows with ``joining``'s prompt in the same forward: its
-        tokens share the step's matrix products, where a prefill of their own would cost a pass
-        over the weights and a forward's fixed costs (``Engine._forward``'s ``prompt``). It
-        takes the cache row after the active rows' and joins them with its first token chosen."""
+    def _step_joined(self, joining: list[_Request]) -> None:
+        """One decode step of the active rows with the ``joining`` requests' prompts in the same
+        forward: their tokens share the step's matrix products, where a prefill of their own
+        would cost each a pass over the weights and a forward's fixed costs (``Engine._forward``'s
+        ``prompts``). Each takes the next cache row and joins the rows with its first token chosen."""
         rows, engine = self._active, self.engine
-        n, T = len(rows), len(joining.prompt)
+        n, lengths = len(rows), tuple(len(r.prompt) for r in joining)
         device = engine.device
-        ids = torch.tensor([r.chosen for r in rows] + joining.prompt, device=device)
-        positions = torch.tensor([r.pos for r in rows] + list(range(T)), device=device)
-        logits = engine._forward(ids, positions, self._cache.rows(0, n + 1), engine._scratch(n + T, 1),
-                                 max(r.pos for r in rows) + 1, prompt=T)
+        ids = torch.tensor([r.chosen for r in rows] + [t for r in joining for t in r.prompt], device=device)
+        positions = torch.tensor([r.pos for r in rows] + [p for length in lengths for p in range(length)], device=device)
+        logits = engine._forward(ids, positions, self._cache.rows(0, n + len(joining)),
+                                 engine._scratch(n + sum(lengths), 1), max(r.pos for r in rows) + 1, prompts=lengths)
         self._sample(rows, logits[:n])
-        self._sample([joining], logits[n:])
+        self._sample(joining, logits[n:])
         for r in rows:
             r.pos += 1
-        joining.pos = T
-        rows.append(joining)
-        self.joined += 1
+        for r in joining:
+            r.pos = len(r.prompt)
+        rows.extend(joining)
+        self.joined += len(joining)
         self.steps += 1
         self.rows_decoded += n
 

@@ -382,18 +382,19 @@ class Engine:
         return logits
 
     def _forward(self, ids: torch.Tensor, pos: int | torch.Tensor, cache: _Cache, s: _Scratch,
-                 end: int | None = None, every_position: bool = False, prompt: int = 0) -> torch.Tensor:
+                 end: int | None = None, every_position: bool = False, prompts: tuple[int, ...] = ()) -> torch.Tensor:
         """Logits (B, V) of the last of the ``s.T`` positions per row (``every_position``: (B·T, V)
         of them all), for ``ids`` (B·T,) placed at ``pos``; writes the cache at ``pos:pos+T``. A
         chunk of more than one token must start at position 0.
 
         ``pos`` may instead be a tensor (B,) of each token's own position, one token per row
         (continuous batching, ``model.batching``), with ``end`` one past the largest position of
-        those rows. Its last ``prompt`` tokens may then be a new request's prompt instead, at
-        positions 0, 1, ..., all in the cache row after the others' (a prefill inside the decode
-        step: its tokens share the step's matrix products); the prompt must fit every layer's
-        cache, a window's ring included, so that no two of its tokens share a slot. The logits
-        are then the rows' and the prompt's last token's, (B - prompt + 1, V)."""
+        those rows. Its last tokens may then be new requests' prompts instead, one after another
+        (``prompts``: their lengths), each at positions 0, 1, ... in a cache row of its own after
+        the others' (a prefill inside the decode step: its tokens share the step's matrix
+        products). A prompt must fit every layer's cache, a window's ring included, so that no
+        two of its tokens share a slot. The logits are then the rows' and each prompt's last
+        token's, (B - sum(prompts) + len(prompts), V)."""
         c = self.config
         B, T = s.batch, s.T
         rows_apart = isinstance(pos, torch.Tensor)
@@ -406,10 +407,13 @@ class Engine:
         x_eps = self._embed(ids)  # (B·T, C + 1): the residual stream and its sqrt(eps) channel
         x = x_eps.narrow(1, 0, c.n_embd)  # the rows are normalised already
         if self._smear_gate is not None:
-            if prompt:  # the rows' previous tokens are in the cache; the prompt's are in the prompt
-                rows = B - prompt
+            if prompts:  # the rows' previous tokens are in the cache; a prompt's are in the prompt
+                rows = B - sum(prompts)
                 self._smear(x.narrow(0, 0, rows), 1, cache.prev.narrow(0, 0, rows))
-                self._smear(x.narrow(0, rows, prompt), prompt, cache.prev.narrow(0, rows, 1), from_start=True)
+                start = rows
+                for j, length in enumerate(prompts):
+                    self._smear(x.narrow(0, start, length), length, cache.prev.narrow(0, rows + j, 1), from_start=True)
+                    start += length
             else:  # a chunk at position 0, one token long included, has no previous position
                 self._smear(x, T, cache.prev, from_start=not rows_apart and pos == 0)
         x0 = x.clone() if self._lambdas is not None else None
@@ -430,7 +434,7 @@ class Engine:
             _rotate_(s.pairs, rotation)
             s.qk.div_(torch.linalg.vector_norm(s.qk, dim=-1, keepdim=True).clamp_min_(1e-30))  # a zero head stays zero
             if rows_apart:
-                y = self._attend_rows(k_cache, v_cache, pos, end, s, plans, prompt)
+                y = self._attend_rows(k_cache, v_cache, pos, end, s, plans, prompts)
             else:
                 y = self._attend(layer, k_cache, v_cache, pos, end, s)
             layer.wo.addmm_(x, y.transpose(1, 2).reshape(B * T, -1), alpha=self._residual_scale)
@@ -445,8 +449,13 @@ class Engine:
         h = x / torch.linalg.vector_norm(x_eps, dim=-1, keepdim=True)
         if T > 1 and not every_position:
             h = h.view(B, T, -1).select(1, T - 1)
-        elif prompt:  # the rows, and the prompt's last token
-            h = torch.cat([h.narrow(0, 0, B - prompt), h.narrow(0, B - 1, 1)])
+        elif prompts:  # the rows, and each prompt's last token
+            last = B - sum(prompts)
+            picked = [h.narrow(0, 0, last)]
+            for length in prompts:
+                last += length
+                picked.append(h.narrow(0, last - 1, 1))
+            h = torch.cat(picked)
         logits = self._lm_head.mm(h)  # already divided by the softcap
         return torch.tanh_(logits if self._fp32 else logits.float()).mul_(self._softcap)
 
@@ -488,12 +497,13 @@ class Engine:
         return torch.matmul(weights, v_cache.narrow(2, 0, n)).view(s.batch, c.n_head, 1, c.head_dim)
 
     def _attend_rows(self, k_cache: torch.Tensor, v_cache: torch.Tensor, positions: torch.Tensor, end: int,
-                     s: _Scratch, plans: dict, prompt: int = 0) -> torch.Tensor:
+                     s: _Scratch, plans: dict, prompts: tuple[int, ...] = ()) -> torch.Tensor:
         """``_attend`` for one token per row, each row at its own position: each row's key and
         value go to its own slot, and attention masks out the slots a row has not filled (or,
-        in a ring, has overwritten: a full ring holds exactly the window). The last ``prompt``
-        tokens are a new request's prompt from position 0 in the cache row after the others'
-        (``_forward``): their keys and values go to that row, and they attend to it causally.
+        in a ring, has overwritten: a full ring holds exactly the window). The last tokens may
+        be new requests' ``prompts``, each from position 0 in a cache row of its own after the
+        others' (``_forward``): their keys and values go to that row, and they attend to it
+        causally.
 
         The slots and the masks depend only on the positions and the cache's length, so they are
         worked out once per step (``plans``) and shared by every layer of that length. The
@@ -503,21 +513,25 @@ class Engine:
         c = self.config
         N, Hkv, G, D = s.q_groups.shape
         L = k_cache.shape[2]
-        rows = N - prompt
+        rows = N - sum(prompts)
         plan = plans.get(L)
         if plan is None:
             n = min(end, L) if rows else 0
-            # each (token, kv head)'s new slot, in the cache seen as (rows·Hkv·L, D) rows
-            row = torch.arange(N, device=self.device).clamp_(max=rows)
+            # each (token, kv head)'s new slot, in the cache seen as (cache rows·Hkv·L, D) rows
+            row = torch.arange(N, device=self.device)
+            if prompts:  # a prompt's tokens all go to its own row
+                lengths = torch.tensor(prompts, device=self.device)
+                row[rows:] = torch.repeat_interleave(rows + torch.arange(len(prompts), device=self.device), lengths)
             heads = (row[:, None] * Hkv + torch.arange(Hkv, device=self.device)) * L
             index = (heads + (positions % L)[:, None]).view(-1)
             unfilled = torch.arange(n, device=self.device) >= (positions[:rows] + 1).clamp(max=L)[:, None]
             bias = torch.zeros((rows, 1, 1, n), dtype=self.dtype, device=self.device)
             bias.view(rows, n).masked_fill_(unfilled, float("-inf"))
-            causal = None
-            if prompt:  # the prompt's G queries per kv head and token see slots 0..token
-                causal = torch.full((prompt, prompt), float("-inf"), dtype=self.dtype, device=self.device).triu_(1)
-                causal = causal.repeat_interleave(G, dim=0)  # (prompt·G, prompt)
+            causal = {}  # a prompt's length -> its G queries per kv head and token see slots 0..token
+            for length in prompts:
+                if length not in causal:
+                    mask = torch.full((length, length), float("-inf"), dtype=self.dtype, device=self.device).triu_(1)
+                    causal[length] = mask.repeat_interleave(G, dim=0)  # (length·G, length)
             plan = plans[L] = (index, bias, n, causal)
         index, bias, n, causal = plan
         k, v = s.kv.unbind(0)  # (N, Hkv, 1, D)
@@ -526,15 +540,17 @@ class Engine:
         q = s.q_groups.narrow(0, 0, rows)
         scores = torch.matmul(q, k_cache.narrow(0, 0, rows).narrow(2, 0, n).transpose(2, 3)).add_(bias)  # (rows, Hkv, G, n)
         y = torch.matmul(torch.softmax(scores, dim=-1), v_cache.narrow(0, 0, rows).narrow(2, 0, n)).view(rows, c.n_head, 1, D)
-        if not prompt:
+        if not prompts:
             return y
-        # the prompt: per kv head, its tokens' queries (prompt·G, D) against its row's first keys
-        q = s.q_groups.narrow(0, rows, prompt).permute(1, 0, 2, 3).reshape(Hkv, prompt * G, D)
-        keys, values = k_cache[rows].narrow(1, 0, prompt), v_cache[rows].narrow(1, 0, prompt)
-        scores = torch.matmul(q, keys.transpose(1, 2)).add_(causal)
-        mine = torch.matmul(torch.softmax(scores, dim=-1), values)  # (Hkv, prompt·G, D)
-        mine = mine.view(Hkv, prompt, G, D).permute(1, 0, 2, 3).reshape(prompt, c.n_head, 1, D)
-        return torch.cat([y, mine])
+        parts, start = [y], rows
+        for j, length in enumerate(prompts):  # per kv head, the prompt's queries (length·G, D) against its row
+            q = s.q_groups.narrow(0, start, length).permute(1, 0, 2, 3).reshape(Hkv, length * G, D)
+            keys, values = k_cache[rows + j].narrow(1, 0, length), v_cache[rows + j].narrow(1, 0, length)
+            scores = torch.matmul(q, keys.transpose(1, 2)).add_(causal[length])
+            mine = torch.matmul(torch.softmax(scores, dim=-1), values)  # (Hkv, length·G, D)
+            parts.append(mine.view(Hkv, length, G, D).permute(1, 0, 2, 3).reshape(length, c.n_head, 1, D))
+            start += length
+        return torch.cat(parts)
 
     def _smear(self, x: torch.Tensor, T: int, prev: torch.Tensor, from_start: bool = False) -> None:
         """Add to each position its gated share of the previous position's embedding, in place;
