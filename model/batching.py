@@ -4,9 +4,11 @@
 ``Batcher.stream(prompt_ids, params, cancel, stop_ids, tools)`` may be called from any number of
 threads at once; each call gets its own ``TokenEvent``/``Stop`` stream, exactly as
 ``Engine.stream`` yields for one row. Between two decode steps the thread admits waiting
-requests (each prompt is prefilled on its own, into a free cache row) and drops finished or
-cancelled ones, so a short reply never waits for a long one and a new request never waits for
-the batch to drain.
+requests into free cache rows and drops finished or cancelled ones, so a short reply never
+waits for a long one and a new request never waits for the batch to drain. A request admitted
+while rows decode runs its prompt inside their next step (its tokens share the step's matrix
+products: a prefill of its own would cost a pass over the weights); one admitted to an idle
+batch, with a prompt longer than a window's ring, or on int8 weights runs its prompt alone.
 
 Rows sit at different positions: a decode step is ``Engine._forward`` given each row's own
 position, where each row's rotation is taken at its position, its new key and value go to its
@@ -81,8 +83,8 @@ class Batcher:
         self._waiting: deque[_Request] = deque()
         self._joining: deque[_Request] = deque()  # admitted; each joins a decode step with its prompt
         # the longest prompt that can join a step: one that fits every layer's cache, a ring's
-        # included. None with int8 weights: the int8 kernel scales its input once per call, so a
-        # joined prompt would be rounded at the rows' scale; alone, its first token is exact
+        # included. 0 (none joins) with int8 weights: the int8 kernel scales its input once per
+        # call, so a joined prompt would be rounded at the rows' scale; alone, its first token is exact
         self._join_max = min(k.shape[2] for k in self._cache.keys) if engine.weight_format != "int8" else 0
         self.joined = 0  # prompts that joined a decode step
         self._active: list[_Request] = []
