@@ -388,9 +388,9 @@ def register(subparsers) -> None:
                        help="the most requests decoded together (default 16); more wait their turn")
     serve.add_argument("--threads", type=int, default=1, metavar="N", help="torch CPU threads (default 1)")
     serve.add_argument("--stream-interval-ms", type=float, default=50.0, metavar="MS",
-                       help="send a streamed response at most this often, its tokens since the last send in "
-                       "one chunk (default 50: 20 sends a second; the first token and the end go at once; 0: every token as "
-                       "it comes)")
+                       help="send a streamed response at most this often, its tokens since the last send "
+                       "in one chunk (default 50: 20 sends a second; the first token and the end go at once; "
+                       "0: every token as it comes)")
     add_quantize_argument(serve)
     serve.set_defaults(func=run_serve)
 

@@ -538,8 +538,9 @@ class Engine:
         k_cache.view(-1, D).index_copy_(0, index, (k * self._attention_scale).reshape(-1, D))
         v_cache.view(-1, D).index_copy_(0, index, v.reshape(-1, D))
         q = s.q_groups.narrow(0, 0, rows)
-        scores = torch.matmul(q, k_cache.narrow(0, 0, rows).narrow(2, 0, n).transpose(2, 3)).add_(bias)  # (rows, Hkv, G, n)
-        y = torch.matmul(torch.softmax(scores, dim=-1), v_cache.narrow(0, 0, rows).narrow(2, 0, n)).view(rows, c.n_head, 1, D)
+        keys, values = k_cache.narrow(0, 0, rows).narrow(2, 0, n), v_cache.narrow(0, 0, rows).narrow(2, 0, n)
+        scores = torch.matmul(q, keys.transpose(2, 3)).add_(bias)  # (rows, Hkv, G, n)
+        y = torch.matmul(torch.softmax(scores, dim=-1), values).view(rows, c.n_head, 1, D)
         if not prompts:
             return y
         parts, start = [y], rows
