@@ -8,7 +8,8 @@ requests into free cache rows and drops finished or cancelled ones, so a short r
 waits for a long one and a new request never waits for the batch to drain. A request admitted
 while rows decode runs its prompt inside their next step (its tokens share the step's matrix
 products: a prefill of its own would cost a pass over the weights); one admitted to an idle
-batch, with a prompt longer than a window's ring, or on int8 weights runs its prompt alone.
+batch, with a prompt longer than a window's ring or ``JOIN_MAX`` tokens, or on int8 weights runs
+its prompt alone.
 
 Rows sit at different positions: a decode step is ``Engine._forward`` given each row's own
 position, where each row's rotation is taken at its position, its new key and value go to its
@@ -41,6 +42,11 @@ from glasschat.errors import UserError
 from model.engine import Engine, _sample_filtered
 from model.events import GenerationStats, SamplingParams, Stop, TokenEvent
 from model.tool import ToolState
+
+
+# A longer prompt runs alone: its own products are wide enough already, and a joined prompt's
+# attention scores (all its positions against all, per kv head) grow as its length squared.
+JOIN_MAX = 512
 
 
 @dataclass(eq=False)
@@ -83,9 +89,10 @@ class Batcher:
         self._waiting: deque[_Request] = deque()
         self._joining: deque[_Request] = deque()  # admitted; each joins a decode step with its prompt
         # the longest prompt that can join a step: one that fits every layer's cache, a ring's
-        # included. 0 (none joins) with int8 weights: the int8 kernel scales its input once per
-        # call, so a joined prompt would be rounded at the rows' scale; alone, its first token is exact
-        self._join_max = min(k.shape[2] for k in self._cache.keys) if engine.weight_format != "int8" else 0
+        # included, and at most JOIN_MAX tokens. 0 (none joins) with int8 weights: the int8 kernel
+        # scales its input once per call, so a joined prompt would be rounded at the rows' scale;
+        # alone, its first token is exact
+        self._join_max = min(JOIN_MAX, *(k.shape[2] for k in self._cache.keys)) if engine.weight_format != "int8" else 0
         self.joined = 0  # prompts that joined a decode step
         self._active: list[_Request] = []
         self._wake = threading.Condition()
