@@ -284,6 +284,31 @@ def test_a_prompt_that_joins_a_decode_step_gives_the_serial_reply(generation, tm
         batcher.close()
 
 
+def test_a_prompt_longer_than_join_max_runs_alone(tiny_tokenizer):
+    from model.batching import JOIN_MAX
+
+    config = GPTConfig(sequence_len=1024, vocab_size=tiny_tokenizer.vocab_size, n_layer=2, n_head=2, n_kv_head=2,
+                       n_embd=32)
+    gpt = GPT(config).init_weights(seed=0, zero_outputs=False).eval()
+    with torch.no_grad():  # no special token: every reply runs to max_tokens
+        gpt.lm_head.weight[list(tiny_tokenizer.special_ids.values())] = 0
+    engine = Engine(gpt, tiny_tokenizer)
+    ids = [int(t) for t in torch.randint(0, 256, (JOIN_MAX + 1,), generator=torch.Generator().manual_seed(0))]
+    params = SamplingParams(temperature=0, max_tokens=8, top_alternatives=0)
+    prompts = [ids, ids[:20]]  # one longer than JOIN_MAX, one that joins
+    serial = [[e.id for e in token_events(engine.stream(p, params))] for p in prompts]
+    batcher = Batcher(engine, max_batch=3)
+    try:
+        first = batcher.stream(ids[:3], SamplingParams(temperature=0, max_tokens=400), tools=False)
+        next(first)  # a row decodes
+        streams = [batcher.stream(p, params, tools=False) for p in prompts]
+        assert [[e.id for e in token_events(s)] for s in streams] == serial
+        assert batcher.joined == 1
+        first.close()
+    finally:
+        batcher.close()
+
+
 def random_served(tiny_tokenizer, sequence_len=2048):
     """A random model whose greedy replies never pick a special token: they run to max_tokens."""
     config = GPTConfig(sequence_len=sequence_len, vocab_size=tiny_tokenizer.vocab_size, n_layer=2, n_head=2,
