@@ -283,9 +283,11 @@ class ChunkWriter:
             if logprobs:
                 self.tokens.append(self.name(event.id))
                 self.token_logprobs.append(_log(event.prob))
-                self.top_logprobs.append({self.name(t): _log(p) for t, p in event.top} if self.request.logprobs else None)
+                top = {self.name(t): _log(p) for t, p in event.top} if self.request.logprobs else None
+                self.top_logprobs.append(top)
         self.text.extend(texts)
-        choice: dict = {"index": 0, "text": "".join(texts), "logprobs": None, "finish_reason": None, "stop_reason": None}
+        choice: dict = {"index": 0, "text": "".join(texts), "logprobs": None, "finish_reason": None,
+                        "stop_reason": None}
         if self.request.return_token_ids:
             choice["token_ids"] = self.token_ids[start:]
         if logprobs:
