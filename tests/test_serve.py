@@ -669,10 +669,24 @@ def test_glasschat_serve_accepts_connections_once_its_first_line_is_out(monkeypa
         port = int(re.search(r"http://127\.0\.0\.1:(\d+)/v1", capsys.readouterr().out).group(1))
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             reached.append(port)
+            accepted, _ = sockets[0].accept()
+            # no Nagle on a connection: a kept-alive one held each response's first chunk back
+            # until the client acknowledged the headers (up to 40 ms of delayed ACK)
+            reached.append(accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            accepted.close()
 
     monkeypatch.setattr(uvicorn.Server, "run", connect_instead_of_serving)
     assert main(["serve", "--port", "0"]) == 0
-    assert reached
+    assert len(reached) == 2 and reached[1]
+
+
+@pytest.mark.parametrize("interval", ["-1", "nan", "1e9"])
+def test_a_stream_interval_out_of_range_is_one_line(interval, capsys):
+    from glasschat.cli import main
+
+    assert main(["serve", "--port", "0", "--stream-interval-ms", interval]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "glasschat: error: --stream-interval-ms: must be from 0 to 10000"
 
 
 def test_prompt_logprobs_score_every_prompt_token_like_the_engine(server, default_model):
