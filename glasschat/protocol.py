@@ -254,7 +254,6 @@ class ChunkWriter:
     top_logprobs: list[dict | None] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)  # each token's text_offset
     offset: int = 0  # characters of text so far
-    prompt_sent: bool = False  # the prompt_logprobs went out (with the first streamed chunk)
 
     def __post_init__(self) -> None:
         self.decoder = self.tokenizer.stream_decoder()

@@ -221,7 +221,7 @@ def create_app(served: Served):
         prefix = _head(head)
 
         async def chunks():
-            last = None
+            last, unsent = None, scored  # the prompt_logprobs go with the first chunk, as vLLM sends them
             try:
                 async for batch in events.batches():
                     out = []
@@ -229,8 +229,8 @@ def create_app(served: Served):
                     if tokens:  # one chunk for all of them
                         last = tokens[-1].id
                         choice = writer.chunk(tokens, stops)
-                        if scored is not None and not writer.prompt_sent:  # with the first chunk, as vLLM
-                            choice["prompt_logprobs"], writer.prompt_sent = scored, True
+                        if unsent is not None:
+                            choice["prompt_logprobs"], unsent = unsent, None
                         out.append(_choice_sse(prefix, choice))
                     if isinstance(batch[-1], Stop):
                         out.append(_choice_sse(prefix, writer.stop(batch[-1], last)))
