@@ -111,15 +111,15 @@ def measure_ids(
     ``token_bytes`` comes from ``token_bytes_tensor``; ``progress`` is called with the number of
     targets scored after each batch."""
     device = token_bytes.device
-    total = ByteLoss()
+    total, span = ByteLoss(), score_span(model) - 1
     if not isinstance(model, torch.nn.Module):
-        for window in windows(ids, score_span(model) - 1):
+        for window in windows(ids, span):
             targets = torch.tensor(window[1:], dtype=torch.long, device=device)
             total.add(_byte_loss(_window_nats(model, window).to(device), targets, token_bytes))
             if progress is not None:
                 progress(len(window) - 1)
         return total
-    for batch in _batches(windows(ids, model.config.sequence_len), batch_tokens):
+    for batch in _batches(windows(ids, span), batch_tokens):
         window = torch.tensor(batch, dtype=torch.long, device=device)
         inputs, targets = window[:, :-1], window[:, 1:]
         total.add(_byte_loss(target_nats(model, inputs, targets), targets, token_bytes))
