@@ -78,7 +78,9 @@ class Batcher:
         self.config = engine.config
         special = engine.tokenizer.special_ids
         self.default_stops = {special["<|assistant_end|>"]: "assistant_end", special["<|bos|>"]: "bos"}
-        self._cache = engine._allocate_cache(max_batch, self.config.sequence_len)
+        # values a slot per row: rows apart attend over short spans of many small blocks, which
+        # the (D, L) layout's many short rows read slower (``Engine._allocate_cache``)
+        self._cache = engine._allocate_cache(max_batch, self.config.sequence_len, values_by_slot=True)
         with torch.inference_mode():
             # a row attends over slots it has not filled yet (masked out, weight 0); an empty
             # tensor's garbage there could be NaN, and 0 · NaN poisons the sum: start from zeros
