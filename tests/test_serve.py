@@ -284,6 +284,38 @@ def test_a_prompt_that_joins_a_decode_step_gives_the_serial_reply(generation, tm
         batcher.close()
 
 
+def test_rows_with_one_query_per_kv_head_and_window_rings_give_the_serial_replies(tiny_tokenizer):
+    # one query per kv head takes the rows' elementwise attention (GQA, in the fixtures above,
+    # takes batched products): rows at different positions, a sliding-window layer whose ring
+    # wraps, rows leaving and joining mid-way. Every batched reply is the serial one.
+    config = GPTConfig(sequence_len=512, vocab_size=tiny_tokenizer.vocab_size, n_layer=2, n_head=2, n_kv_head=2,
+                       n_embd=32, windows=(24, 512))
+    gpt = GPT(config).init_weights(seed=1, zero_outputs=False).eval()
+    with torch.no_grad():  # no special token: every reply runs to max_tokens
+        gpt.lm_head.weight[list(tiny_tokenizer.special_ids.values())] = 0
+    engine = Engine(gpt, tiny_tokenizer)
+    ids = [int(t) for t in torch.randint(0, 256, (120,), generator=torch.Generator().manual_seed(3))]
+    prompts = [ids[:n] for n in (2, 60, 9, 23)]
+    params = [SamplingParams(temperature=0, max_tokens=m, top_alternatives=0) for m in (70, 20, 45, 30)]
+    serial = [[e.id for e in token_events(engine.stream(p, q))] for p, q in zip(prompts, params)]
+    batcher = Batcher(engine, max_batch=3)
+    try:
+        results = [None] * len(prompts)
+
+        def run(i):
+            results[i] = [e.id for e in token_events(batcher.stream(prompts[i], params[i], tools=False))]
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results == serial
+        assert batcher.rows_decoded > batcher.steps  # rows did decode together
+    finally:
+        batcher.close()
+
+
 def test_a_prompt_longer_than_join_max_runs_alone(tiny_tokenizer):
     from model.batching import JOIN_MAX
 
