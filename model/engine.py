@@ -671,7 +671,8 @@ def _values(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """``weights @ values`` for (..., G, n) weights and a cache's (..., n, D) values.
 
     Stored (D, L), as values^T @ weights^T: dot products along the storage's rows, which here
-    stream a long cache about twice as fast as the (L, D) layout's weighted sum of rows."""
+    stream a long cache 1.5-2x as fast as the (L, D) layout's weighted sum of rows (d12, 500-700
+    positions: about 1 ms of a 30 ms decode step)."""
     if values.stride(-2) == 1:
         return torch.matmul(values.transpose(-2, -1), weights.transpose(-2, -1)).transpose(-2, -1)
     return torch.matmul(weights, values)
