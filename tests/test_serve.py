@@ -116,6 +116,33 @@ def token_events(events):
     return [e for e in events if isinstance(e, TokenEvent)]
 
 
+def concurrent_replies(batcher, prompts, params, tools=True):
+    """Each prompt's reply (its token events), all streamed from ``batcher`` at once, a thread
+    each; ``params`` per prompt."""
+    results = [None] * len(prompts)
+
+    def run(i):
+        results[i] = token_events(batcher.stream(prompts[i], params[i], tools=tools))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def random_engine(tokenizer, sequence_len=2048, seed=0, **fields):
+    """A random 2-layer engine whose greedy replies never pick a special token: they run to
+    max_tokens."""
+    config = GPTConfig(sequence_len=sequence_len, vocab_size=tokenizer.vocab_size, n_layer=2, n_head=2, n_kv_head=2,
+                       n_embd=32, **fields)
+    gpt = GPT(config).init_weights(seed=seed, zero_outputs=False).eval()
+    with torch.no_grad():
+        gpt.lm_head.weight[list(tokenizer.special_ids.values())] = 0
+    return Engine(gpt, tokenizer)
+
+
 def test_remote_events_equal_the_local_engines_tool_call_included(default_model, remote):
     engine, tokenizer = default_model
     assert remote.sequence_len == engine.config.sequence_len and remote.probabilities == "raw"
@@ -188,16 +215,8 @@ def test_batcher_seeded_sampling_is_the_serial_runs(default_model):
         params = SamplingParams(temperature=0.9, top_k=40, top_p=0.95, seed=11, max_tokens=60, top_alternatives=3)
         prompts = [prompt_of(tokenizer, q) for q in QUESTIONS]  # 8 prompts through 4 rows: some wait
         serial = [[(e.id, e.prob) for e in token_events(engine.stream(p, params))] for p in prompts]
-        results = [None] * len(prompts)
-
-        def run(i):
-            results[i] = [(e.id, e.prob) for e in token_events(batcher.stream(prompts[i], params))]
-
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = [[(e.id, e.prob) for e in reply]
+                   for reply in concurrent_replies(batcher, prompts, [params] * len(prompts))]
         for got, want in zip(results, serial):
             assert [i for i, _ in got] == [i for i, _ in want]
             assert [p for _, p in got] == pytest.approx([p for _, p in want], rel=1e-4)
@@ -229,16 +248,7 @@ def test_batcher_runs_every_feature_of_the_2026_generations(quantize, tmp_path, 
     serial = [[e.id for e in token_events(engine.stream(p, q))] for p, q in zip(prompts, params)]
     batcher = Batcher(engine, max_batch=2)
     try:
-        results = [None] * len(prompts)
-
-        def run(i):
-            results[i] = [e.id for e in token_events(batcher.stream(prompts[i], params[i], tools=False))]
-
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = [[e.id for e in reply] for reply in concurrent_replies(batcher, prompts, params, tools=False)]
         if quantize is None:
             assert results == serial
         else:
@@ -288,28 +298,14 @@ def test_rows_with_one_query_per_kv_head_and_window_rings_give_the_serial_replie
     # one query per kv head takes the rows' elementwise attention (GQA, in the fixtures above,
     # takes batched products): rows at different positions, a sliding-window layer whose ring
     # wraps, rows leaving and joining mid-way. Every batched reply is the serial one.
-    config = GPTConfig(sequence_len=512, vocab_size=tiny_tokenizer.vocab_size, n_layer=2, n_head=2, n_kv_head=2,
-                       n_embd=32, windows=(24, 512))
-    gpt = GPT(config).init_weights(seed=1, zero_outputs=False).eval()
-    with torch.no_grad():  # no special token: every reply runs to max_tokens
-        gpt.lm_head.weight[list(tiny_tokenizer.special_ids.values())] = 0
-    engine = Engine(gpt, tiny_tokenizer)
+    engine = random_engine(tiny_tokenizer, sequence_len=512, seed=1, windows=(24, 512))
     ids = [int(t) for t in torch.randint(0, 256, (120,), generator=torch.Generator().manual_seed(3))]
     prompts = [ids[:n] for n in (2, 60, 9, 23)]
     params = [SamplingParams(temperature=0, max_tokens=m, top_alternatives=0) for m in (70, 20, 45, 30)]
     serial = [[e.id for e in token_events(engine.stream(p, q))] for p, q in zip(prompts, params)]
     batcher = Batcher(engine, max_batch=3)
     try:
-        results = [None] * len(prompts)
-
-        def run(i):
-            results[i] = [e.id for e in token_events(batcher.stream(prompts[i], params[i], tools=False))]
-
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = [[e.id for e in reply] for reply in concurrent_replies(batcher, prompts, params, tools=False)]
         assert results == serial
         assert batcher.rows_decoded > batcher.steps  # rows did decode together
     finally:
@@ -319,12 +315,7 @@ def test_rows_with_one_query_per_kv_head_and_window_rings_give_the_serial_replie
 def test_a_prompt_longer_than_join_max_runs_alone(tiny_tokenizer):
     from model.batching import JOIN_MAX
 
-    config = GPTConfig(sequence_len=1024, vocab_size=tiny_tokenizer.vocab_size, n_layer=2, n_head=2, n_kv_head=2,
-                       n_embd=32)
-    gpt = GPT(config).init_weights(seed=0, zero_outputs=False).eval()
-    with torch.no_grad():  # no special token: every reply runs to max_tokens
-        gpt.lm_head.weight[list(tiny_tokenizer.special_ids.values())] = 0
-    engine = Engine(gpt, tiny_tokenizer)
+    engine = random_engine(tiny_tokenizer, sequence_len=1024)
     ids = [int(t) for t in torch.randint(0, 256, (JOIN_MAX + 1,), generator=torch.Generator().manual_seed(0))]
     params = SamplingParams(temperature=0, max_tokens=8, top_alternatives=0)
     prompts = [ids, ids[:20]]  # one longer than JOIN_MAX, one that joins
@@ -342,13 +333,8 @@ def test_a_prompt_longer_than_join_max_runs_alone(tiny_tokenizer):
 
 
 def random_served(tiny_tokenizer, sequence_len=2048):
-    """A random model whose greedy replies never pick a special token: they run to max_tokens."""
-    config = GPTConfig(sequence_len=sequence_len, vocab_size=tiny_tokenizer.vocab_size, n_layer=2, n_head=2,
-                       n_kv_head=2, n_embd=32)
-    gpt = GPT(config).init_weights(seed=0, zero_outputs=False).eval()
-    with torch.no_grad():
-        gpt.lm_head.weight[list(tiny_tokenizer.special_ids.values())] = 0
-    batcher = Recording(Batcher(Engine(gpt, tiny_tokenizer), max_batch=4))
+    """``random_engine`` served: its greedy replies run to max_tokens."""
+    batcher = Recording(Batcher(random_engine(tiny_tokenizer, sequence_len), max_batch=4))
     return Served(batcher, tiny_tokenizer, "random", sequence_len)
 
 
