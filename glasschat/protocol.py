@@ -204,22 +204,16 @@ def sampling(body: dict, context: int, default_max_tokens: int, default_temperat
 # ---- events to chunks (the server)
 
 
-def prompt_logprobs(logprobs, prompt: list[int], alternatives: int, name) -> list[dict | None]:
-    """The ``prompt_logprobs`` of a prompt, from ``logprobs`` (T, V): the log-softmax of the
-    model's output at each prompt position (row ``i`` predicts token ``i + 1``). ``name(id)`` is
-    a token's ``decoded_token``."""
-    import torch
-
-    targets = torch.tensor(prompt[1:], dtype=torch.long)
-    rows = logprobs[:-1]
-    chosen = rows.gather(1, targets[:, None])[:, 0]
-    ranks = (rows > chosen[:, None]).sum(dim=1) + 1
-    top = rows.topk(alternatives, dim=1) if alternatives else None
+def prompt_logprobs(scores: tuple[list, list, list, list], prompt: list[int], name) -> list[dict | None]:
+    """The ``prompt_logprobs`` of a prompt from its ``scores`` (``Batcher.score``: each token's
+    log probability and rank after the first, and the alternatives there). ``name(id)`` is a
+    token's ``decoded_token``."""
+    chosen, ranks, top_ids, top_values = scores
     entries: list[dict | None] = [None]
     for i, token in enumerate(prompt[1:]):
-        entry = {str(token): {"logprob": float(chosen[i]), "rank": int(ranks[i]), "decoded_token": name(token)}}
-        if top is not None:
-            for rank, (t, value) in enumerate(zip(top.indices[i].tolist(), top.values[i].tolist()), 1):
+        entry = {str(token): {"logprob": chosen[i], "rank": ranks[i], "decoded_token": name(token)}}
+        if top_ids:
+            for rank, (t, value) in enumerate(zip(top_ids[i], top_values[i]), 1):
                 entry.setdefault(str(t), {"logprob": value, "rank": rank, "decoded_token": name(t)})
         entries.append(entry)
     return entries

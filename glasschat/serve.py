@@ -9,9 +9,9 @@
 - ``POST /tokenize``: ``{"prompt": TEXT}`` to ids (special-token names become their ids, as a
   Hugging Face tokenizer does): how a client checks the server's tokenizer is its own.
 
-Requests from many clients decode together (``model.batching.Batcher``: continuous batching);
-each request's events reach its response through the event loop, and a client that goes away
-cancels its generation. Starlette and uvicorn do the HTTP (parsing, streaming, disconnects);
+Requests from many clients decode together (``model.batching.Batcher``: continuous batching,
+in a process of its own, ``model.batch_process``); each request's events reach its response
+through the event loop, and a client that goes away cancels its generation. Starlette and uvicorn do the HTTP (parsing, streaming, disconnects);
 this module only maps requests to the batcher and events to chunks. Binds to 127.0.0.1 unless
 told otherwise; with ``--api-key`` every ``/v1`` request needs ``Authorization: Bearer KEY``.
 """
@@ -47,7 +47,7 @@ MAX_WAITING = 256  # requests queued beyond the batch; more are refused with 503
 class Served:
     """What the server needs: the batcher, the tokenizer, and the model's name and context."""
 
-    batcher: object  # model.batching.Batcher
+    batcher: object  # model.batch_process.BatcherProcess, or a model.batching.Batcher in this process
     tokenizer: object
     name: str
     context: int
@@ -338,15 +338,9 @@ def create_app(served: Served):
 
 
 def score_prompt(served: Served, prompt: list[int], alternatives: int, name) -> list[dict | None]:
-    """A request's ``prompt_logprobs``: the engine's logits at every prompt position (one
-    forward from an empty cache, on the weights that generate), as log probabilities, with
-    ``alternatives`` per token named by ``name``."""
-    import torch
-
-    engine = served.batcher.engine
-    with torch.inference_mode():
-        logprobs = torch.log_softmax(engine.logits(prompt).float(), dim=-1)
-    return prompt_logprobs(logprobs, prompt, alternatives, name)
+    """A request's ``prompt_logprobs``: the engine's log probabilities at every prompt position
+    (``Batcher.score``), with ``alternatives`` per token named by ``name``."""
+    return prompt_logprobs(served.batcher.score(prompt, alternatives), prompt, name)
 
 
 def _usage(prompt: list[int], writer: ChunkWriter) -> dict:
@@ -396,15 +390,16 @@ def register(subparsers) -> None:
 
 
 def load_served(checkpoint: str | None, api_key: str | None, max_batch: int, quantize: str | None = None,
-                progress=None, stream_interval_s: float = 0.05) -> Served:
+                progress=None, stream_interval_s: float = 0.05, threads: int = 1) -> Served:
     """The checkpoint loaded as every local command loads it (``model.backend``), its engine
-    behind a ``Batcher``."""
-    from model.backend import load_local_backend
-    from model.batching import Batcher
+    behind a ``Batcher`` in a process of its own (``model.batch_process``: the decode loop and
+    the event loop each get an interpreter and a core)."""
+    from model.batch_process import BatcherProcess
+    from tokenizer import Tokenizer
 
-    local = load_local_backend(checkpoint, quantize, progress)
-    batcher = Batcher(local.engine, max_batch=max_batch)
-    return Served(batcher, local.tokenizer, local.info.name, local.info.sequence_len, api_key, stream_interval_s)
+    batcher = BatcherProcess(checkpoint, max_batch, quantize, threads, progress)
+    return Served(batcher, Tokenizer.load(batcher.tokenizer_directory), batcher.name, batcher.sequence_len, api_key,
+                  stream_interval_s)
 
 
 def run_serve(args) -> int:
@@ -419,15 +414,11 @@ def run_serve(args) -> int:
     if not 0 <= args.port <= 65535:
         raise UserError("--port: must be from 0 to 65535")
     from glasschat.progress import LoadProgress
-    from model.threads import set_threads
 
     if args.threads < 1:
         raise UserError("--threads: must be >= 1")
     if not 0 <= args.stream_interval_ms <= 10_000:
         raise UserError("--stream-interval-ms: must be from 0 to 10000")
-    set_threads(args.threads)
-    served = load_served(args.checkpoint, args.api_key, args.max_batch, args.quantize, LoadProgress(),
-                         args.stream_interval_ms / 1000)
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     # no Nagle on the connections (they inherit it from this socket): a streamed response is the
@@ -440,6 +431,12 @@ def run_serve(args) -> int:
     except OSError as error:
         raise UserError(f"--host {args.host} --port {args.port}: cannot listen there: {error.strerror}") from None
     host, port = sock.getsockname()[:2]
+    try:  # bound before the model loads: a port in use is refused before a long load, not after
+        served = load_served(args.checkpoint, args.api_key, args.max_batch, args.quantize, LoadProgress(),
+                             args.stream_interval_ms / 1000, args.threads)
+    except BaseException:
+        sock.close()
+        raise
     # listening before the first line goes out: a script that reads it and connects at once
     # must not find a bound socket that refuses (uvicorn's own listen() comes later)
     sock.listen(2048)

@@ -69,12 +69,48 @@ class _Request:
     top: tuple = ()
 
 
-class Batcher:
+class Streams:
+    """``stream`` for a batcher: anything with ``submit`` and ``wake`` (``Batcher``, and
+    ``model.batch_process.BatcherProcess``, the same loop in a process of its own)."""
+
+    def stream(self, prompt_ids: list[int], params: SamplingParams = SamplingParams(),
+               cancel: threading.Event | None = None, stop_ids: dict[int, str] | None = None,
+               tools: bool = True) -> Iterator[TokenEvent | Stop]:
+        """One reply, as ``Engine.stream`` gives it for ``num_samples=1``. ``stop_ids`` maps the
+        tokens that end the reply to their stop reason (default: ``<|assistant_end|>`` and
+        ``<|bos|>``); ``tools=False`` leaves the calculator out (a plain completion)."""
+        events: queue.SimpleQueue = queue.SimpleQueue()
+        cancel = cancel if cancel is not None else threading.Event()
+        self.submit(prompt_ids, params, events.put, cancel, stop_ids, tools)
+        return self._events(events, cancel)
+
+    def _events(self, events: queue.SimpleQueue, cancel: threading.Event) -> Iterator[TokenEvent | Stop]:
+        finished = False
+        try:
+            while True:
+                item = events.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item, Stop):
+                    finished = True
+                    return
+        finally:
+            if not finished:  # the reader went away: free its row at the next step
+                cancel.set()
+                self.wake()
+
+
+class Batcher(Streams):
     """Serves ``stream`` calls from many threads with one batched decode loop (see the module
     docstring). ``close()`` stops the loop; streams still open end with ``cancelled``."""
 
-    def __init__(self, engine: Engine, max_batch: int = 16):
+    def __init__(self, engine: Engine, max_batch: int = 16, flush=None):
+        """``flush()``, when given, is called on the batcher's thread after each round of events
+        (every request's token of a step, and the stops): a caller that carries the events
+        elsewhere (``model.batch_process``) sends them then, once per step, not once per event."""
         self.engine, self.max_batch = engine, max_batch
+        self._flush = flush if flush is not None else (lambda: None)
         self.config = engine.config
         special = engine.tokenizer.special_ids
         self.default_stops = {special["<|assistant_end|>"]: "assistant_end", special["<|bos|>"]: "bos"}
@@ -106,17 +142,6 @@ class Batcher:
 
     # ---- the callers' side
 
-    def stream(self, prompt_ids: list[int], params: SamplingParams = SamplingParams(),
-               cancel: threading.Event | None = None, stop_ids: dict[int, str] | None = None,
-               tools: bool = True) -> Iterator[TokenEvent | Stop]:
-        """One reply, as ``Engine.stream`` gives it for ``num_samples=1``. ``stop_ids`` maps the
-        tokens that end the reply to their stop reason (default: ``<|assistant_end|>`` and
-        ``<|bos|>``); ``tools=False`` leaves the calculator out (a plain completion)."""
-        events: queue.SimpleQueue = queue.SimpleQueue()
-        cancel = cancel if cancel is not None else threading.Event()
-        self.submit(prompt_ids, params, events.put, cancel, stop_ids, tools)
-        return self._events(events, cancel)
-
     def submit(self, prompt_ids: list[int], params: SamplingParams, put, cancel: threading.Event,
                stop_ids: dict[int, str] | None = None, tools: bool = True) -> None:
         """Queue one reply; ``put`` is called from the batcher's thread with each event, the
@@ -140,22 +165,6 @@ class Batcher:
     @property
     def waiting(self) -> int:
         return len(self._waiting)
-
-    def _events(self, events: queue.SimpleQueue, cancel: threading.Event) -> Iterator[TokenEvent | Stop]:
-        finished = False
-        try:
-            while True:
-                item = events.get()
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-                if isinstance(item, Stop):
-                    finished = True
-                    return
-        finally:
-            if not finished:  # the reader went away: free its row at the next step
-                cancel.set()
-                self.wake()
 
     def close(self) -> None:
         with self._wake:
@@ -185,14 +194,30 @@ class Batcher:
                     for request in admitted:
                         self._admit(request, decoding)
                     self._emit()
+                    self._flush()
                     if self._active or self._joining:
                         self._step()
         except BaseException as error:  # a failure reaches every waiting caller, none hangs
             for request in [*self._active, *self._joining, *self._waiting]:
                 request.put(RuntimeError(f"the batched engine failed: {type(error).__name__}: {error}"))
+            self._flush()
             raise
         for request in [*self._active, *self._joining, *self._waiting]:
             request.put(self._stop(request, "cancelled"))
+        self._flush()
+
+    def score(self, prompt_ids: list[int], alternatives: int) -> tuple[list, list, list, list]:
+        """A prompt scored by the engine (``Engine.logits``: one forward from an empty cache, on
+        the weights that generate; safe beside the loop, which has a cache of its own): for each
+        token after the first, its log probability and rank, and the ``alternatives`` most likely
+        tokens there with theirs, as ``(logprobs, ranks, top_ids, top_logprobs)`` lists."""
+        with torch.inference_mode():
+            logprobs = torch.log_softmax(self.engine.logits(prompt_ids).float(), dim=-1)[:-1]
+            chosen = logprobs.gather(1, torch.tensor(prompt_ids[1:], dtype=torch.long)[:, None])
+            ranks = (logprobs > chosen).sum(dim=1) + 1
+            top = logprobs.topk(alternatives, dim=1) if alternatives else None
+            return (chosen[:, 0].tolist(), ranks.tolist(), top.indices.tolist() if top is not None else [],
+                    top.values.tolist() if top is not None else [])
 
     def _admit(self, request: _Request, decoding: bool) -> None:
         """Set a request up. While rows decode, a prompt that fits every layer's cache joins the

@@ -5,7 +5,9 @@ bad requests and failing servers give one-line errors, and the official ``openai
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +25,7 @@ from glasschat.errors import UserError
 from glasschat.protocol import parse_chunk
 from glasschat.serve import Served, create_app, encode_with_specials
 from model import load_model, resolve_checkpoint_dir
+from model.batch_process import BatcherProcess
 from model.batching import Batcher
 from model.engine import Engine
 from model.events import SamplingParams, Stop, TokenEvent
@@ -601,6 +604,50 @@ def test_replay_with_concurrency_equals_the_serial_local_replay(default_model, r
     # sampled: the same seed gives the same transcript at any concurrency (the server's draws)
     assert parallel == strip(list(replay_script(over_http, script, params)))
     assert len(serial) == len(parallel)
+
+
+def test_the_batcher_in_a_process_of_its_own_serves_as_the_batcher_does(default_model, tmp_path):
+    """``glasschat serve``'s decode loop runs in a child process: its replies (tool calls
+    included), cancels and scores are the in-process batcher's, a child that dies fails the open
+    request and refuses the next in one line, and a bad checkpoint is one line."""
+    engine, tokenizer = default_model
+    process = BatcherProcess(None, max_batch=4)
+    try:
+        prompts = [prompt_of(tokenizer, q) for q in QUESTIONS[:6]]
+        replies = concurrent_replies(process, prompts, [GREEDY] * len(prompts))
+        for prompt, reply in zip(prompts, replies):
+            serial = token_events(engine.stream(prompt, GREEDY))
+            assert [(e.id, e.text, e.forced) for e in reply] == [(e.id, e.text, e.forced) for e in serial]
+            assert [[t for t, _ in e.top] for e in reply] == [[t for t, _ in e.top] for e in serial]
+        assert any(e.forced for reply in replies for e in reply)  # the calculator ran in the child
+        local = Batcher(engine, max_batch=1)
+        theirs, ours = process.score(prompts[1], 3), local.score(prompts[1], 3)
+        assert theirs[1:3] == ours[1:3]  # ranks and alternatives
+        assert theirs[0] == pytest.approx(ours[0]) and theirs[3][-1] == pytest.approx(ours[3][-1])
+        local.close()
+
+        poem = prompt_of(tokenizer, "write me a poem about the sea")
+        cancel = threading.Event()
+        events = []
+        for event in process.stream(poem, SamplingParams(temperature=0, max_tokens=100), cancel):
+            events.append(event)
+            if len(events) == 2:
+                cancel.set()
+                process.wake()  # what the server does when a client goes away
+        assert events[-1].reason == "cancelled" and len(events) < 10
+
+        stream = process.stream(poem, SamplingParams(temperature=0, max_tokens=100))
+        next(stream)
+        os.kill(process.pid, signal.SIGKILL)
+        with pytest.raises(RuntimeError, match=r"^the engine process ended \(exit code -9\)"):
+            list(stream)
+        with pytest.raises(RuntimeError, match="^the engine process ended"):
+            process.submit(prompts[0], GREEDY, lambda item: None, threading.Event())
+    finally:
+        process.close()
+    with pytest.raises(UserError) as error:
+        BatcherProcess(str(tmp_path))
+    assert "\n" not in str(error.value) and str(tmp_path) in str(error.value)
 
 
 @pytest.mark.slow
