@@ -11,8 +11,9 @@
 
 Requests from many clients decode together (``model.batching.Batcher``: continuous batching,
 in a process of its own, ``model.batch_process``); each request's events reach its response
-through the event loop, and a client that goes away cancels its generation. Starlette and uvicorn do the HTTP (parsing, streaming, disconnects);
-this module only maps requests to the batcher and events to chunks. Binds to 127.0.0.1 unless
+through the event loop, and a client that goes away cancels its generation. Starlette and
+uvicorn do the HTTP (parsing, streaming, disconnects); this module only maps requests to the
+batcher and events to chunks. Binds to 127.0.0.1 unless
 told otherwise; with ``--api-key`` every ``/v1`` request needs ``Authorization: Bearer KEY``.
 """
 
