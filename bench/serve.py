@@ -1,9 +1,10 @@
 """``glasschat bench serve``: N concurrent clients against ``glasschat serve``, beside the
 single-stream local engine.
 
-The server runs as its own process (``glasschat serve --port 0``, one torch thread); the clients
-are threads of this process, each a ``model.remote.RemoteBackend`` stream (the remote backend
-as ``ask``/replay use it: HTTP, SSE parsing, decoding the ids). Every client asks greedy
+The server runs as its own process (``glasschat serve --port 0``, one torch thread, its decode
+loop in a child process of its own: ``model.batch_process``); the clients are threads of this
+process, each a ``model.remote.RemoteBackend`` stream (the remote backend as ``ask``/replay use
+it: HTTP, SSE parsing, decoding the ids). Every client asks greedy
 questions in turn (the README conversation's single-turn prompts); per client count the bench
 prints the aggregate tokens/s (all tokens over the wall time), p50/p95 time to first token
 (client-side, from the request to the first token), and how many replies differ from the local

@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection
 
 from glasschat.errors import UserError
 from model.batching import Streams
-from model.events import SamplingParams, Stop
+from model.events import SamplingParams, Stop, TokenEvent
 
 
 @dataclass(eq=False)
@@ -163,7 +163,9 @@ class BatcherProcess(Streams):
                     entry = self._open.get(request)
                     if entry is None:
                         continue
-                    if isinstance(item, (Stop, BaseException)):
+                    if type(item) is tuple:
+                        item = TokenEvent(*item)
+                    elif isinstance(item, (Stop, BaseException)):
                         del self._open[request]
                     entry.put(item)
             else:  # ("score", request, answer)
@@ -232,7 +234,9 @@ def serve(conn: Connection, checkpoint: str | None, quantize: str | None, thread
 
     def putter(request: int):
         def put(item) -> None:
-            if isinstance(item, (Stop, BaseException)):
+            if type(item) is TokenEvent:  # a token crosses as a plain tuple: a sixth of the pickling
+                item = (item.id, item.text, item.forced, item.prob, item.top)
+            elif isinstance(item, (Stop, BaseException)):
                 cancels.pop(request, None)
                 if isinstance(item, BaseException):  # any exception crosses as a plain one
                     item = RuntimeError(str(item))
