@@ -131,7 +131,10 @@ class _Events:
     def start(self, prompt: list[int], params, stop_ids: dict[int, str], tools: bool) -> None:
         if self.served.batcher.waiting >= MAX_WAITING:
             raise ProtocolError("the server is busy: too many requests waiting", 503)
-        self.served.batcher.submit(prompt, params, self.put, self.cancel, stop_ids, tools)
+        try:
+            self.served.batcher.submit(prompt, params, self.put, self.cancel, stop_ids, tools)
+        except RuntimeError as error:  # the engine process has ended: every request is refused
+            raise ProtocolError(str(error), 503) from None
 
     async def batches(self):
         """Lists of events as they arrive (all that is ready at once), the ``Stop`` last."""
@@ -341,7 +344,11 @@ def create_app(served: Served):
 def score_prompt(served: Served, prompt: list[int], alternatives: int, name) -> list[dict | None]:
     """A request's ``prompt_logprobs``: the engine's log probabilities at every prompt position
     (``Batcher.score``), with ``alternatives`` per token named by ``name``."""
-    return prompt_logprobs(served.batcher.score(prompt, alternatives), prompt, name)
+    try:
+        scores = served.batcher.score(prompt, alternatives)
+    except RuntimeError as error:  # the engine process has ended (or the engine failed)
+        raise ProtocolError(str(error), 503) from None
+    return prompt_logprobs(scores, prompt, name)
 
 
 def _usage(prompt: list[int], writer: ChunkWriter) -> dict:

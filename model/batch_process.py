@@ -115,6 +115,9 @@ class BatcherProcess(Streams):
         """``Batcher.score``, computed in the child (beside the decode loop)."""
         request = self._new_request()
         answer = self._scores[request] = [threading.Event(), None]
+        if self._failed is not None:  # the child went away between the check and now
+            self._scores.pop(request, None)
+            raise RuntimeError(self._failed)
         self._send(("score", request, list(prompt_ids), alternatives))
         answer[0].wait()
         if isinstance(answer[1], str):

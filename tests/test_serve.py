@@ -609,7 +609,8 @@ def test_replay_with_concurrency_equals_the_serial_local_replay(default_model, r
 def test_the_batcher_in_a_process_of_its_own_serves_as_the_batcher_does(default_model, tmp_path):
     """``glasschat serve``'s decode loop runs in a child process: its replies (tool calls
     included), cancels and scores are the in-process batcher's, a child that dies fails the open
-    request and refuses the next in one line, and a bad checkpoint is one line."""
+    request and the server refuses the next ones in one line (503) and goes on, and a bad
+    checkpoint is one line."""
     engine, tokenizer = default_model
     process = BatcherProcess(None, max_batch=4)
     try:
@@ -643,6 +644,14 @@ def test_the_batcher_in_a_process_of_its_own_serves_as_the_batcher_does(default_
             list(stream)
         with pytest.raises(RuntimeError, match="^the engine process ended"):
             process.submit(prompts[0], GREEDY, lambda item: None, threading.Event())
+        with serving(Served(process, tokenizer, "checkpoints/default", engine.config.sequence_len)) as url:
+            with httpx.Client(base_url=url) as client:  # the server refuses in one line and goes on
+                for body in ({"prompt": [1, 2], "max_tokens": 2}, {"prompt": [1, 2], "max_tokens": 2,
+                                                                   "prompt_logprobs": 1}):
+                    refused = client.post("/v1/completions", json=body)
+                    assert refused.status_code == 503
+                    assert refused.json()["error"]["message"].startswith("the engine process ended (exit code -9)")
+                assert client.get("/v1/models").status_code == 200
     finally:
         process.close()
     with pytest.raises(UserError) as error:
