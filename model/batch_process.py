@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from glasschat.errors import UserError
-from model.batching import Streams
+from model.batch_stream import Streams
 from model.events import SamplingParams, Stop, TokenEvent
 
 

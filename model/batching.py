@@ -28,17 +28,16 @@ into its place (one copy of one row), and every step runs on a contiguous slice.
 
 from __future__ import annotations
 
-import queue
 import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
 
 from glasschat.errors import UserError
+from model.batch_stream import Streams
 from model.engine import Engine, _sample_filtered
 from model.events import GenerationStats, SamplingParams, Stop, TokenEvent
 from model.tool import ToolState
@@ -67,38 +66,6 @@ class _Request:
     chosen: int = 0  # the token sampled for the next step, its probability and alternatives
     prob: float = 0.0
     top: tuple = ()
-
-
-class Streams:
-    """``stream`` for a batcher: anything with ``submit`` and ``wake`` (``Batcher``, and
-    ``model.batch_process.BatcherProcess``, the same loop in a process of its own)."""
-
-    def stream(self, prompt_ids: list[int], params: SamplingParams = SamplingParams(),
-               cancel: threading.Event | None = None, stop_ids: dict[int, str] | None = None,
-               tools: bool = True) -> Iterator[TokenEvent | Stop]:
-        """One reply, as ``Engine.stream`` gives it for ``num_samples=1``. ``stop_ids`` maps the
-        tokens that end the reply to their stop reason (default: ``<|assistant_end|>`` and
-        ``<|bos|>``); ``tools=False`` leaves the calculator out (a plain completion)."""
-        events: queue.SimpleQueue = queue.SimpleQueue()
-        cancel = cancel if cancel is not None else threading.Event()
-        self.submit(prompt_ids, params, events.put, cancel, stop_ids, tools)
-        return self._events(events, cancel)
-
-    def _events(self, events: queue.SimpleQueue, cancel: threading.Event) -> Iterator[TokenEvent | Stop]:
-        finished = False
-        try:
-            while True:
-                item = events.get()
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-                if isinstance(item, Stop):
-                    finished = True
-                    return
-        finally:
-            if not finished:  # the reader went away: free its row at the next step
-                cancel.set()
-                self.wake()
 
 
 class Batcher(Streams):
