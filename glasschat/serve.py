@@ -13,8 +13,8 @@ Requests from many clients decode together (``model.batching.Batcher``: continuo
 in a process of its own, ``model.batch_process``); each request's events reach its response
 through the event loop, and a client that goes away cancels its generation. Starlette and
 uvicorn do the HTTP (parsing, streaming, disconnects); this module only maps requests to the
-batcher and events to chunks. Binds to 127.0.0.1 unless
-told otherwise; with ``--api-key`` every ``/v1`` request needs ``Authorization: Bearer KEY``.
+batcher and events to chunks. Binds to 127.0.0.1 unless told otherwise; with ``--api-key``
+every ``/v1`` request needs ``Authorization: Bearer KEY``.
 """
 
 from __future__ import annotations

@@ -40,8 +40,7 @@ class _Open:
 class BatcherProcess(Streams):
     """A ``model.batching.Batcher`` over ``checkpoint`` (the bundled model when None) in a child
     process: ``stream``, ``submit``, ``wake``, ``waiting``, ``score`` and ``close`` as the batcher
-    has them.
-    ``name``, ``sequence_len`` and ``tokenizer_directory`` describe the model loaded."""
+    has them. ``name``, ``sequence_len`` and ``tokenizer_directory`` describe the model loaded."""
 
     def __init__(self, checkpoint: str | None, max_batch: int = 16, quantize: str | None = None,
                  threads: int = 1, progress=None, start_timeout_s: float = 600.0) -> None:
@@ -60,9 +59,10 @@ class BatcherProcess(Streams):
                 raise UserError("the engine process did not start")
             try:
                 hello = self._conn.recv()
-            except (EOFError, OSError):
+            except (EOFError, OSError):  # it failed as it loaded: its last line of stderr says why
+                ended = self._ended()
                 self.close()
-                raise UserError(self._ended()) from None
+                raise UserError(ended) from None
             if "progress" not in hello:
                 break
             if progress is not None:
@@ -93,6 +93,8 @@ class BatcherProcess(Streams):
             self._open.pop(request, None)
             raise RuntimeError(self._failed)
         self._send(("submit", request, list(prompt_ids), params, stop_ids, tools))
+        if cancel.is_set():  # stopped before it started: the cancel follows it
+            self.wake()
 
     def wake(self) -> None:
         """Pass on the cancels set since the last call (the batcher's callers set the event,
