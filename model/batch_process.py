@@ -6,25 +6,21 @@ In one process they share one interpreter lock: measured under 16 clients, the s
 quarters idle, each side waiting for the lock the other held. In a process of its own the
 decode loop has the lock to itself, and the server only reads its events.
 
-The child is a plain ``python -m model.batch_process`` talking over a socket pair with
-``multiprocessing.connection`` framing (as the app's engine process, ``tui.engine_process``).
-Its events cross once per decode step, all rows' in one message (``Batcher``'s ``flush``); a
-cancel reaches the decode loop within a step. If the child dies, every open request gets the
+The child is ``python -m model.batch_process`` on a socket pair (``glasschat.child_process``,
+as the app's engine process). Its events cross once per decode step, all rows' in one message
+(``Batcher``'s ``flush``); a cancel reaches the decode loop within a step. If the child dies, every open request gets the
 error and later ones are refused.
 """
 
 from __future__ import annotations
 
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
+from glasschat.child_process import ChildProcess, progress_reporter
 from glasschat.errors import UserError
 from model.batch_stream import Streams
 from model.events import SamplingParams, Stop, TokenEvent
@@ -44,32 +40,11 @@ class BatcherProcess(Streams):
 
     def __init__(self, checkpoint: str | None, max_batch: int = 16, quantize: str | None = None,
                  threads: int = 1, progress=None, start_timeout_s: float = 600.0) -> None:
-        ours, theirs = socket.socketpair()
-        self._log = tempfile.TemporaryFile()  # the child's stderr: the last line says why it ended
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "model.batch_process", str(theirs.fileno()), checkpoint or "", quantize or "",
-             str(threads), str(max_batch)],
-            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log)
-        theirs.close()
-        self._conn = Connection(ours.detach())
+        self._child = ChildProcess("model.batch_process", checkpoint or "", quantize or "", str(threads),
+                                   str(max_batch), what="the engine process")
+        self._conn, self._process = self._child.conn, self._child.process
         self.max_batch = max_batch
-        while True:  # progress reports, then the hello (or an error)
-            if not self._conn.poll(start_timeout_s):
-                self.close()
-                raise UserError("the engine process did not start")
-            try:
-                hello = self._conn.recv()
-            except (EOFError, OSError):  # it failed as it loaded: its last line of stderr says why
-                ended = self._ended()
-                self.close()
-                raise UserError(ended) from None
-            if "progress" not in hello:
-                break
-            if progress is not None:
-                progress(*hello["progress"])
-        if "error" in hello:
-            self.close()
-            raise UserError(hello["error"])
+        hello = self._child.hello(start_timeout_s, progress)
         self.name: str = hello["name"]
         self.sequence_len: int = hello["sequence_len"]
         self.tokenizer_directory: str = hello["tokenizer"]
@@ -127,17 +102,7 @@ class BatcherProcess(Streams):
         return answer[1]
 
     def close(self) -> None:
-        try:
-            self._conn.send(None)
-        except OSError:
-            pass
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._conn.close()
-        self._log.close()
+        self._child.close()
 
     # ---- the parent's side of the connection
 
@@ -154,7 +119,7 @@ class BatcherProcess(Streams):
                 self._conn.send(message)
         except OSError:
             if not quiet:
-                raise RuntimeError(self._failed or self._ended()) from None
+                raise RuntimeError(self._failed or self._child.ended()) from None
 
     def _read(self) -> None:
         """Hand each event to its request; when the child goes away, fail every open request."""
@@ -177,26 +142,13 @@ class BatcherProcess(Streams):
                 answer = self._scores.pop(message[1])
                 answer[1] = message[2]
                 answer[0].set()
-        self._failed = self._ended()
+        self._failed = self._child.ended()
         for request in list(self._open):
             self._open.pop(request).put(RuntimeError(self._failed))
         for request in list(self._scores):
             answer = self._scores.pop(request)
             answer[1] = self._failed
             answer[0].set()
-
-    def _ended(self) -> str:
-        try:
-            self._process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            self._log.seek(0)
-            tail = self._log.read().decode("utf-8", "replace").strip().splitlines()[-1:]
-        except ValueError:  # closed: the server is shutting down
-            tail = []
-        return f"the engine process ended (exit code {self._process.poll()})" + (f": {tail[0]}" if tail else "")
-
 
 def serve(conn: Connection, checkpoint: str | None, quantize: str | None, threads: int, max_batch: int) -> None:
     """The child: load the model (``{"progress": (done, total)}`` as it packs), say hello, then
@@ -210,15 +162,8 @@ def serve(conn: Connection, checkpoint: str | None, quantize: str | None, thread
     # Ctrl+C in the server's terminal reaches this process too: the server ends it (``close``)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     set_threads(threads)
-    last = [0.0]
-
-    def progress(done: int, total: int) -> None:  # a few reports a second at most
-        if time.perf_counter() - last[0] >= 0.1 or done >= total:
-            last[0] = time.perf_counter()
-            conn.send({"progress": (done, total)})
-
     try:
-        local = load_local_backend(checkpoint, quantize, progress)
+        local = load_local_backend(checkpoint, quantize, progress_reporter(conn))
     except UserError as error:
         conn.send({"error": str(error)})
         return

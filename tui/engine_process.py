@@ -7,9 +7,8 @@ parses Markdown and paints the screen. Measured on this 2-core machine with a fa
 headless speed. In its own process it has a core to itself and the app only reads its events.
 
 The app still consumes the stream from a thread worker, as with an in-process engine: this
-class is a ``model.backend.Backend`` like ``LocalBackend``. The child is a plain
-``python -m tui.engine_process`` (not ``multiprocessing``, whose "spawn" re-imports the parent's
-``__main__``) talking over a socket pair with ``multiprocessing.connection`` framing. Events
+class is a ``model.backend.Backend`` like ``LocalBackend``. The child is ``python -m
+tui.engine_process`` on a socket pair (``glasschat.child_process``). Events
 cross in batches (the first token at once, then about 60 a second), which costs the engine
 almost nothing and the screen nothing (it repaints at 30 Hz). A cancel request reaches the
 engine within one token. The engine gets a CPU of its own where there are two or more.
@@ -19,15 +18,13 @@ from __future__ import annotations
 
 import os
 import queue
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 
+from glasschat.child_process import ChildProcess, progress_reporter
 from glasschat.errors import UserError
 from model.backend import ModelInfo, model_name
 from model.events import SamplingParams, Stop, TokenEvent
@@ -71,29 +68,12 @@ class EngineProcess:
         (see ``split_cpus``; this changes the calling process's CPU affinity). ``quantize``: run
         the weights int8. ``progress(done_bytes, total_bytes)`` follows the child's load."""
         placement = split_cpus() if place_cpus else None
-        ours, theirs = socket.socketpair()
-        # the child's stderr goes to a file: on the chat's terminal it would tear the screen
-        self._log = tempfile.TemporaryFile()
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "tui.engine_process", str(theirs.fileno()), checkpoint or "",
-             str(placement[0]) if placement else "", quantize or ""],
-            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log)
-        theirs.close()
-        self._conn = Connection(ours.detach())
+        self._child = ChildProcess("tui.engine_process", checkpoint or "", str(placement[0]) if placement else "",
+                                   quantize or "", what="the engine process")
+        self._conn, self._process = self._child.conn, self._child.process
         self._lock = threading.Lock()
         self._request = 0
-        while True:  # progress reports, then the hello (or an error)
-            if not self._conn.poll(start_timeout_s):
-                self.close()
-                raise EngineProcessError("the engine process did not start")
-            hello = self._receive()
-            if "progress" not in hello:
-                break
-            if progress is not None:
-                progress(*hello["progress"])
-        if "error" in hello:
-            self.close()
-            raise UserError(hello["error"])
+        hello = self._child.hello(start_timeout_s, progress)
         self.directory: str = hello["directory"]
         self.tokenizer_directory: str = hello["tokenizer"]
         self.parameters: int = hello["parameters"]
@@ -135,7 +115,7 @@ class EngineProcess:
                 cancel_sent = self._send_cancel(request)
             if not self._conn.poll(POLL_S):
                 if self._process.poll() is not None:
-                    raise EngineProcessError(self._ended())
+                    raise EngineProcessError(self._child.ended())
                 continue
             answer, payload = self._receive()
             if answer != request:
@@ -170,7 +150,7 @@ class EngineProcess:
             while True:
                 if not self._conn.poll(POLL_S):
                     if self._process.poll() is not None:
-                        raise EngineProcessError(self._ended())
+                        raise EngineProcessError(self._child.ended())
                     continue
                 answer, payload = self._receive()
                 if answer != request:
@@ -190,26 +170,10 @@ class EngineProcess:
         try:
             return self._conn.recv()
         except (EOFError, OSError):
-            self._process.wait(timeout=5)
-            raise EngineProcessError(self._ended()) from None
-
-    def _ended(self) -> str:
-        self._log.seek(0)
-        tail = self._log.read().decode("utf-8", "replace").strip().splitlines()[-1:]
-        return f"the engine process ended (exit code {self._process.poll()})" + (f": {tail[0]}" if tail else "")
+            raise EngineProcessError(self._child.ended()) from None
 
     def close(self) -> None:
-        try:
-            self._conn.send(None)
-        except OSError:
-            pass
-        try:
-            self._process.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._conn.close()
-        self._log.close()
+        self._child.close(timeout_s=2)
 
 
 def serve(conn: Connection, checkpoint: str | None, quantize: str | None = None) -> None:
@@ -227,14 +191,7 @@ def serve(conn: Connection, checkpoint: str | None, quantize: str | None = None)
 
         set_threads()
         directory = resolve_checkpoint_dir(checkpoint)
-        last = [0.0]
-
-        def progress(done: int, total: int) -> None:  # a few reports a second at most
-            if time.perf_counter() - last[0] >= 0.1 or done >= total:
-                last[0] = time.perf_counter()
-                conn.send({"progress": (done, total)})
-
-        engine, tokenizer = load_engine(directory, quantize, progress=progress)
+        engine, tokenizer = load_engine(directory, quantize, progress=progress_reporter(conn))
         facts = checkpoint_facts(directory)  # the first screen's: where it came from, its example prompts
     except UserError as error:
         conn.send({"error": str(error)})
