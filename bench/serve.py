@@ -4,11 +4,12 @@ single-stream local engine.
 The server runs as its own process (``glasschat serve --port 0``, one torch thread, its decode
 loop in a child process of its own: ``model.batch_process``); the clients are threads of this
 process, each a ``model.remote.RemoteBackend`` stream (the remote backend as ``ask``/replay use
-it: HTTP, SSE parsing, decoding the ids). Every client asks greedy
-questions in turn (the README conversation's single-turn prompts); per client count the bench
-prints the aggregate tokens/s (all tokens over the wall time), p50/p95 time to first token
-(client-side, from the request to the first token), and how many replies differ from the local
-engine's serial greedy run (the target is none). The baseline, measured in the same run before
+it: HTTP, SSE parsing, decoding the ids). Every client asks greedy questions in turn (the README
+conversation's single-turn prompts); per client count the bench prints the aggregate tokens/s
+(all tokens over the wall time), p50/p95 time to first token (client-side, from the request to
+the first token), how many replies differ from the local engine's serial greedy run (the target
+is none), and the cores the server process and its engine process used (CPU time over wall
+time). The baseline, measured in the same run before
 and after the clients, is the local engine streaming the same questions one after another in
 this process: its aggregate tokens/s is the "single-stream" figure the ratios divide by. Medians
 over ``--repeat`` runs.
@@ -66,6 +67,26 @@ def _start_server(checkpoint: str | None, max_batch: int) -> tuple[subprocess.Po
     return process, found.group(1)
 
 
+def _median_or_dash(values) -> str:
+    known = [v for v in values if v is not None]
+    return f"{statistics.median(known):.2f}" if known else "-"
+
+
+def _cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds so far of ``pid`` and of each of its children (Linux ``/proc``; {} elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    found = {}
+    try:
+        children = [int(c) for task in os.listdir(f"/proc/{pid}/task")
+                    for c in open(f"/proc/{pid}/task/{task}/children").read().split()]
+        for p in (pid, *children):
+            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+            found[p] = (int(fields[11]) + int(fields[12])) / tick
+    except (OSError, ValueError):
+        return {}
+    return found
+
+
 def run(args) -> int:
     import torch
 
@@ -92,7 +113,7 @@ def run(args) -> int:
             tokens += sum(isinstance(e, TokenEvent) for e in engine.stream(prompts[i % len(prompts)], params))
         return tokens / (time.perf_counter() - start)
 
-    def clients_run(remote, clients: int) -> dict:
+    def clients_run(remote, clients: int, server_pid: int | None = None) -> dict:
         """``clients`` threads streaming the requests from ``remote`` (the HTTP client, or the
         batcher in this process: both have ``stream(prompt, params)``)."""
         jobs = list(range(args.requests))
@@ -117,6 +138,7 @@ def run(args) -> int:
                     tokens[0] += len(ids)
                     wrong[0] += ids != expected[i % len(prompts)]
 
+        cpu = _cpu_seconds(server_pid) if server_pid else {}
         start = time.perf_counter()
         threads = [threading.Thread(target=client) for _ in range(clients)]
         for t in threads:
@@ -124,8 +146,14 @@ def run(args) -> int:
         for t in threads:
             t.join()
         wall = time.perf_counter() - start
+        # cores used over the run by the server process, and by its engine process (its child)
+        after = _cpu_seconds(server_pid) if server_pid else {}
+        server_cores = (after[server_pid] - cpu[server_pid]) / wall if server_pid in after and cpu else None
+        engine_cores = sum(t - cpu.get(p, 0.0) for p, t in after.items() if p != server_pid) / wall \
+            if len(after) > 1 else None
         batch = (remote.rows_decoded - steps[1]) / max(1, remote.steps - steps[0]) if steps else None
         return {"tok_s": tokens[0] / wall, "p50": _percentile(ttfts, 0.5) * 1000, "p95": _percentile(ttfts, 0.95) * 1000,
+                "server_cores": server_cores, "engine_cores": engine_cores,
                 "wrong": wrong[0], "batch": batch}
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
@@ -141,7 +169,7 @@ def run(args) -> int:
         for _ in range(args.repeat):  # interleaved, so load from other processes falls on all alike
             local.append(local_run())
             for clients in args.clients:
-                rows[clients].append(clients_run(remote, clients))
+                rows[clients].append(clients_run(remote, clients, process.pid))
                 alone[clients].append(clients_run(batcher, clients))
         local.append(local_run())
     finally:
@@ -151,8 +179,8 @@ def run(args) -> int:
         process.terminate()
         process.wait(timeout=20)
     single = statistics.median(local)
-    print(f"{'clients':>8} {'tok/s':>9} {'x local':>8} {'TTFT p50':>9} {'TTFT p95':>9} {'differ':>7}   "
-          f"{'no HTTP: tok/s':>14} {'x local':>8} {'mean batch':>10}")
+    print(f"{'clients':>8} {'tok/s':>9} {'x local':>8} {'TTFT p50':>9} {'TTFT p95':>9} {'differ':>7} "
+          f"{'cores: server':>13} {'engine':>7}   {'no HTTP: tok/s':>14} {'x local':>8} {'mean batch':>10}")
     print(f"{'local':>8} {single:>9.0f} {1.0:>8.2f} {'':>9} {'':>9} {'':>7}")
     figures = {}
     for clients, runs in rows.items():
@@ -160,9 +188,11 @@ def run(args) -> int:
         figures[clients] = tok_s
         bare = statistics.median(r["tok_s"] for r in alone[clients])
         print(f"{clients:>8} {tok_s:>9.0f} {tok_s / single:>8.2f} {statistics.median(r['p50'] for r in runs):>7.1f}ms "
-              f"{statistics.median(r['p95'] for r in runs):>7.1f}ms {sum(r['wrong'] for r in runs):>7}   "
+              f"{statistics.median(r['p95'] for r in runs):>7.1f}ms {sum(r['wrong'] for r in runs):>7} "
+              f"{_median_or_dash(r['server_cores'] for r in runs):>13} {_median_or_dash(r['engine_cores'] for r in runs):>7}   "
               f"{bare:>14.0f} {bare / single:>8.2f} {statistics.median(r['batch'] for r in alone[clients]):>10.1f}")
-    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+    print(f"load average {os.getloadavg()[0]:.1f} at the end; cores: CPU time over wall time of the server "
+          f"process (HTTP) and of its engine process (the decode loop)")
     differ = sum(r["wrong"] for runs in (*rows.values(), *alone.values()) for r in runs)
     if TARGET_CLIENTS in figures:
         ratio = figures[TARGET_CLIENTS] / single

@@ -42,8 +42,9 @@ def test_bpb_arithmetic_ceiling_times_every_matrix_product_of_the_model(monkeypa
 
 def test_bench_serve_runs_end_to_end_and_names_its_target_only_when_run(capsys):
     """A short `bench serve` against a real `glasschat serve`: every reply equals its serial
-    greedy run, and without 16 clients the target line says it was not run rather than
-    judging 2 clients against the 16-client target."""
+    greedy run, the CPU the server and its engine process used is shown, and without 16 clients
+    the target line says it was not run rather than judging 2 clients against the 16-client
+    target."""
     import argparse
 
     from bench import serve
@@ -52,4 +53,8 @@ def test_bench_serve_runs_end_to_end_and_names_its_target_only_when_run(capsys):
     assert serve.run(args) == 0
     out = capsys.readouterr().out
     assert "target: 16 clients >= 3x the single local stream: not run; replies differing from serial greedy: 0" in out
-    assert len([line for line in out.splitlines() if line.split()[:1] in (["1"], ["2"])]) == 2
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["1"], ["2"])]
+    assert len(rows) == 2
+    # the CPU each process used: the decode loop runs in the server's engine process, not in it
+    server_cores, engine_cores = float(rows[1][6]), float(rows[1][7])
+    assert engine_cores > 0.05 and server_cores >= 0
