@@ -14,6 +14,7 @@ error and later ones are refused.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -150,6 +151,7 @@ class BatcherProcess(Streams):
             answer[1] = self._failed
             answer[0].set()
 
+
 def serve(conn: Connection, checkpoint: str | None, quantize: str | None, threads: int, max_batch: int) -> None:
     """The child: load the model (``{"progress": (done, total)}`` as it packs), say hello, then
     run ``("submit", request, prompt, params, stop_ids, tools)``, ``("cancel", request)`` and
@@ -221,6 +223,7 @@ def serve(conn: Connection, checkpoint: str | None, quantize: str | None, thread
                 try:
                     batcher.submit(*arguments[:2], putter(request), cancel, *arguments[2:])
                 except Exception as error:  # checked by the server first: should not happen
+                    cancels.pop(request, None)
                     with send_lock:
                         conn.send(("events", [(request, RuntimeError(f"{type(error).__name__}: {error}"))]))
             elif kind == "cancel":
@@ -236,7 +239,4 @@ def serve(conn: Connection, checkpoint: str | None, quantize: str | None, thread
 
 if __name__ == "__main__":
     serve(Connection(int(sys.argv[1])), sys.argv[2] or None, sys.argv[3] or None, int(sys.argv[4]), int(sys.argv[5]))
-    sys.stdout.flush()
-    import os
-
     os._exit(0)  # no interpreter teardown: nothing is left to flush

@@ -8,9 +8,9 @@ headless speed. In its own process it has a core to itself and the app only read
 
 The app still consumes the stream from a thread worker, as with an in-process engine: this
 class is a ``model.backend.Backend`` like ``LocalBackend``. The child is ``python -m
-tui.engine_process`` on a socket pair (``glasschat.child_process``). Events
-cross in batches (the first token at once, then about 60 a second), which costs the engine
-almost nothing and the screen nothing (it repaints at 30 Hz). A cancel request reaches the
+tui.engine_process`` on a socket pair (``glasschat.child_process``). Events cross in batches
+(the first token at once, then about 60 a second), which costs the engine almost nothing and the
+screen nothing (it repaints at 30 Hz). A cancel request reaches the
 engine within one token. The engine gets a CPU of its own where there are two or more.
 """
 
