@@ -1,8 +1,10 @@
-"""The machine a benchmark runs on: its CPU for the report line, and where nanochat's reference
-code sits beside the source tree (the baseline several benchmarks race)."""
+"""The machine a benchmark runs on: its CPU for the report line, the CPU time a process has
+used, and where nanochat's reference code sits beside the source tree (the baseline several
+benchmarks race)."""
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
@@ -20,3 +22,11 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user and system) process ``pid`` has used so far, from Linux's ``/proc``
+    (an ``OSError`` where there is none, or once the process is gone)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # after the name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

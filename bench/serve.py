@@ -30,6 +30,8 @@ import sys
 import threading
 import time
 
+from bench.machine import cpu_name, process_cpu_seconds
+
 HELP = "Aggregate tokens/s and time to first token of 1/4/16 concurrent clients of glasschat serve vs one local stream."
 QUESTIONS = ["hi", "who are you?", "what can you do?", "What is 12 + 30?", "spell banana",
              "how many r's in strawberry?", "reverse the word house", "write me a poem about the sea",
@@ -74,17 +76,12 @@ def _median_or_dash(values) -> str:
 
 def _cpu_seconds(pid: int) -> dict[int, float]:
     """CPU seconds so far of ``pid`` and of each of its children (Linux ``/proc``; {} elsewhere)."""
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    found = {}
     try:
         children = [int(c) for task in os.listdir(f"/proc/{pid}/task")
                     for c in open(f"/proc/{pid}/task/{task}/children").read().split()]
-        for p in (pid, *children):
-            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
-            found[p] = (int(fields[11]) + int(fields[12])) / tick
+        return {p: process_cpu_seconds(p) for p in (pid, *children)}
     except (OSError, ValueError):
         return {}
-    return found
 
 
 def run(args) -> int:
@@ -156,7 +153,7 @@ def run(args) -> int:
                 "server_cores": server_cores, "engine_cores": engine_cores,
                 "wrong": wrong[0], "batch": batch}
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    cpu = cpu_name()
     print(f"bench serve: {directory}, {args.requests} greedy requests per run (max {args.max_tokens} tokens), "
           f"{args.repeat} runs, medians; CPU {cpu}, {os.cpu_count()} cores, 1 torch thread per process, "
           f"load average {os.getloadavg()[0]:.1f} at start")
@@ -189,7 +186,8 @@ def run(args) -> int:
         bare = statistics.median(r["tok_s"] for r in alone[clients])
         print(f"{clients:>8} {tok_s:>9.0f} {tok_s / single:>8.2f} {statistics.median(r['p50'] for r in runs):>7.1f}ms "
               f"{statistics.median(r['p95'] for r in runs):>7.1f}ms {sum(r['wrong'] for r in runs):>7} "
-              f"{_median_or_dash(r['server_cores'] for r in runs):>13} {_median_or_dash(r['engine_cores'] for r in runs):>7}   "
+              f"{_median_or_dash(r['server_cores'] for r in runs):>13} "
+              f"{_median_or_dash(r['engine_cores'] for r in runs):>7}   "
               f"{bare:>14.0f} {bare / single:>8.2f} {statistics.median(r['batch'] for r in alone[clients]):>10.1f}")
     print(f"load average {os.getloadavg()[0]:.1f} at the end; cores: CPU time over wall time of the server "
           f"process (HTTP) and of its engine process (the decode loop)")

@@ -288,6 +288,7 @@ def _report(headless: list[float], cases: dict[str, list[dict]]) -> None:
 # ---- the child: the real app, measured from inside
 
 def _child(config_path: str) -> int:
+    from bench.machine import process_cpu_seconds
     from model.events import SamplingParams
     from tui.app import GlasschatApp
     from tui.backend import load_backend
@@ -315,9 +316,7 @@ def _child(config_path: str) -> int:
         def cpu_seconds(self) -> tuple[float, float]:
             """CPU time so far of this process (the UI) and of the engine process."""
             own = resource.getrusage(resource.RUSAGE_SELF)
-            fields = Path(f"/proc/{self.backend.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            engine = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-            return own.ru_utime + own.ru_stime, engine
+            return own.ru_utime + own.ru_stime, process_cpu_seconds(self.backend.pid)
 
         def on_text_area_changed(self) -> None:
             self.keys.append((time.monotonic(), self.live_reply is not None))

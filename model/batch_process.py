@@ -8,8 +8,8 @@ decode loop has the lock to itself, and the server only reads its events.
 
 The child is ``python -m model.batch_process`` on a socket pair (``glasschat.child_process``,
 as the app's engine process). Its events cross once per decode step, all rows' in one message
-(``Batcher``'s ``flush``); a cancel reaches the decode loop within a step. If the child dies, every open request gets the
-error and later ones are refused.
+(``Batcher``'s ``flush``); a cancel reaches the decode loop within a step. If the child dies,
+every open request gets the error and later ones are refused.
 """
 
 from __future__ import annotations
