@@ -63,11 +63,7 @@ class BatcherProcess(Streams):
                stop_ids: dict[int, str] | None = None, tools: bool = True) -> None:
         """As ``Batcher.submit``: ``put`` is called (on this object's reader thread) with each
         event, the ``Stop`` last, or an exception if the engine fails."""
-        request = self._new_request()
-        self._open[request] = _Open(put, cancel)
-        if self._failed is not None:  # the child went away between the check and now
-            self._open.pop(request, None)
-            raise RuntimeError(self._failed)
+        request = self._register(self._open, _Open(put, cancel))
         self._send(("submit", request, list(prompt_ids), params, stop_ids, tools))
         if cancel.is_set():  # stopped before it started: the cancel follows it
             self.wake()
@@ -91,11 +87,8 @@ class BatcherProcess(Streams):
 
     def score(self, prompt_ids: list[int], alternatives: int) -> tuple[list, list, list, list]:
         """``Batcher.score``, computed in the child (beside the decode loop)."""
-        request = self._new_request()
-        answer = self._scores[request] = [threading.Event(), None]
-        if self._failed is not None:  # the child went away between the check and now
-            self._scores.pop(request, None)
-            raise RuntimeError(self._failed)
+        answer = [threading.Event(), None]
+        request = self._register(self._scores, answer)
         self._send(("score", request, list(prompt_ids), alternatives))
         answer[0].wait()
         if isinstance(answer[1], str):
@@ -107,12 +100,18 @@ class BatcherProcess(Streams):
 
     # ---- the parent's side of the connection
 
-    def _new_request(self) -> int:
-        if self._failed is not None:
-            raise RuntimeError(self._failed)
+    def _register(self, table: dict, entry) -> int:
+        """A new request number, with ``entry`` under it in ``table`` (open replies or scores)
+        for the reader to answer; refused once the child has gone. Checked after the entry is
+        in, so that a child going away meanwhile either finds it there or is seen here."""
         with self._send_lock:
             self._next += 1
-            return self._next
+            request = self._next
+        table[request] = entry
+        if self._failed is not None:
+            table.pop(request, None)
+            raise RuntimeError(self._failed)
+        return request
 
     def _send(self, message, quiet: bool = False) -> None:
         try:
