@@ -50,7 +50,7 @@ def run(args) -> int:
     if "nanochat" in args.weight_rows and "nanochat" not in rows:
         print(f"nanochat's Engine: skipped ({NANOCHAT_REFERENCE} is absent)")
     print(f"1 torch thread; {args.prompt}-token prompt, {args.tokens} tokens per run; medians of {args.repeat}; "
-          f"one process per row and run; CPU {_cpu_name()}; load average {_load()} at the start")
+          f"one process per row and run; CPU {machine.cpu_name()}; load average {_load()} at the start")
     results = {}
     with tempfile.TemporaryDirectory(prefix="glasschat-bench-weights-", dir=args.workdir) as work:
         for name in args.models:
@@ -260,16 +260,6 @@ def _load() -> str:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "unknown"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":
