@@ -13,7 +13,7 @@ import tiktoken.load
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tokenizer import bpe_merge, train_inputs, train_split
+from tokenizer import bpe_merge, bpe_merge_python, train_inputs, train_split
 from tokenizer.bpe_merge import learn_merges, merges_to_ranks
 from tokenizer.files import load_tokenizer_files
 from tokenizer.patterns import GPT4, NANOCHAT
@@ -99,8 +99,22 @@ def write_docs(directory, texts: list[str]):
     return path
 
 
+@pytest.fixture(params=["compiled", "python"])
+def merge_loop(request, monkeypatch):
+    """Each test that takes it runs on the compiled merge loop and on the Python one."""
+    if request.param == "python":
+        monkeypatch.setattr(bpe_merge, "compiled_learn_merges", None)
+    return request.param
+
+
+def test_the_compiled_merge_loop_is_built():
+    assert bpe_merge.compiled_learn_merges is not None, (
+        "tokenizer/_bpe_merge.c was not built at install (is a C compiler installed?): "
+        "the trainer runs the Python loop, about 6x slower")
+
+
 @pytest.mark.parametrize("name", list(corpora()))
-def test_merges_equal_rustbpe_and_reference(tmp_path, name):
+def test_merges_equal_rustbpe_and_reference(tmp_path, name, merge_loop):
     texts = corpora()[name]
     vocab_size = 600
     result = train_tokenizer([write_docs(tmp_path, texts)], vocab_size, tmp_path / "tok", workers=1, progress=False)
@@ -203,10 +217,39 @@ def test_merges_to_ranks_builds_token_bytes():
 ])
 def test_merge_loop_strategies_agree_with_reference(monkeypatch, knobs):
     for name, value in knobs.items():
-        monkeypatch.setattr(bpe_merge, name, value)
+        monkeypatch.setattr(bpe_merge_python, name, value)
     texts = [t for name in ("english", "digit_and_space_runs", "cjk") for t in corpora()[name]]
     counts = Counter(chunk for text in texts for chunk in regex.findall(NANOCHAT, text))
-    assert learn_merges(counts, 150) == reference_merges(texts, NANOCHAT, 150)
+    assert bpe_merge_python.learn_merges(counts, 150) == reference_merges(texts, NANOCHAT, 150)
+
+
+@given(st.lists(st.tuples(st.text("abcé😀", min_size=1, max_size=12), st.integers(1, 5)), max_size=30),
+       st.integers(0, 40))
+def test_compiled_and_python_merge_loops_agree_with_reference(chunks, num_merges):
+    """Runs of one token ("aaaa": overlapping pairs), repeated pairs ("abab"), multi-byte
+    characters and ties, on random chunks: both loops give the obvious algorithm's merges."""
+    counts = Counter()
+    for chunk, n in chunks:
+        counts[chunk] += n
+    texts = [chunk for chunk, n in counts.items() for _ in range(n)]
+    expected = reference_merges(texts, r"(?s).+", num_merges)
+    assert bpe_merge.compiled_learn_merges(dict(counts), num_merges) == expected
+    assert bpe_merge_python.learn_merges(counts, num_merges) == expected
+
+
+def test_the_compiled_merge_loop_reports_progress_and_stops_on_ctrl_c():
+    counts = Counter(chunk for text in corpora()["english"] for chunk in regex.findall(NANOCHAT, text))
+    reported = []
+    merges = learn_merges(counts, 600, on_progress=reported.append)
+    assert reported[0] == 256 and reported[-1] == len(merges) == 600
+
+    def interrupt(done):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        learn_merges(counts, 600, on_progress=interrupt)
+    with pytest.raises(TypeError, match="every key must be a str"):
+        learn_merges({b"ab": 1}, 5)
 
 
 _splitter = functools.lru_cache(maxsize=None)(ChunkSplitter)  # built once per pattern: it takes a while

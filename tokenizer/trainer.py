@@ -8,7 +8,6 @@ first, training stops early with a warning and the specials follow the last lear
 
 from __future__ import annotations
 
-import importlib
 import os
 import time
 import warnings
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from glasschat.errors import UserError
+from tokenizer import bpe_merge
 from tokenizer.files import save_tokenizer_files
 from tokenizer.patterns import DEFAULT_PATTERN, resolve_pattern
 from tokenizer.specials import NUM_SPECIAL_TOKENS, special_ids
@@ -113,9 +113,9 @@ def train_tokenizer(
         max_chars=max_chars,
         on_progress=display.update,
         on_warning=warn,
-        # the merge loop's numpy is imported while the helpers finish their last items (and
-        # only then: forked earlier, they carry no numpy pages)
-        while_waiting=lambda: importlib.import_module("tokenizer.bpe_merge"),
+        # what the merge loop imports is imported while the helpers finish their last items
+        # (and only then: forked earlier, they would carry its pages)
+        while_waiting=bpe_merge.preload,
     )
     display.finish()
     if not counted.counts:
@@ -124,12 +124,10 @@ def train_tokenizer(
     counting_done = time.perf_counter()
     unique_chunks = len(counted.counts)
 
-    from tokenizer.bpe_merge import learn_merges, merges_to_ranks
-
     num_merges = vocab_size - MIN_VOCAB_SIZE
     display.start("merging", num_merges, "merges")
     # handed over without a reference kept here, so the merge loop can free the counter
-    merges = learn_merges(counted.take_counts(), num_merges, on_progress=display.update)
+    merges = bpe_merge.learn_merges(counted.take_counts(), num_merges, on_progress=display.update)
     display.finish()
     merging_done = time.perf_counter()
 
@@ -137,7 +135,7 @@ def train_tokenizer(
     if stopped_early:
         warn(f"the corpus ran out of pairs to merge after {len(merges)} merges: the vocabulary has "
              f"{256 + len(merges) + NUM_SPECIAL_TOKENS} tokens, not {vocab_size}")
-    ranks = merges_to_ranks(merges)
+    ranks = bpe_merge.merges_to_ranks(merges)
     try:
         save_tokenizer_files(out_dir, ranks, regex_text)
     except OSError as error:
