@@ -187,10 +187,13 @@ def test_split_agrees_with_tiktoken_on_recently_assigned_characters(pattern):
     assert len(disputed) > 100  # regex's Unicode tables are newer than tiktoken's
     rng = random.Random(7)
     alphabet = list("aZé\u0301'sSLlvE\u017f \t\r\n\n  12\u0663.,;!-_") + ["😀", "中", "\u200d", "\xa0", "\u3000"]
+    # beyond the BMP: letters (cased, uncased, a math "s"), a digit, symbols, a rare ideograph
+    alphabet += ["\U0001d400", "\U0001d530", "\U00010400", "\U00010428", "\U0001d7ce", "🎉", "👍🏽", "\U00020000"]
     alphabet += rng.sample(disputed, 12) + [chr(0x558), chr(0xA7CE)]
+    assert any(ord(c) > 0xFFFF for c in disputed)
     splitter = ChunkSplitter(pattern)
     naive_mismatches = 0
-    for _ in range(150):
+    for _ in range(300):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30)))
         expected = tiktoken_pieces(pattern, text)
         assert splitter.split(text) == expected, text
