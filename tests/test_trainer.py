@@ -255,6 +255,15 @@ def test_the_compiled_merge_loop_reports_progress_and_stops_on_ctrl_c():
         learn_merges({b"ab": 1}, 5)
 
 
+def test_a_consumed_counter_is_emptied_once_read(merge_loop):
+    """The trainer hands its counter over with consume=True, so that it is freed while the loop
+    runs (it is often the largest thing in memory)."""
+    counts = Counter(chunk for text in corpora()["english"] for chunk in regex.findall(NANOCHAT, text))
+    expected = learn_merges(counts, 300)
+    assert counts and learn_merges(counts, 300, consume=True) == expected
+    assert not counts
+
+
 _splitter = functools.lru_cache(maxsize=None)(ChunkSplitter)  # built once per pattern: it takes a while
 PIECE_ALPHABET = list("aZé'sSLlv \t\r\n\n\n  12.,;!-_中한") + ["'ll", "'S", "\r\n", " \n", "\n\n ", "😀", "\u3000"]
 

@@ -3,7 +3,7 @@
  * whatever the merge's size, and a 32k vocabulary is 32k merges; here a small merge costs about
  * the chunks it touches.
  *
- * learn_merges(chunk_counts: dict[str, int], num_merges: int, on_progress) -> [(left, right)]
+ * learn_merges(chunk_counts: dict[str, int], num_merges: int, on_progress, consume) -> [(left, right)]
  *
  * - Every unique chunk of two or more bytes is kept once, with its count, as token ids in one
  *   array; a merge rewrites the chunks that hold its pair in place (they only get shorter).
@@ -28,17 +28,20 @@
 #define PROGRESS_EVERY 256
 
 typedef struct {
-    uint64_t key;  /* left << 32 | right; EMPTY_KEY for a free slot */
     int64_t count;
     uint32_t *where;  /* chunks that may hold the pair, in order, each once */
     uint32_t nwhere, capwhere;
     uint32_t touched;  /* the merge (1-based) that last made this pair, to list it once */
 } Pair;
 
+/* Pair -> its record: open addressing over keys (a slot is 12 bytes, so the table can stay
+ * sparse), the records in one dense array. */
 typedef struct {
-    Pair *slots;
-    size_t mask;  /* capacity - 1, capacity a power of two */
-    size_t used;
+    uint64_t *keys;  /* left << 32 | right; EMPTY_KEY for a free slot */
+    uint32_t *index;  /* the slot's record in ``pairs`` */
+    size_t mask;  /* slots - 1, a power of two */
+    Pair *pairs;
+    size_t used, cap;  /* records */
 } PairTable;
 
 typedef struct {
@@ -68,76 +71,82 @@ static inline size_t hash_key(uint64_t key, size_t mask) {
     return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & mask;
 }
 
-static int table_init(PairTable *t, size_t expected) {
-    size_t cap = 1024;
-    while (cap < expected * 2) cap <<= 1;
-    t->slots = malloc(cap * sizeof(Pair));
-    if (!t->slots) return -1;
-    for (size_t i = 0; i < cap; i++) t->slots[i].key = EMPTY_KEY;
-    t->mask = cap - 1;
-    t->used = 0;
-    return 0;
-}
-
-static int table_grow(PairTable *t) {
-    size_t cap = (t->mask + 1) * 2;
-    Pair *slots = malloc(cap * sizeof(Pair));
-    if (!slots) return -1;
-    for (size_t i = 0; i < cap; i++) slots[i].key = EMPTY_KEY;
-    for (size_t i = 0; i <= t->mask; i++) {
-        Pair *p = &t->slots[i];
-        if (p->key == EMPTY_KEY) continue;
-        size_t j = hash_key(p->key, cap - 1);
-        while (slots[j].key != EMPTY_KEY) j = (j + 1) & (cap - 1);
-        slots[j] = *p;
+static int table_slots(PairTable *t, size_t slots) {
+    uint64_t *keys = malloc(slots * sizeof(uint64_t));
+    uint32_t *index = malloc(slots * sizeof(uint32_t));
+    if (!keys || !index) {
+        free(keys);
+        free(index);
+        return -1;
     }
-    free(t->slots);
-    t->slots = slots;
-    t->mask = cap - 1;
+    for (size_t i = 0; i < slots; i++) keys[i] = EMPTY_KEY;
+    if (t->keys) {
+        for (size_t i = 0; i <= t->mask; i++) {
+            if (t->keys[i] == EMPTY_KEY) continue;
+            size_t j = hash_key(t->keys[i], slots - 1);
+            while (keys[j] != EMPTY_KEY) j = (j + 1) & (slots - 1);
+            keys[j] = t->keys[i];
+            index[j] = t->index[i];
+        }
+        free(t->keys);
+        free(t->index);
+    }
+    t->keys = keys;
+    t->index = index;
+    t->mask = slots - 1;
     return 0;
 }
 
-/* The pair's slot, or NULL if it was never counted. */
+static int table_init(PairTable *t, size_t expected) {
+    size_t slots = 1024;
+    while (slots * 7 < expected * 10) slots <<= 1;
+    memset(t, 0, sizeof *t);
+    return table_slots(t, slots);
+}
+
+/* The pair's record, or NULL if it was never counted. */
 static inline Pair *table_find(PairTable *t, uint64_t key) {
     size_t i = hash_key(key, t->mask);
     for (;;) {
-        Pair *p = &t->slots[i];
-        if (p->key == key) return p;
-        if (p->key == EMPTY_KEY) return NULL;
+        if (t->keys[i] == key) return &t->pairs[t->index[i]];
+        if (t->keys[i] == EMPTY_KEY) return NULL;
         i = (i + 1) & t->mask;
     }
 }
 
-/* The pair's slot, made (count 0) if new; NULL when out of memory. A pointer into the table is
+/* The pair's record, made (count 0) if new; NULL when out of memory. A pointer to a record is
  * good only until the next insert. */
 static inline Pair *table_insert(PairTable *t, uint64_t key) {
     size_t i = hash_key(key, t->mask);
     for (;;) {
-        Pair *p = &t->slots[i];
-        if (p->key == key) return p;
-        if (p->key == EMPTY_KEY) {
-            if ((t->used + 1) * 2 > t->mask + 1) {  /* keep the table at most half full */
-                if (table_grow(t) < 0) return NULL;
-                return table_insert(t, key);
-            }
-            p->key = key;
-            p->count = 0;
-            p->where = NULL;
-            p->nwhere = p->capwhere = 0;
-            p->touched = 0;
-            t->used++;
-            return p;
-        }
+        if (t->keys[i] == key) return &t->pairs[t->index[i]];
+        if (t->keys[i] == EMPTY_KEY) break;
         i = (i + 1) & t->mask;
     }
+    if ((t->used + 1) * 10 > (t->mask + 1) * 7) {  /* keep the table at most 70% full */
+        if (t->used >= UINT32_MAX || table_slots(t, (t->mask + 1) * 2) < 0) return NULL;
+        return table_insert(t, key);
+    }
+    if (t->used == t->cap) {
+        size_t cap = t->cap ? t->cap + t->cap / 2 : 1024;
+        Pair *pairs = realloc(t->pairs, cap * sizeof(Pair));
+        if (!pairs) return NULL;
+        t->pairs = pairs;
+        t->cap = cap;
+    }
+    Pair *p = &t->pairs[t->used];
+    memset(p, 0, sizeof *p);
+    t->keys[i] = key;
+    t->index[i] = (uint32_t)t->used++;
+    return p;
 }
 
 static void table_free(PairTable *t) {
-    if (!t->slots) return;
-    for (size_t i = 0; i <= t->mask; i++)
-        if (t->slots[i].key != EMPTY_KEY) free(t->slots[i].where);
-    free(t->slots);
-    t->slots = NULL;
+    for (size_t i = 0; i < t->used; i++) free(t->pairs[i].where);
+    free(t->pairs);
+    free(t->keys);
+    free(t->index);
+    memset(t, 0, sizeof *t);
 }
 
 /* List ``chunk`` as holding the pair, unless it is the last one listed (a chunk is processed in
@@ -327,14 +336,13 @@ static int count_pairs(Loop *loop) {
     }
     /* every pair enters the heap; heapify in place */
     Heap *h = &loop->heap;
-    h->cap = loop->pairs.used ? loop->pairs.used : 1;
+    PairTable *t = &loop->pairs;
+    h->cap = t->used ? t->used : 1;
     h->items = malloc(h->cap * sizeof(Entry));
     if (!h->items) return -1;
     h->size = 0;
-    for (size_t i = 0; i <= loop->pairs.mask; i++) {
-        Pair *p = &loop->pairs.slots[i];
-        if (p->key != EMPTY_KEY) h->items[h->size++] = (Entry){p->count, p->key};
-    }
+    for (size_t i = 0; i <= t->mask; i++)
+        if (t->keys[i] != EMPTY_KEY) h->items[h->size++] = (Entry){t->pairs[t->index[i]].count, t->keys[i]};
     for (size_t i = h->size / 2; i-- > 0;) sift_down(h->items, h->size, i);
     return 0;
 }
@@ -406,17 +414,18 @@ static int merge_pair(Loop *loop, uint64_t key, uint32_t t, uint32_t merge) {
     p->count = 0;
     for (size_t m = 0; m < loop->nmade; m++) {
         Pair *q = table_find(&loop->pairs, loop->made[m]);
-        if (q->count > 0 && heap_push(&loop->heap, q->count, q->key) < 0) return -1;
+        if (q->count > 0 && heap_push(&loop->heap, q->count, loop->made[m]) < 0) return -1;
     }
     return 0;
 }
 
 static PyObject *learn_merges(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"chunk_counts", "num_merges", "on_progress", NULL};
+    static char *keywords[] = {"chunk_counts", "num_merges", "on_progress", "consume", NULL};
     PyObject *chunk_counts, *on_progress = Py_None;
     Py_ssize_t num_merges;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!n|O", keywords, &PyDict_Type, &chunk_counts,
-                                     &num_merges, &on_progress))
+    int consume = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!n|Op", keywords, &PyDict_Type, &chunk_counts,
+                                     &num_merges, &on_progress, &consume))
         return NULL;
     if (num_merges < 0 || num_merges > (Py_ssize_t)UINT32_MAX - 256) {
         PyErr_SetString(PyExc_ValueError, "num_merges: out of range");
@@ -427,6 +436,7 @@ static PyObject *learn_merges(PyObject *self, PyObject *args, PyObject *kwargs) 
     PyObject *merges = PyList_New(0);
     if (!merges) return NULL;
     if (load_chunks(&loop, chunk_counts) < 0) goto fail;
+    if (consume) PyDict_Clear(chunk_counts);  /* the loop has its own copy, far smaller */
     if (count_pairs(&loop) < 0) goto nomem;
 
     while (PyList_GET_SIZE(merges) < num_merges && loop.heap.size) {
@@ -472,9 +482,10 @@ fail:
 
 static PyMethodDef methods[] = {
     {"learn_merges", (PyCFunction)(void (*)(void))learn_merges, METH_VARARGS | METH_KEYWORDS,
-     "learn_merges(chunk_counts, num_merges, on_progress=None) -> list of (left, right)\n\n"
+     "learn_merges(chunk_counts, num_merges, on_progress=None, consume=False) -> list of (left, right)\n\n"
      "The BPE merges of chunk_counts (chunk text -> count), most frequent pair first, ties to the\n"
-     "smallest (left, right); merge i makes token 256 + i. Fewer come back when no pairs are left."},
+     "smallest (left, right); merge i makes token 256 + i. Fewer come back when no pairs are left.\n"
+     "With consume, chunk_counts is emptied once the loop has read it."},
     {NULL, NULL, 0, NULL},
 };
 

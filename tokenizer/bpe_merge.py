@@ -30,20 +30,22 @@ def learn_merges(
     chunk_counts: Mapping[str, int],
     num_merges: int,
     on_progress: Callable[[int], None] = lambda merges_done: None,
+    *,
+    consume: bool = False,
 ) -> list[tuple[int, int]]:
     """Up to ``num_merges`` merges ``(left_id, right_id)`` of the chunks (text -> count); merge
-    ``i`` makes token ``256 + i``.
+    ``i`` makes token ``256 + i``. Fewer come back when the corpus runs out of pairs.
 
-    Fewer come back when the corpus runs out of pairs. ``chunk_counts`` is not needed once the
-    loop has its own copy: pass it without keeping a reference to let it be freed early.
+    With ``consume``, ``chunk_counts`` (a dict) is emptied once the loop has its own copy: it is
+    often the largest thing in memory, and the loop's copy is several times smaller.
     """
     if compiled_learn_merges is not None:
-        counts = chunk_counts if isinstance(chunk_counts, dict) else dict(chunk_counts)
-        del chunk_counts
-        return compiled_learn_merges(counts, num_merges, on_progress)
+        if not isinstance(chunk_counts, dict):
+            chunk_counts, consume = dict(chunk_counts), True
+        return compiled_learn_merges(chunk_counts, num_merges, on_progress, consume)
     from tokenizer.bpe_merge_python import learn_merges as python_learn_merges
 
-    return python_learn_merges(chunk_counts, num_merges, on_progress)
+    return python_learn_merges(chunk_counts, num_merges, on_progress, consume)
 
 
 def merges_to_ranks(merges: list[tuple[int, int]]) -> dict[bytes, int]:

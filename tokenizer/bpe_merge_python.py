@@ -74,14 +74,12 @@ def learn_merges(
     chunk_counts: Mapping[str, int],
     num_merges: int,
     on_progress: Callable[[int], None] = lambda merges_done: None,
+    consume: bool = False,
 ) -> list[tuple[int, int]]:
-    """Up to ``num_merges`` merges ``(left_id, right_id)``; merge ``i`` makes token ``256 + i``.
-
-    Fewer come back when the corpus runs out of pairs. ``chunk_counts`` is not needed once the
-    loop has its own copy: pass it without keeping a reference to let it be freed early.
-    """
+    """``tokenizer.bpe_merge.learn_merges``, in Python."""
     loop = _MergeLoop(chunk_counts, num_merges)
-    del chunk_counts
+    if consume:
+        chunk_counts.clear()
     return loop.run(num_merges, on_progress)
 
 

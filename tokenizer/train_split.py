@@ -25,12 +25,11 @@ pattern as explicit sets:
 
 from __future__ import annotations
 
-import bisect
 import functools
 import re
 from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import regex
 import tiktoken
@@ -41,8 +40,9 @@ from tokenizer.patterns import NAMED_PATTERNS
 BMP_LIMIT = 0x10000
 ALL_LIMIT = 0x110000
 # A document longer than this is split in pieces of about this many characters: the list of
-# chunks findall makes for a 10 MB document would take hundreds of MB.
-PIECE_CHARS = 1 << 20
+# chunks findall makes for a 10 MB document would take hundreds of MB (and for a piece of 256k
+# characters, about 5 MB).
+PIECE_CHARS = 1 << 18
 # Where a piece may end: after a newline that a letter follows. In the named patterns no chunk
 # holds both a newline and a letter, so a chunk always ends there, and the text on either side
 # splits the same alone as in the whole (nothing looks behind; what looks ahead at the newline
@@ -240,25 +240,23 @@ class AstralStandIns:
     """
 
     def __init__(self, pattern: str):
+        # one probe per class: it matches a character alone exactly when the class holds it
+        # (asked per character, not over all planes: that table takes tens of MB to build)
         escapes = sorted({_positive(match)[0] for match in _class_escapes(pattern)})
-        self._classes = [(tiktoken_class(escape), [lo for lo, _ in tiktoken_class(escape)]) for escape in escapes]
+        self._probes = [_probe_encoding(escape) for escape in escapes]
         self._for_signature: dict[tuple[bool, ...], str | None] = {}
         self._table: dict[str, str | None] = {}
 
-    def _signature(self, point: int) -> tuple[bool, ...]:
-        out = []
-        for runs, starts in self._classes:
-            n = bisect.bisect_right(starts, point) - 1
-            out.append(n >= 0 and runs[n][0] <= point <= runs[n][1])
-        return tuple(out)
+    def _signature(self, char: str) -> tuple[bool, ...]:
+        return tuple(bool(probe.encode_ordinary(char)) for probe in self._probes)
 
     def _stand_in(self, char: str) -> str | None:
-        signature = self._signature(ord(char))
+        signature = self._signature(char)
         if signature not in self._for_signature:
             found = None
             for point in range(0x80, 0xD800):  # a few hundred steps at most for the signatures in use
                 candidate = chr(point)
-                if candidate.lower() == candidate.upper() == candidate and self._signature(point) == signature:
+                if candidate.lower() == candidate.upper() == candidate and self._signature(candidate) == signature:
                     found = candidate
                     break
             self._for_signature[signature] = found
@@ -276,18 +274,18 @@ class AstralStandIns:
         return _ASTRAL.sub(lambda match: table[match.group()], doc)
 
 
-def pieces(doc: str, size: int | None = None) -> list[str]:
-    """``doc`` cut into pieces of about ``size`` characters where a chunk is sure to end."""
+def pieces(doc: str, size: int | None = None) -> Iterator[str]:
+    """``doc`` cut into pieces of about ``size`` characters where a chunk is sure to end, one at
+    a time (so that only one copy of a piece is alive beside the document)."""
     size = size or PIECE_CHARS
-    out, start = [], 0
+    start = 0
     while len(doc) - start > size:
         end = _PIECE_END.search(doc, start + size)
         if end is None:
             break
-        out.append(doc[start : end.end()])
+        yield doc[start : end.end()]
         start = end.end()
-    out.append(doc[start:] if start else doc)
-    return out
+    yield doc[start:] if start else doc
 
 
 def _within_bmp(text: str) -> bool:

@@ -126,8 +126,7 @@ def train_tokenizer(
 
     num_merges = vocab_size - MIN_VOCAB_SIZE
     display.start("merging", num_merges, "merges")
-    # handed over without a reference kept here, so the merge loop can free the counter
-    merges = bpe_merge.learn_merges(counted.take_counts(), num_merges, on_progress=display.update)
+    merges = bpe_merge.learn_merges(counted.take_counts(), num_merges, on_progress=display.update, consume=True)
     display.finish()
     merging_done = time.perf_counter()
 
