@@ -64,10 +64,11 @@ def test_a_wheel_installed_elsewhere_answers_on_the_bundled_model(tmp_path):
     where = _run(str(python), "-c", "import glasschat, checkpoints; print(glasschat.__file__)",
                  cwd=tmp_path, env=clean).stdout.strip()
     assert Path(where).is_relative_to(env_site), f"glasschat imported from {where}, not the fresh environment"
-    # the wheel carries the trainer's compiled merge loop, built from the copy's C source
-    compiled = _run(str(python), "-c", "import tokenizer._bpe_merge as m; print(m.__file__)",
-                    cwd=tmp_path, env=clean).stdout.strip()
-    assert Path(compiled).is_relative_to(env_site), compiled
+    # the wheel carries the trainer's compiled merge loop and split, built from the copy's C source
+    for module in ("tokenizer._bpe_merge", "tokenizer._chunk_count"):
+        compiled = _run(str(python), "-c", f"import {module} as m; print(m.__file__)",
+                        cwd=tmp_path, env=clean).stdout.strip()
+        assert Path(compiled).is_relative_to(env_site), compiled
 
     answer = _run(str(env / "bin" / "glasschat"), "ask", "hi", "--temperature", "0", "--max-tokens", "5",
                   cwd=tmp_path, env=clean)

@@ -107,10 +107,12 @@ def merge_loop(request, monkeypatch):
     return request.param
 
 
-def test_the_compiled_merge_loop_is_built():
+def test_the_compiled_merge_loop_and_split_are_built():
     assert bpe_merge.compiled_learn_merges is not None, (
         "tokenizer/_bpe_merge.c was not built at install (is a C compiler installed?): "
         "the trainer runs the Python loop, about 6x slower")
+    assert train_split.compiled_count_chunks is not None, (
+        "tokenizer/_chunk_count.c was not built at install: the trainer splits with re, about 4x slower")
 
 
 @pytest.mark.parametrize("name", list(corpora()))
@@ -268,6 +270,26 @@ _splitter = functools.lru_cache(maxsize=None)(ChunkSplitter)  # built once per p
 PIECE_ALPHABET = list("aZé'sSLlv \t\r\n\n\n  12.,;!-_中한") + ["'ll", "'S", "\r\n", " \n", "\n\n ", "😀", "\u3000"]
 
 
+# every construct of the named patterns: contractions in both cases (and the long s, which folds
+# to s), letters after each kind of character, digit runs, punctuation runs before line breaks,
+# every kind of white space run, characters beyond the BMP in each class
+SPLIT_ALPHABET = list("aZé\u0301'sSLlvVEeRrDdMmTt\u017f \t\r\n\n  12\u0663.,;!-_\x0b\x0c\x1c\x85\xa0\u2028\u3000中") + [
+    "'ll", "'VE", "'re", "'s", "'\u017f", "'T", "'d", "'M", "\r\n", " \n", "😀", "\u200d", "\U0001d400", "\U0001d7ce", "\U00020000"]
+
+
+@pytest.mark.parametrize("pattern", [NANOCHAT, GPT4], ids=["nanochat", "gpt4"])
+@given(st.lists(st.lists(st.sampled_from(SPLIT_ALPHABET), max_size=40).map("".join), max_size=6))
+def test_the_compiled_split_counts_what_the_pattern_splits(pattern, docs):
+    """The compiled scanner (``_chunk_count.c``) against the pattern itself, compiled by re (which
+    the test above holds to tiktoken's own split)."""
+    splitter = _splitter(pattern)
+    expected = Counter(chunk for doc in docs for chunk in splitter.split(doc))
+    assert splitter.count(docs) == expected
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train_split, "compiled_count_chunks", None)
+        assert splitter.count(docs) == expected
+
+
 @pytest.mark.parametrize("pattern", [NANOCHAT, GPT4], ids=["nanochat", "gpt4"])
 @given(st.lists(st.sampled_from(PIECE_ALPHABET), max_size=120), st.integers(1, 12))
 def test_long_documents_are_counted_in_pieces_exactly(pattern, parts, size):
@@ -277,5 +299,6 @@ def test_long_documents_are_counted_in_pieces_exactly(pattern, parts, size):
     assert "".join(cut) == doc
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(train_split, "PIECE_CHARS", size)
+        patch.setattr(train_split, "compiled_count_chunks", None)  # the compiled split needs no pieces
         counted = _splitter(pattern).count([doc, "x" * (size + 1)])
     assert counted == Counter(regex.findall(pattern, doc)) + Counter({"x" * (size + 1): 1})

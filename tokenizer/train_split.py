@@ -18,6 +18,11 @@ pattern as explicit sets:
   tiktoken puts in the same classes, which the pattern cannot tell apart from it (see
   ``AstralStandIns``), and the chunks are cut from the original at the same places. ``regex``
   and ``re`` over all planes are 5-10x slower on such text.
+- Counting with a named pattern, the trainer's hot path, is compiled (``_chunk_count.c``): the
+  pattern as a hand-written scanner over a table of tiktoken's classes for the BMP (characters
+  beyond it classified by their stand-ins), each distinct chunk of a call made into a str once.
+  About 4x faster than ``re.findall`` and ``Counter.update``, which remain where no C compiler
+  was found at install, and for ``split``.
 - A custom pattern's documents beyond the BMP are split by ``regex``; the few code points on
   which ``regex`` and tiktoken disagree are *disputed*, and a document holding one is split by
   the explicit pattern over all planes instead.
@@ -36,6 +41,15 @@ import tiktoken
 
 from glasschat.errors import UserError
 from tokenizer.patterns import NAMED_PATTERNS
+
+try:
+    from tokenizer._chunk_count import count_chunks as compiled_count_chunks
+except ImportError:  # built without a C compiler
+    compiled_count_chunks = None
+
+# the most digits one chunk holds, in each named pattern (the compiled split's only parameter)
+_MAX_DIGITS = {NAMED_PATTERNS["nanochat"]: 2, NAMED_PATTERNS["gpt4"]: 3}
+_LETTER, _NUMBER, _SPACE = 1, 2, 4
 
 BMP_LIMIT = 0x10000
 ALL_LIMIT = 0x110000
@@ -311,11 +325,14 @@ class ChunkSplitter:
         self._faithful: regex.Pattern | None = None
         self._stand_ins: AstralStandIns | None = None
         self._cuttable = pattern in NAMED_PATTERNS.values()  # a custom pattern may look behind
+        self._classes: bytes | None = None  # the compiled split's class table, made on first use
 
     def count(self, docs: list[str], counts: Counter[str] | None = None) -> Counter[str]:
         """Chunk counts of ``docs``, added to ``counts`` if given."""
         if counts is None:
             counts = Counter()
+        if compiled_count_chunks is not None and self._cuttable and self._bmp is not None:
+            return self._count_compiled(docs, counts)
         if self._cuttable and any(len(doc) > PIECE_CHARS for doc in docs):
             docs = (piece for doc in docs for piece in pieces(doc))
         if self._bmp is None:
@@ -330,6 +347,33 @@ class ChunkSplitter:
                     beyond.append(doc)
         for doc in beyond:
             counts.update(self._split_with_regex(doc))
+        return counts
+
+    def _count_compiled(self, docs: list[str], counts: Counter[str]) -> Counter[str]:
+        """``count`` by the compiled split (``_chunk_count.c``): a named pattern as a scanner over
+        tiktoken's classes, with a character beyond the BMP classified by its stand-in."""
+        if self._classes is None:
+            table = bytearray(BMP_LIMIT)
+            for escape, bit in (("\\p{L}", _LETTER), ("\\p{N}", _NUMBER), ("\\s", _SPACE)):
+                for lo, hi in tiktoken_class(escape, BMP_LIMIT):
+                    for point in range(lo, hi + 1):
+                        table[point] |= bit
+            self._classes = bytes(table)
+        texts, class_texts = [], []
+        for doc in docs:
+            if _within_bmp(doc):
+                texts.append(doc)
+                class_texts.append(doc)
+                continue
+            if self._stand_ins is None:
+                self._stand_ins = AstralStandIns(self.pattern)
+            translated = self._stand_ins.translate(doc)
+            if translated is None:
+                counts.update(self._split_with_regex(doc))
+            else:
+                texts.append(doc)
+                class_texts.append(translated)
+        compiled_count_chunks(texts, class_texts, self._classes, _MAX_DIGITS[self.pattern], counts)
         return counts
 
     def split(self, doc: str) -> list[str]:
