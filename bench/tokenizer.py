@@ -49,7 +49,7 @@ def add_arguments(parser) -> None:
                         choices=["glasschat", "rustbpe", "hf"], help="which trainers (default: all installed)")
     parser.add_argument("--repeat", type=int, default=1, metavar="N", help="runs per trainer; medians are shown")
     parser.add_argument("--workers", type=int, default=0, metavar="K",
-                        help="glasschat counting workers (default: all cores)")
+                        help="glasschat counting workers (default: the trainer's own choice, one per 64 MB up to all cores)")
     parser.add_argument("--shapes", nargs="*", default=None, metavar="SHAPE[=MB]",
                         help="run corpus shapes instead of --sizes: " + ", ".join(SHAPES) + " (all when none "
                         f"named), each of {SHAPE_MB:g} MB unless =MB is given (largest: {LARGEST_MB:g} MB)")
@@ -163,7 +163,8 @@ def run_shapes(args) -> int:
 
     wanted = args.shapes or list(SHAPES)
     rows = []
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores; glasschat workers: {args.workers or 'all cores'}; "
+    workers = args.workers or "its default (one per 64 MB of text, up to all cores)"
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cores; glasschat workers: {workers}; "
           f"rustbpe: its own threads; medians of {args.repeat} alternating runs; each a whole process")
     print(f"{'shape':<12} {'MB':>6} {'docs':>7} {'vocab':>6} {'glass s':>8} {'rust s':>8} {'x rust':>6} "
           f"{'RSS MB':>7} {'rust':>6} {'x rust':>6} {'PSS x':>6}  load before/after  same merges")

@@ -13,7 +13,7 @@ import tiktoken.load
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tokenizer import bpe_merge, bpe_merge_python, train_inputs, train_split
+from tokenizer import bpe_merge, bpe_merge_python, train_count, train_inputs, train_split
 from tokenizer.bpe_merge import learn_merges, merges_to_ranks
 from tokenizer.files import load_tokenizer_files
 from tokenizer.patterns import GPT4, NANOCHAT
@@ -143,6 +143,18 @@ def test_independent_of_worker_count(tmp_path, monkeypatch):
     results = [train_tokenizer([path], 700, tmp_path / f"tok{w}", workers=w, progress=False) for w in (1, 3)]
     assert results[0].ranks == results[1].ranks == rustbpe_ranks(texts, NANOCHAT, 700)
     assert results[0].documents == results[1].documents == len(texts)
+
+
+def test_counting_processes_follow_the_amount_of_text(monkeypatch):
+    """A helper process pays for itself only on enough text (see train_count.BYTES_PER_WORKER)."""
+    monkeypatch.setattr(train_count, "default_workers", lambda: 4)
+    assert train_count.workers_for(None) == 4  # stdin: size unknown
+    assert train_count.workers_for(1000) == 1
+    assert train_count.workers_for(40 << 20) == 1
+    assert train_count.workers_for(100 << 20) == 2
+    assert train_count.workers_for(10 << 30) == 4
+    monkeypatch.setattr(train_split, "compiled_count_chunks", None)  # the split in Python: slower
+    assert train_count.workers_for(40 << 20) == 4
 
 
 def test_early_stop_puts_specials_right_after_the_last_token(tmp_path):

@@ -152,7 +152,7 @@ def _register_train(group) -> None:
                    help="total vocabulary size including the 9 special tokens (at least 265)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--workers", type=int, default=None, metavar="K",
-                   help="counting processes (default: all cores; at most 4 per core)")
+                   help="counting processes (default: one per 64 MB of text, up to all cores; at most 4 per core)")
     p.add_argument("--pattern", default="nanochat", metavar="nanochat|gpt4|REGEX", help="split pattern (default: nanochat)")
     p.add_argument("--max-chars", type=int, default=None, metavar="N",
                    help="stop after the document that takes the total past N characters")

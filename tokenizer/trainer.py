@@ -20,7 +20,7 @@ from tokenizer import bpe_merge
 from tokenizer.files import save_tokenizer_files
 from tokenizer.patterns import DEFAULT_PATTERN, resolve_pattern
 from tokenizer.specials import NUM_SPECIAL_TOKENS, special_ids
-from tokenizer.train_count import count_chunks, default_workers, max_workers
+from tokenizer.train_count import PARQUET_TEXT_PER_BYTE, count_chunks, max_workers, workers_for
 from tokenizer.train_inputs import Source, plan_sources, work_items
 from tokenizer.train_progress import Progress
 from tokenizer.train_split import ChunkSplitter, check_tiktoken_compiles
@@ -89,7 +89,13 @@ def train_tokenizer(
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise UserError(f"{out_dir}: --out must be a directory, and this is a file")
     plan = plan_sources(inputs, split_lines)
-    workers = workers or default_workers()
+    total_bytes = sum(s.size for s in plan if isinstance(s, Source))
+    if workers is None:
+        text_bytes = None if "-" in plan else sum(
+            s.size * (PARQUET_TEXT_PER_BYTE if s.kind == "parquet" else 1) for s in plan)
+        if text_bytes is not None and max_chars is not None:
+            text_bytes = min(text_bytes, max_chars)
+        workers = workers_for(text_bytes)
     display = Progress(progress)
     result_warnings: list[str] = []
 
@@ -101,7 +107,6 @@ def train_tokenizer(
 
     started = time.perf_counter()
     splitter = ChunkSplitter(regex_text)
-    total_bytes = sum(s.size for s in plan if isinstance(s, Source))
     display.start("counting", total_bytes if "-" not in plan else None, "MB", scale=1e6)
     counted = count_chunks(
         work_items(plan, split_lines, column=column),
