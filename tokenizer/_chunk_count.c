@@ -212,6 +212,7 @@ static PyObject *count_chunks(PyObject *self, PyObject *args) {
         class_of[d] = (Text){PyUnicode_KIND(class_text), PyUnicode_DATA(class_text)};
     }
     const uint8_t *table_of_classes = classes.buf;
+    size_t chunks = 0;
     for (Py_ssize_t d = 0; d < n; d++) {
         Py_ssize_t length = PyUnicode_GET_LENGTH(PyList_GET_ITEM(texts, d));
         for (Py_ssize_t i = 0; i < length;) {
@@ -221,6 +222,8 @@ static PyObject *count_chunks(PyObject *self, PyObject *args) {
                 goto done;
             }
             i = end;
+            /* a document of gigabytes is one call: let Ctrl+C through */
+            if (++chunks % (1u << 20) == 0 && PyErr_CheckSignals() < 0) goto done;
         }
     }
     /* into the dict: one str per distinct chunk */
