@@ -244,13 +244,16 @@ def test_merge_loop_strategies_agree_with_reference(monkeypatch, knobs):
        st.integers(0, 40))
 def test_compiled_and_python_merge_loops_agree_with_reference(chunks, num_merges):
     """Runs of one token ("aaaa": overlapping pairs), repeated pairs ("abab"), multi-byte
-    characters and ties, on random chunks: both loops give the obvious algorithm's merges."""
+    characters and ties, on random chunks: both loops, and the compiled one's path for long
+    chunks, give the obvious algorithm's merges."""
     counts = Counter()
     for chunk, n in chunks:
         counts[chunk] += n
     texts = [chunk for chunk, n in counts.items() for _ in range(n)]
     expected = reference_merges(texts, r"(?s).+", num_merges)
     assert bpe_merge.compiled_learn_merges(dict(counts), num_merges) == expected
+    # every chunk merged position by position, as chunks over 8 KB are
+    assert bpe_merge.compiled_learn_merges(dict(counts), num_merges, long_chunk=1) == expected
     assert bpe_merge_python.learn_merges(counts, num_merges) == expected
 
 

@@ -16,6 +16,10 @@
  * - The max-heap is lazy: counts only fall after a pair's first merge pushed it, so an entry
  *   whose count fell since is pushed back with the current count when it surfaces. Ties go to
  *   the smallest (left, right), as rustbpe's.
+ * - A chunk longer than ``long_chunk`` bytes (a run of letters with no space, megabytes of it in
+ *   the worst case) would cost its whole length in every merge that touches it. Its tokens are
+ *   kept as a linked list instead, and each pair lists its positions in such chunks, in order: a
+ *   merge costs the occurrences it merges, and a long chunk its length in all.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -26,11 +30,15 @@
 
 #define EMPTY_KEY UINT64_MAX
 #define PROGRESS_EVERY 256
+#define NONE UINT32_MAX  /* no neighbour, in a long chunk's list */
+#define LONG_CHUNK 8192  /* bytes: longer chunks are merged position by position */
+#define DEAD UINT32_MAX  /* a long chunk's position merged into the one before it */
 
 typedef struct {
     int64_t count;
     uint32_t *where;  /* chunks that may hold the pair, in order, each once */
-    uint32_t nwhere, capwhere;
+    uint32_t *at;  /* positions in long chunks that may hold the pair, in order */
+    uint32_t nwhere, capwhere, nat, capat;
     uint32_t touched;  /* the merge (1-based) that last made this pair, to list it once */
 } Pair;
 
@@ -60,6 +68,10 @@ typedef struct {
     uint32_t *length;
     int64_t *weight;  /* how often the chunk occurs in the corpus */
     size_t count;
+    /* the long chunks, one after the other: per position its token, neighbours and chunk */
+    uint32_t *ltoken, *lnext, *lprev, *lchunk;
+    int64_t *lweight;  /* per long chunk */
+    size_t lsize, lcount;
     PairTable pairs;
     Heap heap;
     uint64_t *made;  /* pairs a merge created, pushed once it is done */
@@ -142,7 +154,10 @@ static inline Pair *table_insert(PairTable *t, uint64_t key) {
 }
 
 static void table_free(PairTable *t) {
-    for (size_t i = 0; i < t->used; i++) free(t->pairs[i].where);
+    for (size_t i = 0; i < t->used; i++) {
+        free(t->pairs[i].where);
+        free(t->pairs[i].at);
+    }
     free(t->pairs);
     free(t->keys);
     free(t->index);
@@ -161,6 +176,19 @@ static inline int note_chunk(Pair *p, uint32_t chunk) {
         p->capwhere = cap;
     }
     p->where[p->nwhere++] = chunk;
+    return 0;
+}
+
+/* List a long-chunk position as holding the pair (positions come in order, each once). */
+static inline int note_position(Pair *p, uint32_t position) {
+    if (p->nat == p->capat) {
+        uint32_t cap = p->capat ? p->capat * 2 : 2;
+        uint32_t *at = realloc(p->at, (size_t)cap * sizeof(uint32_t));
+        if (!at) return -1;
+        p->at = at;
+        p->capat = cap;
+    }
+    p->at[p->nat++] = position;
     return 0;
 }
 
@@ -217,6 +245,11 @@ static void loop_free(Loop *loop) {
     free(loop->start);
     free(loop->length);
     free(loop->weight);
+    free(loop->ltoken);
+    free(loop->lnext);
+    free(loop->lprev);
+    free(loop->lchunk);
+    free(loop->lweight);
     table_free(&loop->pairs);
     free(loop->heap.items);
     free(loop->made);
@@ -275,8 +308,10 @@ static void write_utf8(PyObject *text, uint32_t *out) {
 }
 
 /* Chunks as byte ids from the dict; -1 with a Python error set. */
-static int load_chunks(Loop *loop, PyObject *chunk_counts) {
-    Py_ssize_t n = PyDict_Size(chunk_counts), pos = 0, total = 0;
+/* Chunks as byte ids from the dict, those over ``long_chunk`` bytes as linked lists; -1 with a
+ * Python error set. */
+static int load_chunks(Loop *loop, PyObject *chunk_counts, Py_ssize_t long_chunk) {
+    Py_ssize_t n = PyDict_Size(chunk_counts), pos = 0, total = 0, ltotal = 0, nlong = 0;
     PyObject *key, *value;
     /* first pass: check the entries and size the arrays once */
     while (PyDict_Next(chunk_counts, &pos, &key, &value)) {
@@ -290,21 +325,33 @@ static int load_chunks(Loop *loop, PyObject *chunk_counts) {
         }
         Py_ssize_t size = utf8_size(key);
         if (size < 0) return -1;
-        if (size > UINT32_MAX) {
-            PyErr_SetString(PyExc_ValueError, "chunk_counts: a chunk longer than 4 GB");
-            return -1;
+        if (size < 2) continue;
+        if (size > long_chunk) {
+            ltotal += size;
+            nlong++;
+        } else {
+            total += size;
         }
-        if (size > 1) total += size;
+    }
+    if (ltotal >= (Py_ssize_t)UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "chunk_counts: over 4 GB of long chunks");
+        return -1;
     }
     loop->tokens = malloc((total ? total : 1) * sizeof(uint32_t));
     loop->start = malloc((n ? n : 1) * sizeof(size_t));
     loop->length = malloc((n ? n : 1) * sizeof(uint32_t));
     loop->weight = malloc((n ? n : 1) * sizeof(int64_t));
-    if (!loop->tokens || !loop->start || !loop->length || !loop->weight) {
+    loop->ltoken = malloc((ltotal ? ltotal : 1) * sizeof(uint32_t));
+    loop->lnext = malloc((ltotal ? ltotal : 1) * sizeof(uint32_t));
+    loop->lprev = malloc((ltotal ? ltotal : 1) * sizeof(uint32_t));
+    loop->lchunk = malloc((ltotal ? ltotal : 1) * sizeof(uint32_t));
+    loop->lweight = malloc((nlong ? nlong : 1) * sizeof(int64_t));
+    if (!loop->tokens || !loop->start || !loop->length || !loop->weight || !loop->ltoken ||
+        !loop->lnext || !loop->lprev || !loop->lchunk || !loop->lweight) {
         PyErr_NoMemory();
         return -1;
     }
-    size_t at = 0, count = 0;
+    size_t at = 0, count = 0, lat = 0, lcount = 0;
     pos = 0;
     while (PyDict_Next(chunk_counts, &pos, &key, &value)) {
         Py_ssize_t size = utf8_size(key);
@@ -312,6 +359,17 @@ static int load_chunks(Loop *loop, PyObject *chunk_counts) {
         long long weight = PyLong_AsLongLong(value);
         if (weight == -1 && PyErr_Occurred()) return -1;
         if (weight < 1) continue;
+        if (size > long_chunk) {
+            write_utf8(key, loop->ltoken + lat);
+            for (Py_ssize_t i = 0; i < size; i++) {
+                loop->lprev[lat + i] = i ? (uint32_t)(lat + i - 1) : NONE;
+                loop->lnext[lat + i] = i + 1 < size ? (uint32_t)(lat + i + 1) : NONE;
+                loop->lchunk[lat + i] = (uint32_t)lcount;
+            }
+            loop->lweight[lcount++] = weight;
+            lat += size;
+            continue;
+        }
         write_utf8(key, loop->tokens + at);
         loop->start[count] = at;
         loop->length[count] = (uint32_t)size;
@@ -320,6 +378,8 @@ static int load_chunks(Loop *loop, PyObject *chunk_counts) {
         count++;
     }
     loop->count = count;
+    loop->lsize = lat;
+    loop->lcount = lcount;
     return 0;
 }
 
@@ -333,6 +393,13 @@ static int count_pairs(Loop *loop) {
             p->count += loop->weight[c];
             if (note_chunk(p, (uint32_t)c) < 0) return -1;
         }
+    }
+    for (size_t i = 0; i < loop->lsize; i++) {
+        if (loop->lnext[i] == NONE) continue;
+        Pair *p = table_insert(&loop->pairs, pair_key(loop->ltoken[i], loop->ltoken[i + 1]));
+        if (!p) return -1;
+        p->count += loop->lweight[loop->lchunk[i]];
+        if (note_position(p, (uint32_t)i) < 0) return -1;
     }
     /* every pair enters the heap; heapify in place */
     Heap *h = &loop->heap;
@@ -352,11 +419,12 @@ static inline void lose(Loop *loop, uint64_t key, int64_t n) {
     if (p) p->count -= n;
 }
 
-static inline int gain(Loop *loop, uint64_t key, int64_t n, uint32_t chunk, uint32_t merge) {
+/* The pair made ``n`` more times in ``chunk`` (short) or at ``position`` (long: chunk NONE). */
+static inline int gain(Loop *loop, uint64_t key, int64_t n, uint32_t chunk, uint32_t position, uint32_t merge) {
     Pair *p = table_insert(&loop->pairs, key);
     if (!p) return -1;
     p->count += n;
-    if (note_chunk(p, chunk) < 0) return -1;
+    if ((chunk != NONE ? note_chunk(p, chunk) : note_position(p, position)) < 0) return -1;
     if (p->touched != merge) {
         p->touched = merge;
         if (loop->nmade == loop->capmade) {
@@ -375,10 +443,10 @@ static inline int gain(Loop *loop, uint64_t key, int64_t n, uint32_t chunk, uint
 static int merge_pair(Loop *loop, uint64_t key, uint32_t t, uint32_t merge) {
     uint32_t a = (uint32_t)(key >> 32), b = (uint32_t)key;
     Pair *p = table_find(&loop->pairs, key);
-    /* take the list out of the table: inserts below may move the slot */
-    uint32_t *where = p->where, nwhere = p->nwhere;
-    p->where = NULL;
-    p->nwhere = p->capwhere = 0;
+    /* take the lists out of the table: inserts below may move the record */
+    uint32_t *where = p->where, nwhere = p->nwhere, *at = p->at, nat = p->nat;
+    p->where = p->at = NULL;
+    p->nwhere = p->capwhere = p->nat = p->capat = 0;
     p->count = 0;
     loop->nmade = 0;
     int status = 0;
@@ -392,12 +460,12 @@ static int merge_pair(Loop *loop, uint64_t key, uint32_t t, uint32_t merge) {
                 if (out) {
                     uint32_t x = w[out - 1];
                     lose(loop, pair_key(x, a), weight);
-                    if (gain(loop, pair_key(x, t), weight, c, merge) < 0) { status = -1; break; }
+                    if (gain(loop, pair_key(x, t), weight, c, 0, merge) < 0) { status = -1; break; }
                 }
                 if (i + 2 < n) {
                     uint32_t y = w[i + 2];
                     lose(loop, pair_key(b, y), weight);
-                    if (gain(loop, pair_key(t, y), weight, c, merge) < 0) { status = -1; break; }
+                    if (gain(loop, pair_key(t, y), weight, c, 0, merge) < 0) { status = -1; break; }
                 }
                 w[out++] = t;
                 i += 2;
@@ -408,6 +476,28 @@ static int merge_pair(Loop *loop, uint64_t key, uint32_t t, uint32_t merge) {
         loop->length[c] = out;
     }
     free(where);
+    /* in long chunks, position by position, left to right: a position whose token an earlier
+     * occurrence took (a a a), or that lost the pair since it was listed, is skipped */
+    uint32_t *token = loop->ltoken, *next = loop->lnext, *prev = loop->lprev;
+    for (uint32_t k = 0; k < nat && status == 0; k++) {
+        uint32_t i = at[k], j = next[i];
+        if (token[i] != a || j == NONE || token[j] != b) continue;
+        int64_t weight = loop->lweight[loop->lchunk[i]];
+        uint32_t h = prev[i], l = next[j];
+        if (h != NONE) {
+            lose(loop, pair_key(token[h], a), weight);
+            if (gain(loop, pair_key(token[h], t), weight, NONE, h, merge) < 0) status = -1;
+        }
+        if (l != NONE && status == 0) {
+            lose(loop, pair_key(b, token[l]), weight);
+            if (gain(loop, pair_key(t, token[l]), weight, NONE, i, merge) < 0) status = -1;
+        }
+        token[i] = t;
+        token[j] = DEAD;
+        next[i] = l;
+        if (l != NONE) prev[l] = i;
+    }
+    free(at);
     if (status < 0) return -1;
     /* the merged pair lost its occurrences above as neighbours too; none are left */
     p = table_find(&loop->pairs, key);
@@ -420,12 +510,12 @@ static int merge_pair(Loop *loop, uint64_t key, uint32_t t, uint32_t merge) {
 }
 
 static PyObject *learn_merges(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"chunk_counts", "num_merges", "on_progress", "consume", NULL};
+    static char *keywords[] = {"chunk_counts", "num_merges", "on_progress", "consume", "long_chunk", NULL};
     PyObject *chunk_counts, *on_progress = Py_None;
-    Py_ssize_t num_merges;
+    Py_ssize_t num_merges, long_chunk = LONG_CHUNK;
     int consume = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!n|Op", keywords, &PyDict_Type, &chunk_counts,
-                                     &num_merges, &on_progress, &consume))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!n|Opn", keywords, &PyDict_Type, &chunk_counts,
+                                     &num_merges, &on_progress, &consume, &long_chunk))
         return NULL;
     if (num_merges < 0 || num_merges > (Py_ssize_t)UINT32_MAX - 256) {
         PyErr_SetString(PyExc_ValueError, "num_merges: out of range");
@@ -435,7 +525,7 @@ static PyObject *learn_merges(PyObject *self, PyObject *args, PyObject *kwargs) 
     memset(&loop, 0, sizeof loop);
     PyObject *merges = PyList_New(0);
     if (!merges) return NULL;
-    if (load_chunks(&loop, chunk_counts) < 0) goto fail;
+    if (load_chunks(&loop, chunk_counts, long_chunk) < 0) goto fail;
     if (consume) PyDict_Clear(chunk_counts);  /* the loop has its own copy, far smaller */
     if (count_pairs(&loop) < 0) goto nomem;
 
@@ -482,10 +572,12 @@ fail:
 
 static PyMethodDef methods[] = {
     {"learn_merges", (PyCFunction)(void (*)(void))learn_merges, METH_VARARGS | METH_KEYWORDS,
-     "learn_merges(chunk_counts, num_merges, on_progress=None, consume=False) -> list of (left, right)\n\n"
+     "learn_merges(chunk_counts, num_merges, on_progress=None, consume=False, long_chunk=8192)\n"
+     "    -> list of (left, right)\n\n"
      "The BPE merges of chunk_counts (chunk text -> count), most frequent pair first, ties to the\n"
      "smallest (left, right); merge i makes token 256 + i. Fewer come back when no pairs are left.\n"
-     "With consume, chunk_counts is emptied once the loop has read it."},
+     "With consume, chunk_counts is emptied once the loop has read it. Chunks over long_chunk\n"
+     "bytes are merged position by position."},
     {NULL, NULL, 0, NULL},
 };
 
