@@ -3,7 +3,8 @@
  * whatever the merge's size, and a 32k vocabulary is 32k merges; here a small merge costs about
  * the chunks it touches.
  *
- * learn_merges(chunk_counts: dict[str, int], num_merges: int, on_progress, consume) -> [(left, right)]
+ * learn_merges(chunk_counts: dict[str, int], num_merges: int, on_progress, consume, long_chunk)
+ *     -> [(left, right)]
  *
  * - Every unique chunk of two or more bytes is kept once, with its count, as token ids in one
  *   array; a merge rewrites the chunks that hold its pair in place (they only get shorter).

@@ -26,8 +26,12 @@ def _problem(error: BaseException) -> str:
 
 
 def _open(path: str):
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    # the C library's allocator: pyarrow's default pool (mimalloc) keeps what a row group used
+    # after it is freed: 262 MB at peak for 40 MB of shards, against 215-229 MB with this one
+    pa.set_memory_pool(pa.system_memory_pool())
     try:
         return pq.ParquetFile(path)
     except OSError as error:
