@@ -165,32 +165,29 @@ static void table_free(PairTable *t) {
     memset(t, 0, sizeof *t);
 }
 
+/* Append to a growing list of ids; -1 when out of memory. */
+static inline int append(uint32_t **items, uint32_t *n, uint32_t *cap, uint32_t value) {
+    if (*n == *cap) {
+        uint32_t grown = *cap ? *cap * 2 : 2;
+        uint32_t *moved = realloc(*items, (size_t)grown * sizeof(uint32_t));
+        if (!moved) return -1;
+        *items = moved;
+        *cap = grown;
+    }
+    (*items)[(*n)++] = value;
+    return 0;
+}
+
 /* List ``chunk`` as holding the pair, unless it is the last one listed (a chunk is processed in
  * one go, so a repeat can only be the last entry). */
 static inline int note_chunk(Pair *p, uint32_t chunk) {
     if (p->nwhere && p->where[p->nwhere - 1] == chunk) return 0;
-    if (p->nwhere == p->capwhere) {
-        uint32_t cap = p->capwhere ? p->capwhere * 2 : 2;
-        uint32_t *where = realloc(p->where, (size_t)cap * sizeof(uint32_t));
-        if (!where) return -1;
-        p->where = where;
-        p->capwhere = cap;
-    }
-    p->where[p->nwhere++] = chunk;
-    return 0;
+    return append(&p->where, &p->nwhere, &p->capwhere, chunk);
 }
 
 /* List a long-chunk position as holding the pair (positions come in order, each once). */
 static inline int note_position(Pair *p, uint32_t position) {
-    if (p->nat == p->capat) {
-        uint32_t cap = p->capat ? p->capat * 2 : 2;
-        uint32_t *at = realloc(p->at, (size_t)cap * sizeof(uint32_t));
-        if (!at) return -1;
-        p->at = at;
-        p->capat = cap;
-    }
-    p->at[p->nat++] = position;
-    return 0;
+    return append(&p->at, &p->nat, &p->capat, position);
 }
 
 /* -- the heap: highest count first, then the smallest pair ---------------------------------- */
