@@ -508,6 +508,7 @@ static int merge_pair(Loop *loop, uint64_t key, uint32_t t, uint32_t merge) {
 }
 
 static PyObject *learn_merges(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
     static char *keywords[] = {"chunk_counts", "num_merges", "on_progress", "consume", "long_chunk", NULL};
     PyObject *chunk_counts, *on_progress = Py_None;
     Py_ssize_t num_merges, long_chunk = LONG_CHUNK;
@@ -582,6 +583,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "tokenizer._bpe_merge",
     "The BPE merge loop, compiled (see tokenizer.bpe_merge).", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__bpe_merge(void) { return PyModule_Create(&module); }
