@@ -307,6 +307,17 @@ def _within_bmp(text: str) -> bool:
     return text.isascii() or len(text.encode("utf-16-le", "surrogatepass")) == 2 * len(text)
 
 
+def _class_table() -> bytes:
+    """Per BMP code point, ``_LETTER | _NUMBER | _SPACE`` as tiktoken has ``\\p{L}``, ``\\p{N}``
+    and ``\\s``: the compiled split's view of a character."""
+    table = bytearray(BMP_LIMIT)
+    for escape, bit in (("\\p{L}", _LETTER), ("\\p{N}", _NUMBER), ("\\s", _SPACE)):
+        for lo, hi in tiktoken_class(escape, BMP_LIMIT):
+            for point in range(lo, hi + 1):
+                table[point] |= bit
+    return bytes(table)
+
+
 class ChunkSplitter:
     """Cuts documents into chunks and counts them, exactly as tiktoken cuts text at inference.
 
@@ -325,13 +336,16 @@ class ChunkSplitter:
         self._faithful: regex.Pattern | None = None
         self._stand_ins: AstralStandIns | None = None
         self._cuttable = pattern in NAMED_PATTERNS.values()  # a custom pattern may look behind
-        self._classes: bytes | None = None  # the compiled split's class table, made on first use
+        # the compiled split's class table (named patterns only): made here, in the parent, so
+        # that the counting processes forked from it do not each make their own
+        compiled = compiled_count_chunks is not None and self._cuttable and self._bmp is not None
+        self._classes: bytes | None = _class_table() if compiled else None
 
     def count(self, docs: list[str], counts: Counter[str] | None = None) -> Counter[str]:
         """Chunk counts of ``docs``, added to ``counts`` if given."""
         if counts is None:
             counts = Counter()
-        if compiled_count_chunks is not None and self._cuttable and self._bmp is not None:
+        if compiled_count_chunks is not None and self._classes is not None:
             return self._count_compiled(docs, counts)
         if self._cuttable and any(len(doc) > PIECE_CHARS for doc in docs):
             docs = (piece for doc in docs for piece in pieces(doc))
@@ -352,13 +366,6 @@ class ChunkSplitter:
     def _count_compiled(self, docs: list[str], counts: Counter[str]) -> Counter[str]:
         """``count`` by the compiled split (``_chunk_count.c``): a named pattern as a scanner over
         tiktoken's classes, with a character beyond the BMP classified by its stand-in."""
-        if self._classes is None:
-            table = bytearray(BMP_LIMIT)
-            for escape, bit in (("\\p{L}", _LETTER), ("\\p{N}", _NUMBER), ("\\s", _SPACE)):
-                for lo, hi in tiktoken_class(escape, BMP_LIMIT):
-                    for point in range(lo, hi + 1):
-                        table[point] |= bit
-            self._classes = bytes(table)
         texts, class_texts = [], []
         for doc in docs:
             if _within_bmp(doc):
