@@ -1,6 +1,6 @@
-"""The machine a benchmark runs on: its CPU for the report line, the CPU time a process has
-used, and where nanochat's reference code sits beside the source tree (the baseline several
-benchmarks race)."""
+"""The machine a benchmark runs on: its CPU for the report line, a process's children and the
+CPU time it has used, and where nanochat's reference code sits beside the source tree (the
+baseline several benchmarks race)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,16 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started, from Linux's ``/proc`` (an ``OSError`` where there is none,
+    or once the process is gone)."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            found.extend(int(c) for c in f.read().split())
+    return found
 
 
 def process_cpu_seconds(pid: int) -> float:

@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 
-from bench.machine import cpu_name, process_cpu_seconds
+from bench.machine import children, cpu_name, process_cpu_seconds
 
 HELP = "Aggregate tokens/s and time to first token of 1/4/16 concurrent clients of glasschat serve vs one local stream."
 QUESTIONS = ["hi", "who are you?", "what can you do?", "What is 12 + 30?", "spell banana",
@@ -77,9 +77,7 @@ def _median_or_dash(values) -> str:
 def _cpu_seconds(pid: int) -> dict[int, float]:
     """CPU seconds so far of ``pid`` and of each of its children (Linux ``/proc``; {} elsewhere)."""
     try:
-        children = [int(c) for task in os.listdir(f"/proc/{pid}/task")
-                    for c in open(f"/proc/{pid}/task/{task}/children").read().split()]
-        return {p: process_cpu_seconds(p) for p in (pid, *children)}
+        return {p: process_cpu_seconds(p) for p in (pid, *children(pid))}
     except (OSError, ValueError):
         return {}
 

@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.machine import cpu_name
+from bench.machine import children, cpu_name
 
 SHAPES = ("small-files", "large-files", "cjk", "code", "parquet", "largest")  # as in bench.corpus
 SHAPE_MB = 40.0
@@ -147,9 +147,7 @@ def _tree_memory(pid: int) -> tuple[int, int]:
                         rss += int(line.split()[1]) * 1024
                     elif line.startswith("Pss:"):
                         pss += int(line.split()[1]) * 1024
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    todo.extend(int(c) for c in f.read().split())
+            todo.extend(children(p))
         except (OSError, ValueError):
             continue
     return rss, pss
