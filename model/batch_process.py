@@ -168,18 +168,21 @@ def serve(conn: Connection, checkpoint: str | None, quantize: str | None, thread
     except UserError as error:
         conn.send({"error": str(error)})
         return
-    send_lock = threading.Lock()
+    send_lock = threading.Lock()  # the batcher's thread, score threads and this one all send
     outbox: list = []  # (request, event), filled on the batcher's thread
+
+    def send(message) -> None:
+        try:
+            with send_lock:
+                conn.send(message)
+        except OSError:  # the server went away: the loop ends with the next message
+            pass
 
     def flush() -> None:  # on the batcher's thread, once per step
         if outbox:
             batch = outbox.copy()
             outbox.clear()
-            try:
-                with send_lock:
-                    conn.send(("events", batch))
-            except OSError:  # the server went away: the loop ends with the next message
-                pass
+            send(("events", batch))
 
     cancels: dict[int, threading.Event] = {}
 
@@ -199,11 +202,7 @@ def serve(conn: Connection, checkpoint: str | None, quantize: str | None, thread
             answer = batcher.score(prompt, alternatives)
         except Exception as error:
             answer = f"{type(error).__name__}: {error}"
-        try:
-            with send_lock:
-                conn.send(("score", request, answer))
-        except OSError:
-            pass
+        send(("score", request, answer))
 
     batcher = Batcher(local.engine, max_batch, flush=flush)
     conn.send({"name": local.info.name, "sequence_len": local.info.sequence_len,
@@ -223,8 +222,7 @@ def serve(conn: Connection, checkpoint: str | None, quantize: str | None, thread
                     batcher.submit(*arguments[:2], putter(request), cancel, *arguments[2:])
                 except Exception as error:  # checked by the server first: should not happen
                     cancels.pop(request, None)
-                    with send_lock:
-                        conn.send(("events", [(request, RuntimeError(f"{type(error).__name__}: {error}"))]))
+                    send(("events", [(request, RuntimeError(f"{type(error).__name__}: {error}"))]))
             elif kind == "cancel":
                 event = cancels.get(request)
                 if event is not None:
