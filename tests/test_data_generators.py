@@ -92,6 +92,17 @@ def test_phrasings_are_disjoint_between_splits():
         check_disjoint({"train": ["spell {w}"], "heldout": ["Spell {w}"]})
 
 
+def test_training_has_requests_typed_bare_and_the_heldout_requests_never_are():
+    # "spell banana" alone is what people type first; held-out prompts stay as the eval pinned them
+    from training.phrasing import BARE, compose
+
+    rng = random.Random(2)
+    train = [compose(rng, "spell {w}", "train", True, w="banana") for _ in range(4000)]
+    assert abs(train.count("spell banana") / len(train) - BARE) < 0.015
+    heldout = [compose(rng, "spell the letters of {w}", "heldout", True, w="banana") for _ in range(4000)]
+    assert "spell the letters of banana" not in heldout
+
+
 def test_heldout_word_requests_never_appear_inside_training_requests():
     rng = random.Random(8)
     for skill, table in word_skills.TEMPLATES.items():

@@ -31,6 +31,12 @@ SYNONYMS = [(re.compile(r" letters\b"), [" letters", " letters", " characters"])
             (re.compile(r" backwards\b"), [" backwards", " backwards", " backward"]),
             (re.compile(r" the word "), [" the word ", " the word ", " the term ", " this word: "]),
             (re.compile(r"(?<!\bin)(?<!\bthe) reverse(?= )"), [" reverse", " reverse", " invert"])]
+# The share of training requests typed bare, the core alone ("spell banana"): what people type
+# first. Composed, a bare request came up about once in 30,000, and a model that had seen "spell
+# it" hundreds of times read a bare "spell banana" as "spell it" and spelled the word before:
+# "s p a n a n a n a". 15% fixed that but cost multi-turn follow-ups 12 points in a full run
+# (docs/default-model-experiments.md); 5% still gives some ten thousand bare requests a run.
+BARE = 0.05
 QUESTION_CLOSERS = ["?", "?", "?", "?", "", "??", "? thanks", "? please"]
 
 # polite wrappers around a command core ("spell {w}")
@@ -58,15 +64,20 @@ def pick(rng: random.Random, phrasings: dict[str, list], split: Split):
 
 
 def compose(rng: random.Random, core: str, split: Split, command: bool, **fields) -> str:
-    """A full request around ``core``: opener + (adverb + wrapper if a command) + core + trailer + closer.
+    """A full request around ``core``: opener + (adverb + wrapper if a command) + core + trailer + closer,
+    or, for a share ``BARE`` of training requests, the core alone.
 
     ``core`` is a template ("spell {w}"): synonyms are swapped in before ``fields`` fill it, so
     a word asked about ("letters") is never changed into another ("characters")."""
+    # drawn only for training requests, so every held-out prompt stays byte-identical
+    bare = split == "train" and rng.random() < BARE
     for pattern, alternatives in SYNONYMS:
         if pattern.search(f" {core}"):
             core = pattern.sub(rng.choice(alternatives), f" {core}", count=1)[1:]
     if fields:
         core = core.format(**fields)
+    if bare:
+        return core
     if command:
         core = rng.choice(WRAPPERS[split]).format(x=rng.choice(ADVERBS) + core)
     if not core.endswith("?"):
