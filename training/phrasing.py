@@ -34,8 +34,8 @@ SYNONYMS = [(re.compile(r" letters\b"), [" letters", " letters", " characters"])
 # The share of training requests typed bare, the core alone ("spell banana"): what people type
 # first. Composed, a bare request came up about once in 30,000, and a model that had seen "spell
 # it" hundreds of times read a bare "spell banana" as "spell it" and spelled the word before:
-# "s p a n a n a n a". 15% fixed that but cost multi-turn follow-ups 12 points in a full run
-# (docs/default-model-experiments.md); 5% still gives some ten thousand bare requests a run.
+# "s p a n a n a n a". In full runs (docs/default-model-experiments.md), 15% fixed that but
+# multi-turn fell 12 points; 5% kept multi-turn but did not fix it.
 BARE = 0.05
 QUESTION_CLOSERS = ["?", "?", "?", "?", "", "??", "? thanks", "? please"]
 
