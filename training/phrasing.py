@@ -35,7 +35,8 @@ SYNONYMS = [(re.compile(r" letters\b"), [" letters", " letters", " characters"])
 # first. Composed, a bare request came up about once in 30,000, and a model that had seen "spell
 # it" hundreds of times read a bare "spell banana" as "spell it" and spelled the word before:
 # "s p a n a n a n a". In full runs (docs/default-model-experiments.md), 15% fixed that but
-# multi-turn fell 12 points; 5% kept multi-turn but did not fix it.
+# multi-turn fell 12 points; 5% kept multi-turn but did not fix it. The words it still misses
+# are those the tokenizer makes one token (" banana"), whatever the phrasing.
 BARE = 0.05
 QUESTION_CLOSERS = ["?", "?", "?", "?", "", "??", "? thanks", "? please"]
 
