@@ -210,3 +210,42 @@ def test_made_up_practice_words_avoid_heldout_words():
     assert len(words) == 200 and exclude.isdisjoint(words)
     assert all(w.isalpha() and w.islower() and 3 <= len(w) <= 12 for w in words)
     assert any(a == b for w in words for a, b in zip(w, w[1:]))  # doubled letters where pieces meet
+
+
+def test_fine_tuning_adds_conversations_about_one_token_words_with_follow_ups_about_them(tmp_path):
+    # "spell banana" failed where " banana" is one token: the recipe adds conversations about
+    # those words, and asks about them again by "it"/"that" often, so that a pronoun (itself a
+    # one-token word) is learnt as a reference to the word and not spelled itself
+    from pathlib import Path
+
+    from tokenizer import Tokenizer
+    from training.jsonl import write_jsonl
+    from training.recipe import RECIPES
+    from training.run import Run
+    from training.stages import sft_conversations
+    from training.word_pools import one_token_words, word_pools
+
+    tok = Tokenizer.load(Path(__file__).parents[1] / "checkpoints" / "default" / "tokenizer")
+    one_token = one_token_words(tok)
+    assert "banana" in one_token and "house" in one_token and len(one_token) > 50
+    assert all(len(tok.encode(" " + w)) == 1 or len(tok.encode(w)) == 1 for w in one_token)
+    assert set(one_token) <= set(word_pools(tok)[0])  # never a held-out word
+    base = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}]}] * 1000
+
+    def fine_tuning_set(share):
+        run = Run(RECIPES["tiny"].overridden(one_token_share=share, coverage_share=0.0), tmp_path / str(share))
+        write_jsonl(run.path("data", "sft_train.jsonl"), base)
+        return sft_conversations(run, tok)
+
+    assert len(fine_tuning_set(0.0)) == 1000
+    conversations = fine_tuning_set(0.4)
+    assert len(conversations) == 1400
+    asked_again = 0
+    for conversation in conversations:
+        messages = conversation["messages"]
+        for user, assistant in zip(messages[2::2], messages[3::2]):
+            earlier = " ".join(m["content"] for m in messages[:messages.index(user)] if m["role"] == "user")
+            spelled = [w for w in _spelled_words(next(_assistant_texts({"messages": [assistant]}))) if w in one_token]
+            if any(w not in user["content"] and w in earlier for w in spelled):
+                asked_again += 1  # the reply spells a one-token word that only an earlier turn named
+    assert asked_again > 100  # 138 here; 66 with the practice mixture's follow-up weights

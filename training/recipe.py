@@ -30,6 +30,9 @@ class Recipe:
     tokenizer_conversations: int = 20_000  # skill conversations whose text joins the tokenizer corpus
     spelling_documents: int = 4_000  # pretraining documents of spelled words (16 lines each)
     coverage_share: float = 0.3  # share of word questions asked about alphabetic tokens and made-up words
+    # extra conversations (a share of sft_conversations) about the training words that are one
+    # token (" banana"), follow-ups about them drawn often: see ``stages.sft_conversations``
+    one_token_share: float = 0.06
     # tokenizer
     vocab_size: int = 1024
     # model: 6 layers (the first model had 4) and a 1024-token context, so that the app, which

@@ -25,7 +25,7 @@ from glasschat.atomic import atomic_write_text
 from glasschat.errors import UserError
 from training.jsonl import read_jsonl, write_jsonl
 from training.run import LoadSampler, Run, loadavg
-from training.word_pools import practice_words, word_pools
+from training.word_pools import one_token_words, practice_words, word_pools
 
 STAGES = ("data", "tokenizer", "pretrain", "sft", "checkpoint", "eval")
 
@@ -45,6 +45,7 @@ PRETRAIN_BATCHES_DRAW = 6  # the order of pretraining rows
 PRACTICE_CONVERSATIONS_DRAW = 7  # sft's extra word questions about practice words
 SFT_SHUFFLE_DRAW = 8  # the order of sft conversations before packing
 SFT_BATCHES_DRAW = 9  # the order of sft rows
+ONE_TOKEN_CONVERSATIONS_DRAW = 0  # sft's extra conversations about one-token training words
 EVAL_SEED_OFFSET = 1234  # the eval stage's prompts and sampling: ``recipe.seed + 1234`` (not times 10)
 
 
@@ -171,7 +172,7 @@ def _weights_from(run: Run, stage: str, model) -> None:
 def sft_conversations(run: Run, tok) -> list[dict]:
     """The fine-tuning set: the data stage's conversations plus word questions about every
     alphabetic token of the tokenizer (so no token's letters are left unlearned) and about
-    made-up words, shuffled."""
+    made-up words, plus conversations about the training words that are one token, shuffled."""
     from training.conversations import ConversationSource
 
     r = run.recipe
@@ -181,6 +182,18 @@ def sft_conversations(run: Run, tok) -> list[dict]:
     practice = practice_words(tok, seed=draw_seed(r, PRACTICE_WORDS_DRAW))
     source = ConversationSource("train", practice, mixture=words_only)
     extra = source.conversations(n_practice, seed=draw_seed(r, PRACTICE_CONVERSATIONS_DRAW))
+    # A one-token word is one of thousands of practice words, and a model recalls its letters in
+    # some contexts only: the bare "spell banana" is the hardest (docs/default-model-experiments.md).
+    # Practice on them alone teaches the model to spell any one-token word of the newest message,
+    # and "it", "that" and "word" are one-token words too ("how do you spell that word?" came out
+    # t h a t). So follow-ups are drawn three to five times as often here: "spell it" in the place
+    # of "spell banana", answered with banana, is what keeps a pronoun a reference.
+    one_token = one_token_words(tok)
+    n_one_token = int(len(conversations) * r.one_token_share)
+    if one_token and n_one_token:
+        follow_up_heavy = {**words_only, "multi_turn": 1.5, "chat": 1.5}
+        source = ConversationSource("train", one_token, mixture=follow_up_heavy)
+        extra += source.conversations(n_one_token, seed=draw_seed(r, ONE_TOKEN_CONVERSATIONS_DRAW))
     conversations = conversations + extra
     random.Random(draw_seed(r, SFT_SHUFFLE_DRAW)).shuffle(conversations)
     return conversations

@@ -31,6 +31,13 @@ def word_pools(tokenizer) -> tuple[tuple[str, ...], tuple[str, ...], list[str]]:
     return train, heldout, coverage
 
 
+def one_token_words(tokenizer) -> list[str]:
+    """The training words this tokenizer writes as one token (" banana", " house"). Spelling one
+    of them means recalling the token's letters, with no pieces to read them from."""
+    single_token = single_token_rule(tokenizer)
+    return [w for w in word_pools(tokenizer)[0] if single_token(w)]
+
+
 def pseudo_words(pieces: list[str], n: int, seed: int, exclude: set[str]) -> list[str]:
     """``n`` made-up words glued from alphabetic tokens (``ban`` + ``ory``), a third of them with
     a doubled letter where two pieces meet, and some strings of random letters: practice in
