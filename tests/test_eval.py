@@ -83,13 +83,15 @@ def test_conversation_replies_are_scored_by_the_skill_of_their_request():
 
 def test_the_first_six_rows_keep_the_prompts_the_bundled_model_was_measured_on(default_heldout_words):
     # the targets compare a new model with the shipped one on the same prompts: adding rows must
-    # not change a byte of the first six (hash of the 1200 prompts the model card's table used)
+    # not change a byte of the first six (hash of the 1200 prompts the model card's table used).
+    # The words depend on the bundled tokenizer (a word it makes one token always trains), so a
+    # new bundled model pins its own prompts here.
     import hashlib
     import json
 
     items = eval_items(default_heldout_words, 200, seed=1234, skills=FIRST_SKILLS)
     blob = json.dumps([[i.skill, i.kind, i.conversation, i.expected, i.phrasing] for i in items], sort_keys=True)
-    assert hashlib.sha256(blob.encode()).hexdigest() == "04c319813446bbf9366396493bff66ea248cb79fe21e2fc480a4b8b6d34c4bee"
+    assert hashlib.sha256(blob.encode()).hexdigest() == "75a830acb6dc54bed99c623d92b8702f8c8af7761393957edf03998201a314b6"
     assert [i for i in eval_items(default_heldout_words, 200, seed=1234) if i.skill in FIRST_SKILLS] == items
 
 

@@ -35,6 +35,9 @@ def test_tiny_recipe_runs_every_stage(trained):
     assert weak and all(line in card for line in weak)
     missed = report["runs"][0]["first_prompts"]["missed"]  # and most of the first prompts
     assert missed and "first prompts" in card and all(repr(m["prompt"]) in card for m in missed)
+    chat = report["runs"][0]["readme_chat"]  # and the README conversation's wrong replies, with their requests
+    assert f"{chat['correct']} of {chat['n']} replies right" in card
+    assert all(repr(reply) in card for ok, reply in zip(chat["right"], chat["replies"]) if not ok)
     recipe = json.loads((trained / "recipe.json").read_text())
     assert recipe["name"] == "tiny"
 

@@ -163,8 +163,8 @@ async def test_shown_at_start_with_what_is_loaded_and_the_cards_prompts(tiny_tok
         assert welcome_shown(app)
         text = shown_text(app)
         config = bundled_config()
-        size = f"{parameter_count(config) / 1e6:.1f}M parameters"  # 3.7M for a model of 3,670,016
-        for fact in ("checkpoints/default", size, f"context {config.sequence_len} tokens",
+        size = f"{parameter_count(config) / 1e6:.1f}M parameters"  # 5.2M for a model of 5,242,880
+        for fact in ("checkpoints/default", size, f"context {config.sequence_len:,} tokens",
                      "weights stored as fp16, run as fp32 on cpu", "source: bundled with glasschat",
                      "F2 tokens", "F1 help", "Esc stop"):
             assert fact in text, fact

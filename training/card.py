@@ -69,6 +69,21 @@ def _first_prompt_misses(greedy: dict) -> str:
             f"{len(first['missed'])} of {first['n']}:\n\n```\n{rows}\n```")
 
 
+def _readme_chat_misses(greedy: dict) -> str:
+    """The README conversation's replies that are wrong, greedy: what a new user sees first."""
+    from training.eval_prompts import README_CHAT
+
+    chat = greedy.get("readme_chat")
+    if not chat:
+        return ""
+    wrong = [(README_CHAT[i][0], reply) for i, (ok, reply) in enumerate(zip(chat["right"], chat["replies"])) if not ok]
+    if not wrong:
+        return f"\nGreedy, every reply of the README's conversation is right ({chat['n']} of {chat['n']})."
+    rows = "\n".join(f"{request!r} -> {reply!r}" for request, reply in wrong)
+    return (f"\nThe README's conversation (replayed on the model's own replies), greedy: {chat['correct']} of "
+            f"{chat['n']} replies right. The wrong ones:\n\n```\n{rows}\n```")
+
+
 def train_command(recipe, out: str) -> str:
     """The ``glasschat train`` command that makes ``recipe``: its name plus a flag for each field
     that differs from the named recipe (only ``glasschat train``'s overrides can differ)."""
@@ -187,7 +202,7 @@ greetings, saying what it is, and politely declining anything else.
 | data | {r['sft_conversations']:,} training conversations, {r['tokenizer_conversations']:,} more for the tokenizer corpus |
 | tokenizer | our BPE trainer, vocabulary {r['vocab_size']}, nanochat split pattern |
 | pretrain | {r['pretrain_steps']} steps × {r['batch_size']} rows × {r['train_seq_len']} tokens: English + {r['spelling_documents']:,} spelling documents |
-| sft | {r['sft_steps']} steps × {r['batch_size']} rows × {r['train_seq_len']} tokens: conversations, loss only where the mask is 1, plus word questions about every alphabetic token and made-up words |
+| sft | {r['sft_steps']} steps × {r['batch_size']} rows × {r['train_seq_len']} tokens: conversations, loss only where the mask is 1, plus word questions about every alphabetic token and made-up words, and {int(r['sft_conversations'] * r['one_token_share']):,} conversations about the training words that are one token, follow-ups about them drawn often |
 | optimizer | Muon (lr {r['matrix_lr']}) for the matrices, AdamW for embedding (lr {r['embed_lr']}) and unembedding (lr {r['head_lr']}); warmup, then linear decay over the last 40% |
 
 ## Training time
@@ -223,6 +238,7 @@ Targets, greedy:
 {_weak_phrasings(greedy)}
 
 {_first_prompt_misses(greedy)}
+{_readme_chat_misses(greedy)}
 
 ## Reproduce
 
@@ -241,7 +257,8 @@ only spell words made of letters a-z (long or unusual words fail more often). Ar
 exact only because the calculator computes it; the model copies numbers. A request in a phrasing
 that training never showed can make it copy the wrong word or number, or pick the wrong operator
 (the phrasings it misreads most are listed under Evaluation). In a long conversation it
-sometimes takes a new question for a follow-up about the previous turn's word.
+sometimes takes a new question for a follow-up about the previous turn's word. A word with a
+repeated pair of letters (banana) can come out with one repeat too many.
 """
     path = checkpoint / "MODEL_CARD.md"
     atomic_write_text(path, text)

@@ -24,7 +24,7 @@ NO_PROMPTS = ("No example prompts come with this model (a checkpoint lists them 
 
 
 def size_line(info: ModelInfo) -> str:
-    """``3.7M parameters · context 512 tokens · weights stored as fp16, run as fp32 on cpu``."""
+    """``5.2M parameters · context 1,024 tokens · weights stored as fp16, run as fp32 on cpu``."""
     size = f"{info.size_label} parameters" if info.parameters else "size not given"
     parts = [size, f"context {info.sequence_len:,} tokens"]
     if info.stored_as and info.weight_format and info.stored_as != info.weight_format:
