@@ -233,8 +233,7 @@ def test_fine_tuning_adds_conversations_about_one_token_words_with_follow_ups_ab
     base = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}]}] * 1000
 
     def fine_tuning_set(share):
-        run = Run(RECIPES["tiny"].overridden(one_token_share=share, coverage_share=0.0, repeated_chunk_share=0.0),
-                  tmp_path / str(share))
+        run = Run(RECIPES["tiny"].overridden(one_token_share=share, coverage_share=0.0), tmp_path / str(share))
         write_jsonl(run.path("data", "sft_train.jsonl"), base)
         return sft_conversations(run, tok)
 
@@ -250,36 +249,3 @@ def test_fine_tuning_adds_conversations_about_one_token_words_with_follow_ups_ab
             if any(w not in user["content"] and w in earlier for w in spelled):
                 asked_again += 1  # the reply spells a one-token word that only an earlier turn named
     assert asked_again > 100  # 138 here; 66 with the practice mixture's follow-up weights
-
-
-def test_fine_tuning_adds_word_questions_about_words_with_a_repeated_chunk(tmp_path):
-    # "spell banana" came out b a n a n a n a: words with a chunk said twice in a row are a
-    # handful in the list, so the recipe adds questions about them, real and made up
-    from pathlib import Path
-
-    from tokenizer import Tokenizer
-    from training.jsonl import write_jsonl
-    from training.recipe import RECIPES
-    from training.run import Run
-    from training.stages import REPEATED_CHUNK_MADE_UP, REPEATED_CHUNK_WORDS_DRAW, draw_seed, sft_conversations
-    from training.word_pools import REPEATED_CHUNK, repeated_chunk_words, word_pools
-
-    tok = Tokenizer.load(Path(__file__).parents[1] / "checkpoints" / "default" / "tokenizer")
-    words = repeated_chunk_words(tok, 300, seed=5)
-    train, heldout, _ = word_pools(tok)
-    assert "banana" in words and "coconut" in words
-    assert len(words) == len(set(words)) == 300 + sum(bool(REPEATED_CHUNK.search(w)) for w in train)
-    assert all(REPEATED_CHUNK.search(w) for w in words)
-    assert not set(words) & set(heldout)  # "cucumber" and "remaining" stay unseen
-    assert words == repeated_chunk_words(tok, 300, seed=5) != repeated_chunk_words(tok, 300, seed=6)
-
-    base = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}]}] * 1000
-    run = Run(RECIPES["tiny"].overridden(one_token_share=0.0, coverage_share=0.0, repeated_chunk_share=0.2), tmp_path)
-    write_jsonl(run.path("data", "sft_train.jsonl"), base)
-    conversations = sft_conversations(run, tok)
-    assert len(conversations) == 1200
-    spelled = [w for c in conversations for text in _assistant_texts(c) for w in _spelled_words(text)]
-    repeated = [w for w in spelled if REPEATED_CHUNK.search(w)]
-    assert len(repeated) > 150 and len(set(repeated)) > 100  # many words, each spelled out right
-    asked = set(repeated_chunk_words(tok, REPEATED_CHUNK_MADE_UP, seed=draw_seed(run.recipe, REPEATED_CHUNK_WORDS_DRAW)))
-    assert sum(w in asked or w[::-1] in asked for w in repeated) > 0.95 * len(repeated)  # spelled, or backwards

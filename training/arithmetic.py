@@ -48,20 +48,14 @@ _COMMANDS = {
     "train": [("+", "add {a} and {b}"), ("+", "add {b} to {a}"), ("-", "subtract {b} from {a}"),
               ("-", "take {b} away from {a}"), ("*", "multiply {a} by {b}"), ("/", "divide {a} by {b}"),
               ("*", "multiply {a} and {b}"), ("+", "sum {a} and {b}"), ("*", "multiply {a} with {b}"),
-              ("+", "add together {a} and {b}"), ("*", "multiply together {a} and {b}"),
-              ("-", "deduct {b} from {a}"), ("-", "remove {b} from {a}"), ("+", "increase {a} by {b}"),
-              ("-", "decrease {a} by {b}"), ("-", "reduce {a} by {b}"), ("*", "scale {a} by {b}"),
-              ("/", "split {a} into {b} equal parts"), ("+", "add up {a} and {b}"),
-              ("*", "find the product of {a} and {b}")],
+              ("+", "add together {a} and {b}")],
     "heldout": [("-", "take {b} from {a}"), ("*", "times {a} by {b}")],
 }
 _NOUNS = {
     "train": [("+", "the sum of {a} and {b}"), ("-", "the difference between {a} and {b}"),
               ("*", "the product of {a} and {b}"), ("/", "the quotient of {a} and {b}"),
               ("/", "{a} divided into {b} parts"), ("+", "{a} and {b} added up"),
-              ("/", "the result of dividing {a} by {b}"), ("*", "{a} multiplied together with {b}"),
-              ("+", "{a} and {b} combined"), ("-", "{a} less {b}"), ("*", "{a} lots of {b}"),
-              ("*", "{a} groups of {b}"), ("/", "{a} shared between {b}"), ("+", "the total of {a} and {b}")],
+              ("/", "the result of dividing {a} by {b}"), ("*", "{a} multiplied together with {b}")],
     "heldout": [("+", "the sum you get from {a} and {b}"), ("*", "{a} and {b} multiplied")],
 }
 _NOUN_FRAMES = check_disjoint({
@@ -180,15 +174,8 @@ def problem(rng: random.Random, split: Split) -> Problem:
             return p
 
 
-# the share of problems asked in words ("multiply 12 by 30"). Training asks more of them than the
-# eval does: a tiny model copies the numbers of a worded request less reliably than of "12 * 30",
-# and an unseen wording ("times 12 by 30") is where it fails. The eval keeps its own share, so
-# its prompts stay the same.
-WORDED_SHARE = {"train": 0.3, "heldout": 0.2}
-
-
 def _verbal_or_symbolic(rng: random.Random, split: Split) -> Problem:
-    if rng.random() < WORDED_SHARE[split]:
+    if rng.random() < 0.2:
         if rng.random() < 0.5:
             op, phrase = rng.choice(_COMMANDS[split])
             core, command = phrase, True

@@ -202,7 +202,7 @@ greetings, saying what it is, and politely declining anything else.
 | data | {r['sft_conversations']:,} training conversations, {r['tokenizer_conversations']:,} more for the tokenizer corpus |
 | tokenizer | our BPE trainer, vocabulary {r['vocab_size']}, nanochat split pattern |
 | pretrain | {r['pretrain_steps']} steps × {r['batch_size']} rows × {r['train_seq_len']} tokens: English + {r['spelling_documents']:,} spelling documents |
-| sft | {r['sft_steps']} steps × {r['batch_size']} rows × {r['train_seq_len']} tokens: conversations, loss only where the mask is 1, plus word questions about every alphabetic token and made-up words, and {int(r['sft_conversations'] * r['one_token_share']):,} conversations about the training words that are one token, follow-ups about them drawn often, and {int(r['sft_conversations'] * r.get('repeated_chunk_share', 0)):,} word questions about words with a repeated chunk ("banana") |
+| sft | {r['sft_steps']} steps × {r['batch_size']} rows × {r['train_seq_len']} tokens: conversations, loss only where the mask is 1, plus word questions about every alphabetic token and made-up words, and {int(r['sft_conversations'] * r['one_token_share']):,} conversations about the training words that are one token, follow-ups about them drawn often |
 | optimizer | Muon (lr {r['matrix_lr']}) for the matrices, AdamW for embedding (lr {r['embed_lr']}) and unembedding (lr {r['head_lr']}); warmup, then linear decay over the last 40% |
 
 ## Training time

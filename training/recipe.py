@@ -33,9 +33,6 @@ class Recipe:
     # extra conversations (a share of sft_conversations) about the training words that are one
     # token (" banana"), follow-ups about them drawn often: see ``stages.sft_conversations``
     one_token_share: float = 0.06
-    # extra word questions (a share of sft_conversations) about words with a chunk said twice in
-    # a row ("banana", made-up "tatata"): see ``stages.sft_conversations``
-    repeated_chunk_share: float = 0.03
     # tokenizer
     vocab_size: int = 1024
     # model: 6 layers (the first model had 4) and a 1024-token context, so that the app, which

@@ -25,7 +25,7 @@ from glasschat.atomic import atomic_write_text
 from glasschat.errors import UserError
 from training.jsonl import read_jsonl, write_jsonl
 from training.run import LoadSampler, Run, loadavg
-from training.word_pools import one_token_words, practice_words, repeated_chunk_words, word_pools
+from training.word_pools import one_token_words, practice_words, word_pools
 
 STAGES = ("data", "tokenizer", "pretrain", "sft", "checkpoint", "eval")
 
@@ -46,11 +46,6 @@ PRACTICE_CONVERSATIONS_DRAW = 7  # sft's extra word questions about practice wor
 SFT_SHUFFLE_DRAW = 8  # the order of sft conversations before packing
 SFT_BATCHES_DRAW = 9  # the order of sft rows
 ONE_TOKEN_CONVERSATIONS_DRAW = 0  # sft's extra conversations about one-token training words
-# past 9, an offset meets the next seed's first ones (seed 0's 10 is seed 1's 0): a draw shared
-# by two different runs, never by two uses within one run
-REPEATED_CHUNK_WORDS_DRAW = 10  # the made-up words with a repeated chunk ("nanana")
-REPEATED_CHUNK_CONVERSATIONS_DRAW = 11  # sft's extra word questions about them
-REPEATED_CHUNK_MADE_UP = 1500  # made-up words with a repeated chunk, beside the list's few real ones
 EVAL_SEED_OFFSET = 1234  # the eval stage's prompts and sampling: ``recipe.seed + 1234`` (not times 10)
 
 
@@ -177,8 +172,7 @@ def _weights_from(run: Run, stage: str, model) -> None:
 def sft_conversations(run: Run, tok) -> list[dict]:
     """The fine-tuning set: the data stage's conversations plus word questions about every
     alphabetic token of the tokenizer (so no token's letters are left unlearned) and about
-    made-up words, plus conversations about the training words that are one token and word
-    questions about words with a repeated chunk, shuffled."""
+    made-up words, plus conversations about the training words that are one token, shuffled."""
     from training.conversations import ConversationSource
 
     r = run.recipe
@@ -200,13 +194,6 @@ def sft_conversations(run: Run, tok) -> list[dict]:
         follow_up_heavy = {**words_only, "multi_turn": 1.5, "chat": 1.5}
         source = ConversationSource("train", one_token, mixture=follow_up_heavy)
         extra += source.conversations(n_one_token, seed=draw_seed(r, ONE_TOKEN_CONVERSATIONS_DRAW))
-    # Words with a chunk said twice ("banana") are a handful in the list, and the model spelled
-    # banana with one "na" too many: word questions about them, real and made up.
-    n_repeated = int(len(conversations) * r.repeated_chunk_share)
-    if n_repeated:
-        repeated = repeated_chunk_words(tok, REPEATED_CHUNK_MADE_UP, seed=draw_seed(r, REPEATED_CHUNK_WORDS_DRAW))
-        source = ConversationSource("train", repeated, mixture=words_only)
-        extra += source.conversations(n_repeated, seed=draw_seed(r, REPEATED_CHUNK_CONVERSATIONS_DRAW))
     conversations = conversations + extra
     random.Random(draw_seed(r, SFT_SHUFFLE_DRAW)).shuffle(conversations)
     return conversations

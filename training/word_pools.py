@@ -38,35 +38,6 @@ def one_token_words(tokenizer) -> list[str]:
     return [w for w in word_pools(tokenizer)[0] if single_token(w)]
 
 
-REPEATED_CHUNK = re.compile(r"(..)\1|(...)\2")  # "anan" in banana, "inin" in remaining
-
-
-def repeated_chunk_words(tokenizer, n_made_up: int, seed: int) -> list[str]:
-    """The training words with a chunk of two or three letters said twice in a row (banana,
-    coconut) plus ``n_made_up`` made-up ones (``tatami``-like: a chunk repeated two to four
-    times, between real pieces). Spelling "banana" means counting the "an"s, and only a handful of
-    the list's words practise it: the model came out ``b a n a n a n a``. None is a held-out word."""
-    train, heldout, coverage = word_pools(tokenizer)
-    real = [w for w in train if REPEATED_CHUNK.search(w.lower())]
-    rng = random.Random(seed)
-    pieces = sorted({p.lower() for p in coverage if len(p) <= 4})
-    vowels, consonants = "aeiou", "bcdfghklmnprstvwz"
-    made_up: set[str] = set()
-    while len(made_up) < n_made_up:
-        if rng.random() < 0.6:  # consonant + vowel ("na"), sometimes a third letter ("bon")
-            chunk = rng.choice(consonants) + rng.choice(vowels) + (rng.choice(consonants) if rng.random() < 0.3 else "")
-        else:  # a vowel first ("an", "in", "ere")
-            chunk = rng.choice(vowels) + rng.choice(consonants) + (rng.choice(vowels) if rng.random() < 0.3 else "")
-        word = chunk * rng.choices((2, 3, 4), weights=(50, 35, 15))[0]
-        if rng.random() < 0.6:
-            word = rng.choice(pieces) + word
-        if rng.random() < 0.4:
-            word += rng.choice(pieces)
-        if 4 <= len(word) <= 14 and word not in heldout:
-            made_up.add(word)
-    return real + sorted(made_up)
-
-
 def pseudo_words(pieces: list[str], n: int, seed: int, exclude: set[str]) -> list[str]:
     """``n`` made-up words glued from alphabetic tokens (``ban`` + ``ory``), a third of them with
     a doubled letter where two pieces meet, and some strings of random letters: practice in
