@@ -55,6 +55,23 @@ def test_the_run_keeps_its_loss_curves_and_the_card_shows_them(trained):
     assert f"| sft | 6 | {last_sft:.3f} |" in card
 
 
+def test_the_same_recipe_makes_the_same_model(trained, tmp_path):
+    # the model card's reproduce command names only the recipe: run again, every stage up to the
+    # checkpoint gives the same tokenizer and the same weights (only the save's random id differs)
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    for stage in STAGES[: STAGES.index("checkpoint") + 1]:
+        assert main(["train", "--recipe", "tiny", "--out", str(tmp_path), "--stage", stage]) == 0
+    first, again = trained / "checkpoint", tmp_path / "checkpoint"
+    vocabulary = Path("tokenizer", "tokenizer.tiktoken")
+    assert (first / vocabulary).read_bytes() == (again / vocabulary).read_bytes()
+    with safe_open(first / "model.safetensors", "pt") as a, safe_open(again / "model.safetensors", "pt") as b:
+        assert sorted(a.keys()) == sorted(b.keys())
+        assert all(a.get_tensor(k).equal(b.get_tensor(k)) for k in a.keys())
+
+
 @pytest.mark.parametrize("terminal", [False, True])
 def test_training_draws_its_loss_live_only_on_a_terminal(trained, tmp_path, capsys, monkeypatch, terminal):
     import shutil
