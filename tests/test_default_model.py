@@ -58,24 +58,16 @@ def test_held_out_word_skills_stay_above_a_floor(engine):
     assert report["stop_rate"] >= 0.99
 
 
-# what each example prompt of the card must be answered with: (skill, the answer)
-CARD_ANSWERS = {
-    "What is 12 + 30?": ("arithmetic", "42"),
-    "how many r's in strawberry?": ("counting", "3"),
-    "reverse the word house": ("reversal", "esuoh"),
-}
-
-
 def test_answers_every_example_prompt_of_its_card_greedily(engine):
-    """The chat's first screen offers the card's example prompts: each must be answered right."""
+    """The chat's first screen offers the card's example prompts, first prompts the eval found
+    right: each must be answered right, as the eval scores it."""
     from model.facts import checkpoint_facts
-    from training.eval_prompts import EvalItem, score
+    from training.eval_prompts import first_prompt_items, score
 
     prompts = checkpoint_facts(CHECKPOINT).example_prompts
-    assert set(prompts) == set(CARD_ANSWERS) and len(prompts) == 3
+    items = {item.phrasing: item for item in first_prompt_items()}
+    assert len(prompts) == 3 and set(prompts) <= set(items), prompts
     for prompt in prompts:
-        skill, answer = CARD_ANSWERS[prompt]
-        conversation = {"messages": [{"role": "user", "content": prompt}]}
-        reply, stop = _ask(engine, conversation["messages"])
+        reply, stop = _ask(engine, items[prompt].conversation["messages"])
         assert stop.reason == "assistant_end", prompt
-        assert score(EvalItem(skill, skill, conversation, answer), reply), (prompt, reply)
+        assert score(items[prompt], reply), (prompt, reply)

@@ -218,6 +218,23 @@ def test_the_first_prompts_are_scored_and_the_missed_ones_shown_with_their_repli
         "first prompts answered wrong (greedy):", "  'spell banana' -> 'Letter by letter: s p a n a n a n a.'"]
 
 
+def test_the_cards_example_prompts_are_first_prompts_it_got_right_one_per_skill():
+    from training.evaluate import example_prompts
+
+    held_out = {"arithmetic": {"right": ["hey, what is 931 - 17 for me please?", "1-69 makes what?"]},
+                "spelling": {"right": ["spell quixotic"]}}
+    missed = [{"prompt": "what is 12 + 30?", "expected": "42", "reply": "The answer is 41."},
+              {"prompt": "reverse the word house", "expected": "esuoh", "reply": "esuo"}]
+    run = {"skills": held_out, "first_prompts": {"correct": 25, "n": 27, "missed": missed}}
+    # the first right prompt of each kind, in the order arithmetic, count, reverse: a missed one
+    # gives way to the next of its kind
+    assert example_prompts(run) == ["What's 15% of 80?", "how many r's in strawberry?", "reverse hello"]
+    assert example_prompts(run, count=1) == ["What's 15% of 80?"]
+    # a report from before the first prompts: the shortest held-out prompts right, a skill each
+    assert example_prompts({"skills": held_out}) == ["1-69 makes what?", "spell quixotic",
+                                                     "hey, what is 931 - 17 for me please?"]
+
+
 def test_a_long_chat_drops_its_oldest_exchanges_like_the_app(tiny_tokenizer):
     from training.evaluate import MAX_REPLY_TOKENS, fitted_prompt
 

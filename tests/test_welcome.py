@@ -22,7 +22,7 @@ from tui.widgets.messages import UserMessage
 from tui.widgets.welcome import NO_PROMPTS, ExamplePrompt, Welcome
 
 SIZE = (110, 32)
-BUNDLED_PROMPTS = ("What is 12 + 30?", "how many r's in strawberry?", "reverse the word house")
+BUNDLED_PROMPTS = ("what is 12 + 30?", "how many r's in strawberry?", "reverse the word house")
 
 
 def write_checkpoint_files(directory, card: str | None = None, **config) -> None:

@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.eval_prompts import README_CHAT, SKILLS, EvalItem, eval_items, first_prompt_items, readme_item, score
+from training.eval_prompts import (FIRST_PROMPTS, README_CHAT, SKILLS, EvalItem, eval_items, first_prompt_items,
+                                   readme_item, score)
 
 MAX_REPLY_TOKENS = 200  # the longest correct reply (reversing a 12-letter word) is about 60 tokens
 FAILURES_KEPT = 5  # per skill and temperature, to show in the report
@@ -22,6 +23,8 @@ RIGHT_KEPT = 20  # one-message prompts answered right, per skill and temperature
 # the skills whose right answers make the best example prompts, best first: each shows a skill
 # the model has (small talk only shows it can chat, and a follow-up needs the turn before it)
 EXAMPLE_SKILLS = ("arithmetic", "counting", "reversal", "spelling", "small_talk")
+# the same order for the first prompts' kinds (``FIRST_PROMPTS``), which are preferred
+EXAMPLE_KINDS = ("arithmetic", "count", "reverse", "spell", "palindrome", "letters")
 
 
 @dataclass(frozen=True)
@@ -202,17 +205,26 @@ def _evaluate_backend(engine, label: str, per_skill: int, samplings: Sequence[Sa
 
 def example_prompts(run: dict, count: int = 3) -> list[str]:
     """Up to ``count`` prompts ``run`` (one temperature) answered right, for the model card's
-    ``## Example prompts``: one per skill of ``EXAMPLE_SKILLS`` in turn, so they show different
-    skills, the shortest of each first (the plain request, without "hey, ... for me please")."""
+    ``## Example prompts`` (the chat's first screen offers them). First the first prompts it got
+    right, one per kind of ``EXAMPLE_KINDS`` in turn: what people type first, on common words, so
+    the screen shows "what is 12 + 30?" rather than a held-out phrasing about an unseen word. Then,
+    to fill up (or for a report from before the first prompts), held-out prompts answered right:
+    one per skill of ``EXAMPLE_SKILLS`` in turn, the shortest of each first (the plain request,
+    without "hey, ... for me please")."""
+    chosen: list[str] = []
+    if "first_prompts" in run:
+        missed = {m["prompt"] for m in run["first_prompts"]["missed"]}
+        for kind in EXAMPLE_KINDS:
+            right = [prompt for prompt, k, _ in FIRST_PROMPTS if k == kind and prompt not in missed]
+            if right and len(chosen) < count:
+                chosen.append(right[0])
     pools = [sorted(run["skills"][skill].get("right", []), key=len) for skill in EXAMPLE_SKILLS
              if skill in run["skills"]]
-    chosen: list[str] = []
     while len(chosen) < count and any(pools):
         for pool in pools:
             if pool and len(chosen) < count:
                 chosen.append(pool.pop(0))
     return chosen
-
 
 
 def _label(run: dict) -> str:
